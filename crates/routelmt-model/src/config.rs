@@ -1,0 +1,302 @@
+//! The Qwen3 `config.json`, deserialized with Hugging Face field names.
+//!
+//! Accepts what transformers 4.51+ and 5.x write: `torch_dtype` or `dtype`, and the RoPE theta
+//! either top-level (`rope_theta`) or nested (`rope_parameters.rope_theta`). Features the
+//! router's prefill does not implement (sliding window, RoPE scaling, biases, another
+//! architecture) are rejected once, here, with the field named.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{ModelError, Result};
+
+/// The architecture of a Qwen3 decoder, as far as prefill needs it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Qwen3Config {
+    /// Token vocabulary size (rows of the embedding table).
+    pub vocab_size: usize,
+    /// Model width.
+    pub hidden_size: usize,
+    /// Width of the MLP.
+    pub intermediate_size: usize,
+    /// Number of decoder blocks.
+    pub num_hidden_layers: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads (GQA when fewer than query heads).
+    pub num_key_value_heads: usize,
+    /// Per-head width. Qwen3 sets it explicitly and it need not be hidden/heads.
+    pub head_dim: usize,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f64,
+    /// RoPE base, resolved from `rope_theta` or `rope_parameters.rope_theta`.
+    #[serde(default)]
+    pub rope_theta: Option<f64>,
+    /// Whether `lm_head` shares the embedding (irrelevant to prefill; reported by `info`).
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    /// On-disk dtype as declared by the config (`dtype` in transformers 5, `torch_dtype` before).
+    #[serde(default, alias = "torch_dtype")]
+    pub dtype: Option<String>,
+    /// Longest position the model was trained for (informational).
+    #[serde(default)]
+    pub max_position_embeddings: Option<usize>,
+}
+
+/// Fields that exist in the wild but change the math; each must be absent or neutral.
+const MODEL_TYPES: &[&str] = &["qwen3"];
+
+impl Qwen3Config {
+    /// Parses and validates a `config.json`. `file` names the source in error messages.
+    pub fn from_json(bytes: &[u8], file: &str) -> Result<Self> {
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| ModelError::config(file, format!("not valid JSON: {e}")))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| ModelError::config(file, "expected a JSON object at the top level"))?;
+        let err = |m: String| ModelError::config(file, m);
+
+        match obj.get("model_type").and_then(Value::as_str) {
+            Some(t) if MODEL_TYPES.contains(&t) => {}
+            Some(t) => {
+                return Err(err(format!(
+                    "field 'model_type' is '{t}'; only 'qwen3' (Qwen3 / LMT-60) is supported"
+                )));
+            }
+            None => return Err(err("field 'model_type' is missing".into())),
+        }
+        if let Some(act) = obj.get("hidden_act").and_then(Value::as_str)
+            && act != "silu"
+        {
+            return Err(err(format!("field 'hidden_act' is '{act}'; only 'silu' is supported")));
+        }
+        if obj.get("use_sliding_window").and_then(Value::as_bool) == Some(true) {
+            return Err(err(
+                "field 'use_sliding_window' is true; sliding-window attention is not supported"
+                    .into(),
+            ));
+        }
+        if let Some(types) = obj.get("layer_types").and_then(Value::as_array)
+            && let Some(bad) = types.iter().find(|t| t.as_str() != Some("full_attention"))
+        {
+            return Err(err(format!(
+                "field 'layer_types' contains {bad}; only 'full_attention' layers are supported"
+            )));
+        }
+        if obj.get("attention_bias").and_then(Value::as_bool) == Some(true) {
+            return Err(err(
+                "field 'attention_bias' is true; biased projections are not supported".into(),
+            ));
+        }
+        check_rope_scaling(obj.get("rope_scaling"), "rope_scaling").map_err(err)?;
+
+        let mut config: Qwen3Config = serde_json::from_value(value.clone())
+            .map_err(|e| err(format!("missing or mistyped field: {e}")))?;
+
+        // transformers 5 nests RoPE settings under `rope_parameters`.
+        if let Some(params) = obj.get("rope_parameters").filter(|v| !v.is_null()) {
+            check_rope_scaling(Some(params), "rope_parameters").map_err(err)?;
+            if let Some(theta) = params.get("rope_theta").and_then(Value::as_f64) {
+                config.rope_theta = Some(theta);
+            }
+        }
+        if config.rope_theta.is_none() {
+            return Err(err(
+                "field 'rope_theta' is missing (looked top-level and under 'rope_parameters')"
+                    .into(),
+            ));
+        }
+        config.validate().map_err(err)?;
+        Ok(config)
+    }
+
+    /// RoPE base.
+    pub fn theta(&self) -> f64 {
+        self.rope_theta.unwrap_or(1_000_000.0)
+    }
+
+    /// Query heads per key/value head.
+    pub fn group_size(&self) -> usize {
+        self.num_attention_heads / self.num_key_value_heads
+    }
+
+    /// Parameters excluding the embedding table (and any `lm_head`).
+    pub fn non_embedding_params(&self) -> usize {
+        let (h, d, i) = (self.hidden_size, self.head_dim, self.intermediate_size);
+        let (nq, nkv) = (self.num_attention_heads, self.num_key_value_heads);
+        let attn = h * nq * d + 2 * h * nkv * d + nq * d * h + 2 * d;
+        let mlp = 3 * h * i;
+        self.num_hidden_layers * (attn + mlp + 2 * h) + h
+    }
+
+    /// Parameters of the embedding table.
+    pub fn embedding_params(&self) -> usize {
+        self.vocab_size * self.hidden_size
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        let positive = [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.num_key_value_heads),
+            ("head_dim", self.head_dim),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("field '{name}' must be positive"));
+        }
+        if self.num_attention_heads % self.num_key_value_heads != 0 {
+            return Err(format!(
+                "field 'num_attention_heads' ({}) must be a multiple of 'num_key_value_heads' ({})",
+                self.num_attention_heads, self.num_key_value_heads
+            ));
+        }
+        if self.head_dim % 2 != 0 {
+            return Err(format!("field 'head_dim' ({}) must be even for RoPE", self.head_dim));
+        }
+        if !(self.rms_norm_eps > 0.0 && self.rms_norm_eps.is_finite()) {
+            return Err(format!("field 'rms_norm_eps' ({}) must be positive", self.rms_norm_eps));
+        }
+        if !self.theta().is_finite() || self.theta() <= 1.0 {
+            return Err(format!("field 'rope_theta' ({}) must be > 1", self.theta()));
+        }
+        Ok(())
+    }
+
+    /// The Qwen3-0.6B / LMT-60-0.6B architecture (REFERENCE §2), for benchmarks with random
+    /// weights.
+    pub fn qwen3_0_6b() -> Self {
+        Self {
+            vocab_size: 151_936,
+            hidden_size: 1024,
+            intermediate_size: 3072,
+            num_hidden_layers: 28,
+            num_attention_heads: 16,
+            num_key_value_heads: 8,
+            head_dim: 128,
+            rms_norm_eps: 1e-6,
+            rope_theta: Some(1_000_000.0),
+            tie_word_embeddings: true,
+            dtype: Some("bfloat16".into()),
+            max_position_embeddings: Some(32_768),
+        }
+    }
+
+    /// A stable identity of the architecture and its numbers, used to tie a router folder to the
+    /// base model it was trained on (FNV-1a over the canonical JSON of this struct).
+    pub fn fingerprint(&self) -> String {
+        let canonical = format!(
+            "qwen3;v{};h{};i{};l{};q{};kv{};d{};eps{:e};theta{:e}",
+            self.vocab_size,
+            self.hidden_size,
+            self.intermediate_size,
+            self.num_hidden_layers,
+            self.num_attention_heads,
+            self.num_key_value_heads,
+            self.head_dim,
+            self.rms_norm_eps,
+            self.theta()
+        );
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in canonical.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+}
+
+/// `rope_scaling` (or a nested `rope_parameters`) may only be absent, null or the default type.
+fn check_rope_scaling(v: Option<&Value>, field: &str) -> std::result::Result<(), String> {
+    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(()) };
+    let kind = v.get("rope_type").or_else(|| v.get("type")).and_then(Value::as_str);
+    match kind {
+        None | Some("default") => Ok(()),
+        Some(other) => Err(format!(
+            "field '{field}' asks for RoPE scaling type '{other}'; only the default RoPE is supported"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> serde_json::Map<String, Value> {
+        serde_json::from_str(
+            r#"{"model_type":"qwen3","vocab_size":512,"hidden_size":64,"intermediate_size":96,
+            "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"head_dim":32,
+            "rms_norm_eps":1e-6,"rope_theta":1000000.0,"torch_dtype":"float32"}"#,
+        )
+        .unwrap()
+    }
+
+    fn parse(m: &serde_json::Map<String, Value>) -> Result<Qwen3Config> {
+        Qwen3Config::from_json(serde_json::to_string(m).unwrap().as_bytes(), "config.json")
+    }
+
+    #[test]
+    fn both_dtype_spellings_and_nested_rope() {
+        let c = parse(&base()).unwrap();
+        assert_eq!(c.dtype.as_deref(), Some("float32"));
+        let mut m = base();
+        m.remove("torch_dtype");
+        m.remove("rope_theta");
+        m.insert("dtype".into(), "bfloat16".into());
+        m.insert(
+            "rope_parameters".into(),
+            serde_json::json!({"rope_type": "default", "rope_theta": 10000.0}),
+        );
+        let c = parse(&m).unwrap();
+        assert_eq!(c.dtype.as_deref(), Some("bfloat16"));
+        assert_eq!(c.theta(), 10000.0);
+    }
+
+    #[test]
+    fn unsupported_features_name_the_field() {
+        let cases: Vec<(&str, Value, &str)> = vec![
+            ("use_sliding_window", Value::Bool(true), "use_sliding_window"),
+            (
+                "rope_scaling",
+                serde_json::json!({"rope_type": "yarn", "factor": 4.0}),
+                "rope_scaling",
+            ),
+            ("model_type", "llama".into(), "model_type"),
+            ("attention_bias", Value::Bool(true), "attention_bias"),
+            (
+                "layer_types",
+                serde_json::json!(["full_attention", "sliding_attention"]),
+                "layer_types",
+            ),
+        ];
+        for (k, v, needle) in cases {
+            let mut m = base();
+            m.insert(k.into(), v);
+            let e = parse(&m).unwrap_err().to_string();
+            assert!(e.starts_with("config.json: ") && e.contains(needle), "{k}: {e}");
+        }
+        let mut m = base();
+        m.remove("head_dim");
+        let e = parse(&m).unwrap_err().to_string();
+        assert!(e.contains("head_dim"), "{e}");
+        let mut m = base();
+        m.insert("num_key_value_heads".into(), 3.into());
+        assert!(parse(&m).unwrap_err().to_string().contains("num_key_value_heads"));
+        assert!(
+            Qwen3Config::from_json(b"{not json", "x/config.json")
+                .unwrap_err()
+                .to_string()
+                .starts_with("x/config.json: not valid JSON")
+        );
+    }
+
+    #[test]
+    fn qwen3_0_6b_counts_match_the_reference() {
+        let c = Qwen3Config::qwen3_0_6b();
+        // REFERENCE §2: 440M non-embedding parameters.
+        let n = c.non_embedding_params() as f64 / 1e6;
+        assert!((n - 440.0).abs() < 1.0, "{n}");
+    }
+}

@@ -1,0 +1,63 @@
+//! Errors of the model crate, grouped by failure domain. Every message names the file, tensor
+//! or field at fault so a user can fix the input without reading code.
+
+use thiserror::Error;
+
+/// Everything that can go wrong between a Hugging Face folder and a hidden state.
+#[derive(Debug, Error)]
+pub enum ModelError {
+    /// `config.json` is unreadable, malformed, or describes something we do not support.
+    #[error("{file}: {message}")]
+    Config {
+        /// The config file (or a description of the bytes' origin).
+        file: String,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+    /// A weight file is missing, truncated, corrupt, or a tensor in it is wrong.
+    #[error("{file}: {message}")]
+    Weights {
+        /// The safetensors file (or index) at fault.
+        file: String,
+        /// What is wrong, naming the tensor.
+        message: String,
+    },
+    /// The tokenizer could not be loaded or failed on an input.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// A language code outside the 60 LMT-60 languages.
+    #[error("unknown language code '{code}'; supported codes: {supported}")]
+    UnknownLanguage {
+        /// The code given.
+        code: String,
+        /// All supported codes, comma-separated.
+        supported: String,
+    },
+    /// An input the model cannot run (empty sequence, id out of range, too long for the device).
+    #[error("{0}")]
+    Input(String),
+    /// The compute device failed or could not be created.
+    #[error("device: {0}")]
+    Device(String),
+    /// An I/O error with the path it concerns (native front doors only).
+    #[error("{path}: {source}")]
+    Io {
+        /// The path being read.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+impl ModelError {
+    pub(crate) fn config(file: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Config { file: file.into(), message: message.into() }
+    }
+
+    pub(crate) fn weights(file: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Weights { file: file.into(), message: message.into() }
+    }
+}
+
+/// Result with [`ModelError`].
+pub type Result<T> = std::result::Result<T, ModelError>;

@@ -1,0 +1,102 @@
+//! Native front door to a Hugging Face model folder: `config.json`, `model.safetensors` or a
+//! sharded `model.safetensors.index.json`, and `tokenizer.json`. Weight files are memory-mapped.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use memmap2::Mmap;
+
+use crate::config::Qwen3Config;
+use crate::error::{ModelError, Result};
+use crate::loader::{LoadReport, Shard, load_model};
+use crate::model::Qwen3Model;
+use crate::tokenizer::Tokenizer;
+
+fn io(path: &Path, source: std::io::Error) -> ModelError {
+    ModelError::Io { path: path.display().to_string(), source }
+}
+
+/// Reads and validates `DIR/config.json`.
+pub fn read_config(dir: &Path) -> Result<Qwen3Config> {
+    let path = dir.join("config.json");
+    let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
+    Qwen3Config::from_json(&bytes, &path.display().to_string())
+}
+
+/// Loads `tokenizer.json` from `path` (a file, or a folder holding one).
+pub fn read_tokenizer(path: &Path) -> Result<Tokenizer> {
+    let file = if path.is_dir() { path.join("tokenizer.json") } else { path.to_path_buf() };
+    let bytes = std::fs::read(&file).map_err(|e| io(&file, e))?;
+    Tokenizer::from_bytes(&bytes, &file.display().to_string())
+}
+
+/// The safetensors files of a folder, in load order.
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    if !index.is_file() {
+        return Err(ModelError::weights(
+            dir.display().to_string(),
+            "no model.safetensors or model.safetensors.index.json in this folder",
+        ));
+    }
+    let bytes = std::fs::read(&index).map_err(|e| io(&index, e))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        ModelError::weights(index.display().to_string(), format!("not valid JSON: {e}"))
+    })?;
+    let map = value.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
+        ModelError::weights(index.display().to_string(), "missing object 'weight_map'")
+    })?;
+    let mut files = BTreeSet::new();
+    for (tensor, file) in map {
+        let file = file.as_str().ok_or_else(|| {
+            ModelError::weights(
+                index.display().to_string(),
+                format!("weight_map['{tensor}'] is not a file name"),
+            )
+        })?;
+        // Shard names are plain file names inside the folder; never follow paths out of it.
+        if file.contains('/') || file.contains('\\') || file.starts_with('.') {
+            return Err(ModelError::weights(
+                index.display().to_string(),
+                format!("weight_map['{tensor}'] = '{file}' is not a plain file name"),
+            ));
+        }
+        files.insert(file.to_string());
+    }
+    let paths: Vec<PathBuf> = files.into_iter().map(|f| dir.join(f)).collect();
+    if let Some(missing) = paths.iter().find(|p| !p.is_file()) {
+        return Err(ModelError::weights(
+            index.display().to_string(),
+            format!("shard {} listed in the index does not exist", missing.display()),
+        ));
+    }
+    Ok(paths)
+}
+
+/// Memory-maps a file read-only.
+pub fn map_file(path: &Path) -> Result<Mmap> {
+    let file = File::open(path).map_err(|e| io(path, e))?;
+    // SAFETY: the map is read-only and private to this process; a checkpoint modified on disk
+    // while mapped is outside what we support (as in every mmap-based loader).
+    #[allow(unsafe_code)]
+    unsafe { Mmap::map(&file) }.map_err(|e| io(path, e))
+}
+
+/// Loads config and weights of a folder onto `device`.
+pub fn load_folder(dir: &Path, device: &Device) -> Result<(Qwen3Model, LoadReport)> {
+    let config = read_config(dir)?;
+    let files = weight_files(dir)?;
+    let maps = files.iter().map(|p| map_file(p)).collect::<Result<Vec<_>>>()?;
+    let shards: Vec<Shard<'_>> = files
+        .iter()
+        .zip(&maps)
+        .map(|(p, m)| Shard { name: p.display().to_string(), bytes: &m[..] })
+        .collect();
+    load_model(&config, &shards, device)
+}

