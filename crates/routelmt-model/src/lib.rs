@@ -8,19 +8,23 @@ pub mod config;
 pub mod device;
 pub mod embedding;
 pub mod error;
+pub mod head;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod hf;
 pub mod loader;
 pub mod model;
 pub mod norm;
+pub mod peft;
 pub mod prompt;
 pub mod rope;
 pub mod tokenizer;
 
 pub use config::Qwen3Config;
 pub use error::{ModelError, Result};
+pub use head::{HeadKind, RouterHead};
 pub use loader::{LoadReport, Shard, load_model};
-pub use model::{MAX_BUFFER_BYTES, Qwen3Decoder, Qwen3Model};
+pub use model::{MAX_BUFFER_BYTES, Qwen3Decoder, Qwen3Model, check_batch};
+pub use peft::PeftAdapter;
 pub use prompt::PromptStyle;
 pub use tokenizer::Tokenizer;
 #[cfg(test)]

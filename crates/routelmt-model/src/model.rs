@@ -33,6 +33,88 @@ pub struct Qwen3Decoder {
     pub norm: RmsNorm,
 }
 
+impl Qwen3Decoder {
+    /// Last-real-token hidden states at `layer`, on `device` (autodiff-aware when the device
+    /// is). Inputs must be valid (see [`check_batch`]); chunking is the caller's job.
+    ///
+    /// # Shapes
+    /// - batch: `B` token sequences of lengths ≥ 1 (right-padded internally to `T`)
+    /// - output: `[B, hidden]`
+    pub fn forward_last(
+        &self,
+        config: &Qwen3Config,
+        embed: &HostEmbedding,
+        batch: &[Vec<u32>],
+        layer: usize,
+        device: &Device,
+    ) -> Tensor<2> {
+        let (b, h) = (batch.len(), config.hidden_size);
+        let t = batch.iter().map(Vec::len).max().unwrap_or(0);
+
+        // 1. Gather embedding rows on the host: [B, T, H], padding rows left at zero.
+        let mut host = vec![0f32; b * t * h];
+        for (row, ids) in batch.iter().enumerate() {
+            for (pos, &id) in ids.iter().enumerate() {
+                let at = (row * t + pos) * h;
+                embed.gather_row(id, &mut host[at..at + h]);
+            }
+        }
+        let mut x: Tensor<3> = Tensor::from_data(TensorData::new(host, [b, t, h]), device);
+
+        // 2. Blocks 1..=min(layer, L).
+        let n_blocks = layer.min(config.num_hidden_layers);
+        if n_blocks > 0 {
+            let rope = Rope::new(t, config.head_dim, config.theta(), device);
+            let bias = causal_bias(config.group_size(), t, device);
+            for block in &self.layers[..n_blocks] {
+                x = block.forward(x, &rope, &bias);
+            }
+        }
+
+        // 3. Pick each row's last real token: [B, T, H] -> [B*T, H] -> [B, H].
+        let idx: Vec<i64> =
+            batch.iter().enumerate().map(|(row, ids)| (row * t + ids.len() - 1) as i64).collect();
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [b]), device);
+        let last = x.reshape([b * t, h]).select(0, idx);
+
+        // 4. transformers applies the final norm to the last entry of `hidden_states` only.
+        if layer == config.num_hidden_layers { self.norm.forward(last) } else { last }
+    }
+}
+
+/// `[g*T, T]` additive causal bias for the grouped-query layout (row r is position r % T).
+fn causal_bias(g: usize, t: usize, device: &Device) -> Tensor<2> {
+    let mut bias = vec![0f32; g * t * t];
+    for r in 0..g * t {
+        let i = r % t;
+        bias[r * t + i + 1..(r + 1) * t].fill(MASKED);
+    }
+    Tensor::from_data(TensorData::new(bias, [g * t, t]), device)
+}
+
+/// Checks a layer index against transformers' `hidden_states` range and every sequence
+/// against the vocabulary (non-empty, ids below `vocab_size`).
+pub fn check_batch(config: &Qwen3Config, batch: &[Vec<u32>], layer: usize) -> Result<()> {
+    let n = config.num_hidden_layers;
+    if layer > n {
+        return Err(ModelError::Input(format!(
+            "layer {layer} out of range: hidden_states indices are 0 (embeddings) to {n} (final)"
+        )));
+    }
+    for (row, ids) in batch.iter().enumerate() {
+        if ids.is_empty() {
+            return Err(ModelError::Input(format!("row {row}: empty token sequence")));
+        }
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= config.vocab_size) {
+            return Err(ModelError::Input(format!(
+                "row {row}: token id {bad} out of range for vocab_size {}",
+                config.vocab_size
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A loaded Qwen3 model: host embedding + device decoder.
 #[derive(Debug)]
 pub struct Qwen3Model {
@@ -111,17 +193,6 @@ impl Qwen3Model {
         Self::from_parts(config, embed, decoder, device.clone())
     }
 
-    /// Checks a layer index against transformers' `hidden_states` range.
-    pub fn check_layer(&self, layer: usize) -> Result<()> {
-        let n = self.config.num_hidden_layers;
-        if layer > n {
-            return Err(ModelError::Input(format!(
-                "layer {layer} out of range: hidden_states indices are 0 (embeddings) to {n} (final)"
-            )));
-        }
-        Ok(())
-    }
-
     /// Bytes of the largest device buffer a chunk of `rows` sequences padded to `seq` creates.
     pub fn peak_buffer_bytes(&self, rows: usize, seq: usize) -> usize {
         let c = &self.config;
@@ -169,21 +240,6 @@ impl Qwen3Model {
         Ok(chunks)
     }
 
-    fn check_ids(&self, batch: &[Vec<u32>]) -> Result<()> {
-        for (row, ids) in batch.iter().enumerate() {
-            if ids.is_empty() {
-                return Err(ModelError::Input(format!("row {row}: empty token sequence")));
-            }
-            if let Some(bad) = ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
-                return Err(ModelError::Input(format!(
-                    "row {row}: token id {bad} out of range for vocab_size {}",
-                    self.config.vocab_size
-                )));
-            }
-        }
-        Ok(())
-    }
-
     /// Last-real-token hidden states of one chunk, left on the device. The chunk must fit
     /// [`MAX_BUFFER_BYTES`] (see [`Self::plan_chunks`]).
     ///
@@ -191,9 +247,8 @@ impl Qwen3Model {
     /// - batch: `B` token sequences of any lengths ≥ 1 (right-padded internally)
     /// - output: `[B, hidden]`
     pub fn last_hidden_chunk(&self, batch: &[Vec<u32>], layer: usize) -> Result<Tensor<2>> {
-        self.check_layer(layer)?;
-        self.check_ids(batch)?;
-        let (b, h) = (batch.len(), self.config.hidden_size);
+        check_batch(&self.config, batch, layer)?;
+        let b = batch.len();
         let t = batch.iter().map(Vec::len).max().unwrap_or(0);
         if b == 0 {
             return Err(ModelError::Input("empty batch".into()));
@@ -205,49 +260,7 @@ impl Qwen3Model {
             )));
         }
 
-        // 1. Gather embedding rows on the host: [B, T, H], padding rows left at zero.
-        let mut host = vec![0f32; b * t * h];
-        for (row, ids) in batch.iter().enumerate() {
-            for (pos, &id) in ids.iter().enumerate() {
-                let at = (row * t + pos) * h;
-                self.embed_tokens.gather_row(id, &mut host[at..at + h]);
-            }
-        }
-        let mut x: Tensor<3> = Tensor::from_data(TensorData::new(host, [b, t, h]), &self.device);
-
-        // 2. Blocks 1..=min(layer, L).
-        let n_blocks = layer.min(self.config.num_hidden_layers);
-        if n_blocks > 0 {
-            let rope = Rope::new(t, self.config.head_dim, self.config.theta(), &self.device);
-            let bias = self.causal_bias(t);
-            for block in &self.decoder.layers[..n_blocks] {
-                x = block.forward(x, &rope, &bias);
-            }
-        }
-
-        // 3. Pick each row's last real token: [B, T, H] -> [B*T, H] -> [B, H].
-        let idx: Vec<i64> =
-            batch.iter().enumerate().map(|(row, ids)| (row * t + ids.len() - 1) as i64).collect();
-        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [b]), &self.device);
-        let last = x.reshape([b * t, h]).select(0, idx);
-
-        // 4. transformers applies the final norm to the last entry of `hidden_states` only.
-        Ok(if layer == self.config.num_hidden_layers {
-            self.decoder.norm.forward(last)
-        } else {
-            last
-        })
-    }
-
-    /// `[g*T, T]` additive causal bias for the grouped-query layout (row r is position r % T).
-    fn causal_bias(&self, t: usize) -> Tensor<2> {
-        let g = self.config.group_size();
-        let mut bias = vec![0f32; g * t * t];
-        for r in 0..g * t {
-            let i = r % t;
-            bias[r * t + i + 1..(r + 1) * t].fill(MASKED);
-        }
-        Tensor::from_data(TensorData::new(bias, [g * t, t]), &self.device)
+        Ok(self.decoder.forward_last(&self.config, &self.embed_tokens, batch, layer, &self.device))
     }
 
     /// Last-real-token hidden states for any number of sequences, read back to the host in
@@ -260,7 +273,7 @@ impl Qwen3Model {
         layer: usize,
         max_rows: usize,
     ) -> Result<Vec<Vec<f32>>> {
-        self.check_layer(layer)?;
+        check_batch(&self.config, &[], layer)?;
         let lens: Vec<usize> = batch.iter().map(Vec::len).collect();
         let mut out = Vec::with_capacity(batch.len());
         for chunk in self.plan_chunks(&lens, max_rows)? {

@@ -359,3 +359,97 @@ fn sharded_folder_errors_name_the_shard() {
     assert!(e.contains("model.safetensors.index.json") && e.contains("does not exist"), "{e}");
     assert!(e.contains(shard.file_name().unwrap().to_str().unwrap()), "{e}");
 }
+
+// ---- PEFT adapters: read what PEFT wrote, match transformers+PEFT, round-trip our export. ----
+
+fn lora_fixture(base: &crate::Qwen3Config) -> crate::PeftAdapter {
+    let dir = fixtures().join("models/tiny-gqa-lora");
+    let c = std::fs::read(dir.join("adapter_config.json")).unwrap();
+    let w = std::fs::read(dir.join("adapter_model.safetensors")).unwrap();
+    crate::PeftAdapter::from_peft(&c, "adapter_config.json", &w, "adapter_model.safetensors", base)
+        .unwrap()
+}
+
+#[test]
+fn peft_adapter_matches_transformers_peft_merged_and_unmerged() {
+    let dir = fixtures().join("models/tiny-gqa-lora");
+    let g = golden(&dir);
+    for choice in [DeviceChoice::Cpu, DeviceChoice::Gpu] {
+        let dev = select(choice).unwrap();
+        let device = &dev.device;
+        let (base, _) = hf::load_folder(&fixtures().join("models/tiny-gqa"), device).unwrap();
+        let adapter = lora_fixture(&base.config);
+        assert_eq!((adapter.rank, adapter.scale, adapter.factors.len()), (8, 4.0, 3 * 7));
+        let Qwen3Model { config, embed_tokens, decoder, .. } = base;
+        let unmerged = Qwen3Model::from_parts(
+            config.clone(),
+            embed_tokens.clone(),
+            adapter.attach(decoder.clone(), device),
+            device.clone(),
+        );
+        let merged = Qwen3Model::from_parts(
+            config,
+            embed_tokens,
+            adapter.merge_into(decoder, device),
+            device.clone(),
+        );
+        let mut worst = (0f32, 0f32, 0f32);
+        for case in &g.cases {
+            for (layer, want) in &case.hidden {
+                let layer: usize = layer.parse().unwrap();
+                let ids = std::slice::from_ref(&case.input_ids);
+                let u = unmerged.last_hidden(ids, layer, 1).unwrap();
+                let m = merged.last_hidden(ids, layer, 1).unwrap();
+                let (du, dm, dd) = (
+                    max_abs_diff(&u[0], want),
+                    max_abs_diff(&m[0], want),
+                    max_abs_diff(&u[0], &m[0]),
+                );
+                assert!(
+                    du <= PARITY_TOL && dm <= PARITY_TOL,
+                    "{}: layer {layer}: {du:e} {dm:e}",
+                    dev.description
+                );
+                assert!(dd <= 1e-5, "merged vs unmerged {dd:e}");
+                worst = (worst.0.max(du), worst.1.max(dm), worst.2.max(dd));
+            }
+        }
+        println!(
+            "{}: LoRA vs transformers+PEFT: unmerged {:e}, merged {:e}; merged vs unmerged {:e}",
+            dev.description, worst.0, worst.1, worst.2
+        );
+    }
+}
+
+#[test]
+fn peft_export_round_trips_and_bad_adapters_are_named() {
+    let (base, _) = hf::load_folder(&fixtures().join("models/tiny-gqa"), &Device::flex()).unwrap();
+    let adapter = lora_fixture(&base.config);
+    let (c, w) = adapter.to_peft("tiny-gqa").unwrap();
+    let back = crate::PeftAdapter::from_peft(&c, "c", &w, "w", &base.config).unwrap();
+    assert_eq!(back.factors.len(), adapter.factors.len());
+    for (k, f) in &adapter.factors {
+        assert_eq!(back.factors[k].a, f.a, "{k}");
+        assert_eq!(back.factors[k].b, f.b, "{k}");
+    }
+    // The same adapter against another base model (tiny-sharded: hidden 48) is refused.
+    let other = hf::read_config(&fixtures().join("models/tiny-sharded")).unwrap();
+    let e = crate::PeftAdapter::from_peft(&c, "c", &w, "adapter_model.safetensors", &other)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("adapter_model.safetensors: tensor 'base_model.model.model.layers."),
+        "{e}"
+    );
+    assert!(e.contains("expected") && e.contains("for this base model"), "{e}");
+    let e = crate::PeftAdapter::from_peft(
+        b"{\"peft_type\": \"IA3\"}",
+        "adapter_config.json",
+        &w,
+        "w",
+        &base.config,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("adapter_config.json: field 'peft_type'"), "{e}");
+}

@@ -1,0 +1,163 @@
+//! Router heads on the last-prompt-token state (RouteLMT §3): a linear layer with bias that
+//! predicts the gain `q_large − q_small` (`gain`), the small model's quality (`quality`,
+//! RouteLMT-Q: route the lowest first), or both (two outputs: gain, quality).
+//!
+//! Stored as safetensors in the PyTorch layout: `head.weight` `[outputs, hidden]`,
+//! `head.bias` `[outputs]`.
+
+use std::collections::HashMap;
+
+use burn::module::{Module, Param};
+use burn::nn::Linear;
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+
+/// What the head predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadKind {
+    /// `score_large − score_small` (RouteLMT). Route the highest first.
+    Gain,
+    /// `score_small` (RouteLMT-Q). Route the lowest first.
+    Quality,
+    /// Both: output 0 is the gain, output 1 the small model's quality.
+    Both,
+}
+
+impl HeadKind {
+    /// Number of outputs.
+    pub fn outputs(self) -> usize {
+        match self {
+            Self::Both => 2,
+            _ => 1,
+        }
+    }
+}
+
+impl std::str::FromStr for HeadKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "gain" => Ok(Self::Gain),
+            "quality" => Ok(Self::Quality),
+            "both" => Ok(Self::Both),
+            o => Err(format!("unknown head '{o}' (expected gain, quality or both)")),
+        }
+    }
+}
+
+/// A linear head `[hidden] -> [outputs]`.
+#[derive(Module, Debug)]
+pub struct RouterHead {
+    /// burn layout `[hidden, outputs]` plus bias.
+    pub linear: Linear,
+}
+
+impl RouterHead {
+    /// A fresh head: small random weights, zero bias.
+    pub fn init(hidden: usize, kind: HeadKind, device: &Device) -> Self {
+        let w = Tensor::random([hidden, kind.outputs()], Distribution::Normal(0.0, 0.01), device);
+        let b = Tensor::zeros([kind.outputs()], device);
+        Self { linear: Linear { weight: Param::from_tensor(w), bias: Some(Param::from_tensor(b)) } }
+    }
+
+    /// # Shapes
+    /// - x: `[batch, hidden]` -> `[batch, outputs]`
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.linear.forward(x)
+    }
+
+    /// Serializes to safetensors (`head.weight` `[outputs, hidden]`, `head.bias`).
+    pub fn to_safetensors(&self) -> Result<Vec<u8>> {
+        let w = self.linear.weight.val();
+        let [hidden, outputs] = w.dims();
+        let w: Vec<f32> = read(w)?;
+        let mut wt = vec![0f32; w.len()];
+        for i in 0..hidden {
+            for o in 0..outputs {
+                wt[o * hidden + i] = w[i * outputs + o];
+            }
+        }
+        let b: Vec<f32> = match &self.linear.bias {
+            Some(b) => read(b.val())?,
+            None => vec![0.0; outputs],
+        };
+        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let (wb, bb) = (bytes(&wt), bytes(&b));
+        let views = vec![
+            (
+                "head.weight",
+                safetensors::tensor::TensorView::new(Dtype::F32, vec![outputs, hidden], &wb)
+                    .map_err(st_err)?,
+            ),
+            (
+                "head.bias",
+                safetensors::tensor::TensorView::new(Dtype::F32, vec![outputs], &bb)
+                    .map_err(st_err)?,
+            ),
+        ];
+        safetensors::serialize(views, None::<HashMap<String, String>>).map_err(st_err)
+    }
+
+    /// Reads a head written by [`Self::to_safetensors`], checking its shape.
+    pub fn from_safetensors(
+        bytes: &[u8],
+        file: &str,
+        hidden: usize,
+        kind: HeadKind,
+        device: &Device,
+    ) -> Result<Self> {
+        let st = SafeTensors::deserialize(bytes)
+            .map_err(|e| ModelError::weights(file, format!("not a valid safetensors file: {e}")))?;
+        let outputs = kind.outputs();
+        let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+            let t = st
+                .tensor(name)
+                .map_err(|_| ModelError::weights(file, format!("missing tensor '{name}'")))?;
+            if t.shape() != shape || t.dtype() != Dtype::F32 {
+                return Err(ModelError::weights(
+                    file,
+                    format!(
+                        "tensor '{name}' is {:?} {:?}, expected F32 {shape:?}",
+                        t.dtype(),
+                        t.shape()
+                    ),
+                ));
+            }
+            Ok(t.data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect())
+        };
+        let w = get("head.weight", &[outputs, hidden])?;
+        let b = get("head.bias", &[outputs])?;
+        let mut wt = vec![0f32; w.len()];
+        for o in 0..outputs {
+            for i in 0..hidden {
+                wt[i * outputs + o] = w[o * hidden + i];
+            }
+        }
+        let w = Tensor::from_data(TensorData::new(wt, [hidden, outputs]), device);
+        let b = Tensor::from_data(TensorData::new(b, [outputs]), device);
+        Ok(Self {
+            linear: Linear { weight: Param::from_tensor(w), bias: Some(Param::from_tensor(b)) },
+        })
+    }
+}
+
+fn st_err(e: safetensors::SafeTensorError) -> ModelError {
+    ModelError::weights("safetensors", e.to_string())
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data().try_to_vec().map_err(|e| ModelError::Device(format!("read-back failed: {e:?}")))
+}
+
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn read<const D: usize>(_t: Tensor<D>) -> Result<Vec<f32>> {
+    Err(ModelError::Device("synchronous read-back is unavailable in the browser".into()))
+}

@@ -1,0 +1,405 @@
+//! LoRA adapters in PEFT's format, so adapters move between this project and Python.
+//!
+//! PEFT stores `base_model.model.model.layers.N.<module>.lora_A.weight` `[r, in]` and
+//! `lora_B.weight` `[out, r]`; the update of the HF weight `[out, in]` is
+//! `scale · B·A` with `scale = lora_alpha / r` (rsLoRA: `alpha / √r`). burn keeps Linear
+//! weights as `[in, out]` and its `LoraAdapter` as `a [in, r]`, `b [r, out]` with
+//! `W + scale · a·b`, so `a = Aᵀ` and `b = Bᵀ`.
+//!
+//! Only the seven projection types (q, k, v, o, gate, up, down) are supported, never the
+//! embedding, norms or head (ARCHITECTURE decision 7).
+
+use std::collections::{BTreeMap, HashMap};
+
+use burn::module::{LoraAdapter, Module, Param, Reparameterizer};
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::{Dtype, SafeTensors};
+use serde_json::{Value, json};
+
+use crate::config::Qwen3Config;
+use crate::error::{ModelError, Result};
+use crate::model::Qwen3Decoder;
+
+/// The projection modules LoRA may adapt, as (PEFT module name, path inside a layer).
+pub const TARGETS: [(&str, &str); 7] = [
+    ("q_proj", "self_attn.q_proj"),
+    ("k_proj", "self_attn.k_proj"),
+    ("v_proj", "self_attn.v_proj"),
+    ("o_proj", "self_attn.o_proj"),
+    ("gate_proj", "mlp.gate_proj"),
+    ("up_proj", "mlp.up_proj"),
+    ("down_proj", "mlp.down_proj"),
+];
+
+/// Parameter paths (inside [`Qwen3Decoder`]) that LoRA adapts: every projection weight.
+pub const TARGET_REGEX: &str =
+    r"^layers\.[0-9]+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)\.weight$";
+
+/// One adapted projection in burn layout.
+#[derive(Debug, Clone)]
+pub struct Factors {
+    /// `[in, r]` row-major.
+    pub a: Vec<f32>,
+    /// `[r, out]` row-major.
+    pub b: Vec<f32>,
+    /// Input width.
+    pub d_in: usize,
+    /// Output width.
+    pub d_out: usize,
+}
+
+/// A LoRA adapter: rank, scale and the factors by decoder path (`layers.0.self_attn.q_proj`).
+#[derive(Debug, Clone)]
+pub struct PeftAdapter {
+    /// Rank `r`.
+    pub rank: usize,
+    /// `lora_alpha`.
+    pub alpha: f64,
+    /// `alpha / r` (or `alpha / √r` with rsLoRA).
+    pub scale: f64,
+    /// Factors by decoder module path.
+    pub factors: BTreeMap<String, Factors>,
+}
+
+/// (in, out) of a projection.
+fn dims(config: &Qwen3Config, module: &str) -> (usize, usize) {
+    let (h, d, i) = (config.hidden_size, config.head_dim, config.intermediate_size);
+    let (nq, nkv) = (config.num_attention_heads, config.num_key_value_heads);
+    match module {
+        "q_proj" => (h, nq * d),
+        "k_proj" | "v_proj" => (h, nkv * d),
+        "o_proj" => (nq * d, h),
+        "gate_proj" | "up_proj" => (h, i),
+        _ => (i, h), // down_proj
+    }
+}
+
+fn f32s(view: &safetensors::tensor::TensorView<'_>, name: &str, file: &str) -> Result<Vec<f32>> {
+    use half::{bf16, f16};
+    let b = view.data();
+    Ok(match view.dtype() {
+        Dtype::F32 => {
+            b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        }
+        Dtype::BF16 => {
+            b.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+        }
+        Dtype::F16 => {
+            b.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+        }
+        o => return Err(ModelError::weights(file, format!("tensor '{name}' has dtype {o:?}"))),
+    })
+}
+
+fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; v.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = v[r * cols + c];
+        }
+    }
+    out
+}
+
+impl PeftAdapter {
+    /// Reads `adapter_config.json` and `adapter_model.safetensors` (bytes; names for errors)
+    /// and checks every factor against the base model's shapes.
+    pub fn from_peft(
+        config_json: &[u8],
+        config_file: &str,
+        weights: &[u8],
+        weights_file: &str,
+        base: &Qwen3Config,
+    ) -> Result<Self> {
+        let cfg: Value = serde_json::from_slice(config_json)
+            .map_err(|e| ModelError::config(config_file, format!("not valid JSON: {e}")))?;
+        let err = |m: String| ModelError::config(config_file, m);
+        if cfg.get("peft_type").and_then(Value::as_str) != Some("LORA") {
+            return Err(err("field 'peft_type' must be \"LORA\"".into()));
+        }
+        let rank = cfg
+            .get("r")
+            .and_then(Value::as_u64)
+            .filter(|r| *r > 0)
+            .ok_or_else(|| err("field 'r' must be a positive integer".into()))?
+            as usize;
+        let alpha = cfg
+            .get("lora_alpha")
+            .and_then(Value::as_f64)
+            .ok_or_else(|| err("field 'lora_alpha' is missing".into()))?;
+        for (field, neutral) in [("use_dora", false), ("fan_in_fan_out", false)] {
+            if cfg.get(field).and_then(Value::as_bool).unwrap_or(neutral) != neutral {
+                return Err(err(format!("field '{field}' is not supported")));
+            }
+        }
+        for field in ["rank_pattern", "alpha_pattern"] {
+            if cfg.get(field).and_then(Value::as_object).is_some_and(|m| !m.is_empty()) {
+                return Err(err(format!("field '{field}' (per-module ranks) is not supported")));
+            }
+        }
+        if cfg.get("bias").and_then(Value::as_str).is_some_and(|b| b != "none") {
+            return Err(err("field 'bias' must be \"none\"".into()));
+        }
+        let rslora = cfg.get("use_rslora").and_then(Value::as_bool).unwrap_or(false);
+        let scale = if rslora { alpha / (rank as f64).sqrt() } else { alpha / rank as f64 };
+
+        let st = SafeTensors::deserialize(weights).map_err(|e| {
+            ModelError::weights(
+                weights_file,
+                format!("not a valid safetensors file (corrupt or truncated?): {e}"),
+            )
+        })?;
+        let mut factors = BTreeMap::new();
+        let mut seen = 0usize;
+        for (name, view) in st.tensors() {
+            if !name.ends_with(".lora_A.weight") {
+                if !name.ends_with(".lora_B.weight") {
+                    return Err(ModelError::weights(
+                        weights_file,
+                        format!("tensor '{name}' is not a LoRA factor this project supports"),
+                    ));
+                }
+                continue;
+            }
+            let path = name
+                .strip_prefix("base_model.model.model.")
+                .and_then(|p| p.strip_suffix(".lora_A.weight"))
+                .ok_or_else(|| {
+                    ModelError::weights(
+                        weights_file,
+                        format!("tensor '{name}' has an unexpected key"),
+                    )
+                })?;
+            let (layer, module) = parse_path(path).ok_or_else(|| {
+                ModelError::weights(
+                    weights_file,
+                    format!("tensor '{name}' does not name a q/k/v/o/gate/up/down projection"),
+                )
+            })?;
+            if layer >= base.num_hidden_layers {
+                return Err(ModelError::weights(
+                    weights_file,
+                    format!(
+                        "tensor '{name}' adapts layer {layer}, but the base model has {} layers",
+                        base.num_hidden_layers
+                    ),
+                ));
+            }
+            let (d_in, d_out) = dims(base, module);
+            let b_name = format!("base_model.model.model.{path}.lora_B.weight");
+            let b_view = st.tensor(&b_name).map_err(|_| {
+                ModelError::weights(weights_file, format!("missing tensor '{b_name}'"))
+            })?;
+            if view.shape() != [rank, d_in] {
+                return Err(ModelError::weights(
+                    weights_file,
+                    format!(
+                        "tensor '{name}' has shape {:?}, expected {:?} for this base model",
+                        view.shape(),
+                        [rank, d_in]
+                    ),
+                ));
+            }
+            if b_view.shape() != [d_out, rank] {
+                return Err(ModelError::weights(
+                    weights_file,
+                    format!(
+                        "tensor '{b_name}' has shape {:?}, expected {:?} for this base model",
+                        b_view.shape(),
+                        [d_out, rank]
+                    ),
+                ));
+            }
+            let a = transpose(&f32s(&view, &name, weights_file)?, rank, d_in);
+            let b = transpose(&f32s(&b_view, &b_name, weights_file)?, d_out, rank);
+            factors.insert(path.to_string(), Factors { a, b, d_in, d_out });
+            seen += 2;
+        }
+        if seen != st.len() {
+            return Err(ModelError::weights(
+                weights_file,
+                "a lora_B tensor has no matching lora_A",
+            ));
+        }
+        if factors.is_empty() {
+            return Err(ModelError::weights(weights_file, "no LoRA factors found"));
+        }
+        Ok(Self { rank, alpha, scale, factors })
+    }
+
+    /// Writes `(adapter_config.json, adapter_model.safetensors)` bytes in PEFT's format.
+    pub fn to_peft(&self, base_model: &str) -> Result<(Vec<u8>, Vec<u8>)> {
+        let mut modules: Vec<&str> =
+            self.factors.keys().filter_map(|p| parse_path(p).map(|(_, m)| m)).collect();
+        modules.sort_unstable();
+        modules.dedup();
+        let config = json!({
+            "peft_type": "LORA",
+            "task_type": "CAUSAL_LM",
+            "base_model_name_or_path": base_model,
+            "r": self.rank,
+            "lora_alpha": self.alpha,
+            "lora_dropout": 0.0,
+            "target_modules": modules,
+            "bias": "none",
+            "fan_in_fan_out": false,
+            "use_rslora": false,
+            "use_dora": false,
+            "inference_mode": true,
+            "init_lora_weights": true,
+            "modules_to_save": null,
+            "rank_pattern": {},
+            "alpha_pattern": {},
+        });
+        let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        for (path, f) in &self.factors {
+            let a = transpose(&f.a, f.d_in, self.rank); // -> [r, in]
+            let b = transpose(&f.b, self.rank, f.d_out); // -> [out, r]
+            let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+            owned.push((
+                format!("base_model.model.model.{path}.lora_A.weight"),
+                vec![self.rank, f.d_in],
+                bytes(&a),
+            ));
+            owned.push((
+                format!("base_model.model.model.{path}.lora_B.weight"),
+                vec![f.d_out, self.rank],
+                bytes(&b),
+            ));
+        }
+        let views = owned
+            .iter()
+            .map(|(n, s, b)| {
+                safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b)
+                    .map(|v| (n.clone(), v))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| ModelError::weights("adapter_model.safetensors", e.to_string()))?;
+        let weights = safetensors::serialize(views, None::<HashMap<String, String>>)
+            .map_err(|e| ModelError::weights("adapter_model.safetensors", e.to_string()))?;
+        let config = serde_json::to_vec_pretty(&config)
+            .map_err(|e| ModelError::config("adapter_config.json", e.to_string()))?;
+        Ok((config, weights))
+    }
+
+    /// Merges the adapter into the decoder's weights (`W + scale·a·b`): same outputs as the
+    /// unmerged model, no extra cost per request.
+    pub fn merge_into(&self, mut decoder: Qwen3Decoder, device: &Device) -> Qwen3Decoder {
+        for (n, layer) in decoder.layers.iter_mut().enumerate() {
+            for (module, lin) in projections_mut(layer) {
+                if let Some(f) = self.factors.get(&format!("layers.{n}.{module}")) {
+                    let (a, b) = f.tensors(self.rank, device);
+                    let w = lin.weight.val() + a.matmul(b).mul_scalar(self.scale);
+                    lin.weight = Param::from_tensor(w);
+                }
+            }
+        }
+        decoder
+    }
+
+    /// Attaches the factors as burn LoRA adapters (unmerged: `W` stays, the delta is added at
+    /// use), e.g. to continue training or to check against an unmerged reference.
+    pub fn attach(&self, decoder: Qwen3Decoder, device: &Device) -> Qwen3Decoder {
+        decoder.apply_reparameterization(Attach { adapter: self, device: device.clone() })
+    }
+
+    /// Reads the LoRA adapters of a decoder (after `apply_lora` and training) back into
+    /// PEFT-ready factors. `None` when the decoder carries no adapters.
+    pub fn extract(decoder: &Qwen3Decoder, rank: usize, alpha: f64) -> Result<Option<Self>> {
+        let mut factors = BTreeMap::new();
+        for (n, layer) in decoder.layers.iter().enumerate() {
+            for (module, lin) in projections(layer) {
+                if let Some(ad) = lin.weight.adapter() {
+                    let a = ad.a.val();
+                    let [d_in, r] = a.dims();
+                    let b = ad.b.val();
+                    let [_, d_out] = b.dims();
+                    if r != rank {
+                        return Err(ModelError::Input(format!(
+                            "adapter of layers.{n}.{module} has rank {r}, expected {rank}"
+                        )));
+                    }
+                    factors.insert(
+                        format!("layers.{n}.{module}"),
+                        Factors { a: crate::head::read(a)?, b: crate::head::read(b)?, d_in, d_out },
+                    );
+                }
+            }
+        }
+        Ok((!factors.is_empty()).then(|| Self { rank, alpha, scale: alpha / rank as f64, factors }))
+    }
+}
+
+impl Factors {
+    fn tensors(&self, rank: usize, device: &Device) -> (Tensor<2>, Tensor<2>) {
+        (
+            Tensor::from_data(TensorData::new(self.a.clone(), [self.d_in, rank]), device),
+            Tensor::from_data(TensorData::new(self.b.clone(), [rank, self.d_out]), device),
+        )
+    }
+}
+
+/// `layers.N.self_attn.q_proj` -> (N, "q_proj"); `None` for anything but the seven targets.
+fn parse_path(path: &str) -> Option<(usize, &'static str)> {
+    let (n, module) = path.strip_prefix("layers.")?.split_once('.')?;
+    let n: usize = n.parse().ok()?;
+    TARGETS.iter().find(|(_, p)| *p == module).map(|(m, _)| (n, *m))
+}
+
+fn projections(layer: &crate::block::DecoderLayer) -> [(&'static str, &burn::nn::Linear); 7] {
+    [
+        ("self_attn.q_proj", &layer.self_attn.q_proj),
+        ("self_attn.k_proj", &layer.self_attn.k_proj),
+        ("self_attn.v_proj", &layer.self_attn.v_proj),
+        ("self_attn.o_proj", &layer.self_attn.o_proj),
+        ("mlp.gate_proj", &layer.mlp.gate_proj),
+        ("mlp.up_proj", &layer.mlp.up_proj),
+        ("mlp.down_proj", &layer.mlp.down_proj),
+    ]
+}
+
+fn projections_mut(
+    layer: &mut crate::block::DecoderLayer,
+) -> [(&'static str, &mut burn::nn::Linear); 7] {
+    let a = &mut layer.self_attn;
+    let m = &mut layer.mlp;
+    [
+        ("self_attn.q_proj", &mut a.q_proj),
+        ("self_attn.k_proj", &mut a.k_proj),
+        ("self_attn.v_proj", &mut a.v_proj),
+        ("self_attn.o_proj", &mut a.o_proj),
+        ("mlp.gate_proj", &mut m.gate_proj),
+        ("mlp.up_proj", &mut m.up_proj),
+        ("mlp.down_proj", &mut m.down_proj),
+    ]
+}
+
+struct Attach<'a> {
+    adapter: &'a PeftAdapter,
+    device: Device,
+}
+
+impl Reparameterizer for Attach<'_> {
+    type Reparam = LoraAdapter;
+
+    fn reparameterize<const D: usize>(
+        &mut self,
+        path: &str,
+        param: Param<Tensor<D>>,
+    ) -> (Param<Tensor<D>>, Option<LoraAdapter>) {
+        let base = param.set_require_grad(false);
+        let key = path.strip_suffix(".weight").unwrap_or(path);
+        match (D, self.adapter.factors.get(key)) {
+            (2, Some(f)) => {
+                let (a, b) = f.tensors(self.adapter.rank, &self.device);
+                let adapter = LoraAdapter {
+                    a: Param::from_tensor(a),
+                    b: Param::from_tensor(b),
+                    scale: self.adapter.scale,
+                };
+                (base, Some(adapter))
+            }
+            _ => (base, None),
+        }
+    }
+}
