@@ -2,3 +2,5 @@
 //! its files and exit code.
 
 mod common;
+mod model_cli;
+mod route_cli;

@@ -34,13 +34,6 @@ impl AtomicOutput {
             .with_context(|| format!("{}: write failed", self.dest.display()))
     }
 
-    /// Raw bytes (for non-JSONL outputs).
-    pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
-        self.writer
-            .write_all(bytes)
-            .with_context(|| format!("{}: write failed", self.dest.display()))
-    }
-
     /// Flushes and renames into place.
     pub fn commit(self) -> Result<()> {
         let dest = self.dest;
@@ -91,11 +84,6 @@ impl Rejects {
     pub fn push(&mut self, line: &Line, error: &str) {
         self.items
             .push(serde_json::json!({"line": line.number, "error": error, "text": line.text}));
-    }
-
-    /// Number of rejected lines.
-    pub fn len(&self) -> usize {
-        self.items.len()
     }
 
     /// Side-file path for an output.

@@ -1,0 +1,551 @@
+//! `routelmt eval | calibrate | route | labels`: thin front doors onto `routelmt-route`. This
+//! file owns the I/O: files are read as streams, and every output is written to a temporary
+//! file in the destination folder and renamed into place only on success, so an error never
+//! leaves a half-written file. Errors name the file and, for bad records, the line.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, ValueEnum};
+use serde_json::{Value, json};
+
+use routelmt_route::controller::{BudgetController, ControllerConfig};
+use routelmt_route::jsonline::{JsonLines, number_field, parse_object, set_fields, string_field};
+use routelmt_route::{
+    ChrfStats, Dataset, Direction, EvalSettings, FieldThreshold, Guard, Needs, Route, RouterSpec,
+    budget_count, evaluate_routers, markdown_table, parse_router_list, plot, top_p,
+};
+
+/// Reads inputs in large chunks: a million records are a few hundred MB.
+const READ_BUFFER: usize = 1 << 20;
+
+/// Evaluate routers against real quality scores.
+///
+/// Prints a markdown table of Spearman, HitRate@p, MeanDelta@p, SevereLoss@p, Quality@p, APGR
+/// and the routed count per router, and writes REPORT.json with the same numbers plus each
+/// router's quality curve at p = 0, 0.05, ..., 1. Metric definitions: REFERENCE.md §4.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Records (JSONL), one per segment, with `score_small` and `score_large` (higher is
+    /// better; `gain`, if present, must equal their difference) and whatever the routers read
+    /// (`src` for `length`, the named fields for `field:` routers and guards).
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+
+    /// Budget p: the share of requests the large model may serve, a fraction in [0, 1]. The
+    /// routed set is the top floor(p·N + 0.5) records by router score, ties by input order.
+    #[arg(long, value_name = "P", value_parser = parse_budget)]
+    pub budget: f64,
+
+    /// Comma-separated routers: `random`, `length` (source characters), `oracle-gain`,
+    /// `oracle-quality` (lowest score_small first), `field:NAME` (any numeric field, highest
+    /// first), `field:NAME:asc` (lowest first). Append `+guard:FIELD:MAX` to a router to never
+    /// route records whose FIELD is above MAX and refill the budget from the next best.
+    #[arg(long, value_name = "LIST", value_parser = parse_routers)]
+    pub routers: RouterList,
+
+    /// Where to write REPORT.json.
+    #[arg(long, value_name = "REPORT.json")]
+    pub output: PathBuf,
+
+    /// δ of SevereLoss@p, in score units: a routed record with gain < −δ is a severe loss.
+    #[arg(long, value_name = "D", default_value_t = 0.1, allow_negative_numbers = true)]
+    pub severe_delta: f64,
+
+    /// Also plot every router's quality curve, with the small-only and large-only lines, as SVG.
+    #[arg(long, value_name = "CURVE.svg")]
+    pub plot: Option<PathBuf>,
+
+    /// Seed of the `random` router.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+
+    /// Number of random draws the `random` router's metrics are averaged over.
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub random_repeats: u64,
+}
+
+/// Calibrate a streaming threshold τ_p on held-out scores.
+///
+/// Writes THRESH.json with τ_p, the share it routes on the held-out set (at most p; below p
+/// when scores tie at the cut) and a bootstrap 95% interval of that share. `routelmt route
+/// --threshold THRESH.json` applies it.
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// Held-out records (JSONL) carrying the router score in --field.
+    #[arg(long, value_name = "FILE")]
+    pub scores: PathBuf,
+
+    /// The numeric field holding the router score.
+    #[arg(long, value_name = "NAME")]
+    pub field: String,
+
+    /// Route the lowest values first (for a quality estimate rather than a predicted gain).
+    #[arg(long)]
+    pub asc: bool,
+
+    /// Target share p of requests for the large model, in [0, 1].
+    #[arg(long, value_name = "P", value_parser = parse_budget)]
+    pub budget: f64,
+
+    /// Where to write THRESH.json.
+    #[arg(long, value_name = "THRESH.json")]
+    pub output: PathBuf,
+
+    /// Bootstrap resamples for the 95% interval of the share.
+    #[arg(long, value_name = "B", default_value_t = 1000)]
+    pub bootstrap: usize,
+
+    /// Seed of the bootstrap.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Where `route` reads its router scores from.
+#[derive(Args, Debug)]
+#[group(required = true, multiple = true)]
+pub struct RouteInput {
+    /// Records (JSONL) that already carry a router score in --field.
+    #[arg(long, value_name = "FILE", requires = "field")]
+    pub scores: Option<PathBuf>,
+
+    /// The numeric field of --scores holding the router score.
+    #[arg(long, value_name = "NAME", requires = "scores")]
+    pub field: Option<String>,
+}
+
+/// How `route` turns scores into decisions.
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct RouteDecision {
+    /// Route the top floor(p·N + 0.5) records of the whole file (offline top-p, ties by input
+    /// order); with --window, decide as a stream instead.
+    #[arg(long, value_name = "P", value_parser = parse_budget)]
+    pub budget: Option<f64>,
+
+    /// Route records whose score exceeds T: a number, or a THRESH.json from `calibrate`
+    /// (which also sets the field's direction).
+    #[arg(long, value_name = "T|THRESH.json", allow_negative_numbers = true)]
+    pub threshold: Option<String>,
+}
+
+/// Add `route: "large"|"small"` to every record, in input order.
+///
+/// Every other byte of each record is kept as written. With --budget P the whole file is
+/// ranked (exactly floor(p·N + 0.5) records go large); with --budget P --window W each record
+/// is decided on arrival by the streaming budget controller, which keeps the large share within
+/// p ± 2 points over every W consecutive records; with --threshold the rule is score > T.
+#[derive(Args, Debug)]
+pub struct RouteArgs {
+    /// Input.
+    #[command(flatten)]
+    pub input: RouteInput,
+
+    /// Decision rule.
+    #[command(flatten)]
+    pub decision: RouteDecision,
+
+    /// Route the lowest values of the field first (a quality estimate rather than a gain).
+    #[arg(long)]
+    pub asc: bool,
+
+    /// Decide as a stream with the budget controller over a sliding window of N records
+    /// (needs --budget).
+    #[arg(long, value_name = "N", requires = "budget",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub window: Option<u64>,
+
+    /// Quality guard: never route a record whose FIELD is above MAX (the small model is
+    /// already good enough), e.g. `metric_small.COMETKiwi-src:0.85`; top-p refills the budget
+    /// from the next best.
+    #[arg(long, value_name = "FIELD:MAX", value_parser = parse_guard)]
+    pub guard: Option<Guard>,
+
+    /// Where to write the routed records (JSONL).
+    #[arg(long, value_name = "OUT")]
+    pub output: PathBuf,
+}
+
+/// Quality metric for `labels`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabelMetric {
+    /// chrF2 as sacrebleu computes it (character 6-grams, β = 2, whitespace removed), 0–100.
+    Chrf,
+}
+
+/// Fill `score_small`/`score_large` from hypotheses and references.
+///
+/// Each record needs `hyp_small`, `hyp_large` and `ref`; `score_small`, `score_large`,
+/// `gain` and `score_type` are set (replaced if present), every other byte is kept. Prints
+/// corpus-level scores of both systems.
+#[derive(Args, Debug)]
+pub struct LabelsArgs {
+    /// Records (JSONL) with `hyp_small`, `hyp_large` and `ref`.
+    #[arg(long, value_name = "IN")]
+    pub input: PathBuf,
+
+    /// The segment-level metric.
+    #[arg(long, value_enum, default_value_t = LabelMetric::Chrf)]
+    pub metric: LabelMetric,
+
+    /// Where to write the labelled records (JSONL).
+    #[arg(long, value_name = "OUT")]
+    pub output: PathBuf,
+}
+
+/// A parsed `--routers` list.
+#[derive(Clone, Debug)]
+pub struct RouterList(pub Vec<RouterSpec>);
+
+fn parse_routers(s: &str) -> Result<RouterList, String> {
+    parse_router_list(s).map(RouterList).map_err(|e| e.to_string())
+}
+
+fn parse_budget(s: &str) -> Result<f64, String> {
+    let p: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!("a budget is a fraction in [0, 1] (e.g. 0.3 for 30%), got {s}"))
+    }
+}
+
+fn parse_guard(s: &str) -> Result<Guard, String> {
+    let bad = || format!("expected FIELD:MAX (e.g. metric_small.COMETKiwi-src:0.85), got `{s}`");
+    let (field, max) = s.rsplit_once(':').ok_or_else(bad)?;
+    let max: f64 = max.trim().parse().map_err(|_| bad())?;
+    if field.is_empty() || !max.is_finite() {
+        return Err(bad());
+    }
+    Ok(Guard { field: field.to_string(), max })
+}
+
+// --- eval -----------------------------------------------------------------------------------
+
+/// `routelmt eval`.
+pub fn eval(a: EvalArgs) -> Result<()> {
+    let routers = a.routers.0;
+    let mut needs = Needs::default();
+    routers.iter().for_each(|r| r.add_needs(&mut needs));
+    let data = Dataset::from_reader(open(&a.data)?, &needs)
+        .with_context(|| a.data.display().to_string())?;
+    if data.is_empty() {
+        bail!("{}: no records", a.data.display());
+    }
+    let settings = EvalSettings {
+        budget: a.budget,
+        severe_delta: a.severe_delta,
+        seed: a.seed,
+        random_repeats: a.random_repeats as usize,
+    };
+    let evaluation = evaluate_routers(&data, &routers, &settings)
+        .with_context(|| format!("evaluating {}", a.data.display()))?;
+
+    // Render everything first, then write: a failure leaves neither file half-written.
+    let json = serde_json::to_string_pretty(&evaluation.report)? + "\n";
+    let svg = a.plot.as_ref().map(|_| plot::quality_curve_svg(&evaluation));
+    write_atomic(&a.output, |w| Ok(w.write_all(json.as_bytes())?))?;
+    if let (Some(path), Some(svg)) = (&a.plot, svg) {
+        write_atomic(path, |w| Ok(w.write_all(svg.as_bytes())?))?;
+    }
+    print_stdout(&markdown_table(&evaluation))?;
+    eprintln!(
+        "wrote {}{}",
+        a.output.display(),
+        a.plot.as_ref().map(|p| format!(" and {}", p.display())).unwrap_or_default()
+    );
+    Ok(())
+}
+
+// --- calibrate ------------------------------------------------------------------------------
+
+/// `routelmt calibrate`.
+pub fn calibrate(a: CalibrateArgs) -> Result<()> {
+    let values = read_field(&a.scores, &a.field, None)?.0;
+    let order = if a.asc { Direction::Asc } else { Direction::Desc };
+    let t = FieldThreshold::calibrate(&a.field, order, &values, a.budget, a.bootstrap, a.seed)
+        .with_context(|| format!("calibrating on {}", a.scores.display()))?;
+    let json = serde_json::to_string_pretty(&t)? + "\n";
+    write_atomic(&a.output, |w| Ok(w.write_all(json.as_bytes())?))?;
+    print_stdout(&format!(
+        "τ = {} ({}): routes {} of {} held-out records ({:.2}%, budget {:.2}%), bootstrap 95% \
+         interval of the share [{:.2}%, {:.2}%]\n",
+        t.threshold,
+        t.rule,
+        t.routed,
+        t.n,
+        100.0 * t.share,
+        100.0 * t.budget,
+        100.0 * t.share_ci95[0],
+        100.0 * t.share_ci95[1]
+    ))?;
+    Ok(())
+}
+
+// --- route ----------------------------------------------------------------------------------
+
+/// `routelmt route`.
+pub fn route(a: RouteArgs) -> Result<()> {
+    let (Some(path), Some(field)) = (&a.input.scores, &a.input.field) else {
+        bail!("give --scores FILE --field NAME");
+    };
+    let mut order = if a.asc { Direction::Asc } else { Direction::Desc };
+    let guard = a.guard.as_ref();
+
+    // Decide. Offline top-p needs the whole column first; the streaming rules decide per line.
+    enum Rule {
+        Offline(Vec<Route>),
+        Threshold(f64),
+        Controller(Box<BudgetController>),
+    }
+    let mut rule = match (&a.decision.budget, &a.decision.threshold, a.window) {
+        (Some(p), None, None) => {
+            let (values, quality) = read_field(path, field, guard)?;
+            let scores: Vec<f64> = values.iter().map(|&v| order.score(v)).collect();
+            let blocked = guard.map(|g| g.blocked(&quality));
+            Rule::Offline(top_p(&scores, *p, blocked.as_deref())?)
+        }
+        (Some(p), None, Some(w)) => {
+            let cfg = ControllerConfig::new(*p, w as usize);
+            Rule::Controller(Box::new(BudgetController::new(cfg).context("--window")?))
+        }
+        (None, Some(t), None) => {
+            let (tau, file_order) = parse_threshold(t, field)?;
+            if let Some(o) = file_order {
+                if a.asc && o == Direction::Desc {
+                    bail!("--asc contradicts {t}, which was calibrated highest-first");
+                }
+                order = o;
+            }
+            Rule::Threshold(tau)
+        }
+        _ => bail!("give exactly one of --budget P [--window N] or --threshold T"),
+    };
+
+    let mut lines = JsonLines::new(open(path)?);
+    let (mut n, mut large, mut forced) = (0usize, 0usize, 0u64);
+    let result = write_atomic(&a.output, |w| {
+        while let Some(item) = lines.next_line() {
+            let (line, text) = item?;
+            let route = if let Rule::Offline(routes) = &rule {
+                *routes.get(n).ok_or_else(|| {
+                    anyhow!("line {line}: the file changed while it was being routed")
+                })?
+            } else {
+                let obj = parse_object(text, line)?;
+                let score = order.score(number_field(&obj, field, line)?);
+                let blocked = match guard {
+                    Some(g) => number_field(&obj, &g.field, line)? > g.max,
+                    None => false,
+                };
+                match &mut rule {
+                    Rule::Threshold(_) if blocked => Route::Small,
+                    Rule::Threshold(tau) => {
+                        routelmt_route::route_by_threshold(score, order.score(*tau))
+                    }
+                    Rule::Controller(c) => {
+                        let d = if blocked { c.skip() } else { c.decide(score) };
+                        forced += u64::from(d.forced);
+                        d.route
+                    }
+                    Rule::Offline(_) => unreachable!("handled above"),
+                }
+            };
+            let out = set_fields(text, &[("route", json!(route.as_str()))])
+                .ok_or_else(|| anyhow!("line {line}: expected a JSON object"))?;
+            w.write_all(out.as_bytes())?;
+            w.write_all(b"\n")?;
+            n += 1;
+            large += usize::from(route.is_large());
+        }
+        if let Rule::Offline(routes) = &rule
+            && routes.len() != n
+        {
+            bail!("the file changed while it was being routed ({} then {n} records)", routes.len());
+        }
+        Ok(())
+    });
+    result.with_context(|| path.display().to_string())?;
+    let share = if n == 0 { 0.0 } else { large as f64 / n as f64 };
+    let mut summary =
+        format!("routed {large} of {n} records to the large model ({:.2}%)", 100.0 * share);
+    if let Some(p) = a.decision.budget {
+        summary.push_str(&format!("; budget {:.2}% = {} records", 100.0 * p, budget_count(p, n)));
+    }
+    if let Rule::Controller(c) = &rule {
+        let (lo, hi) = c.band();
+        summary.push_str(&format!(
+            "; controller window {} keeps {lo}..={hi} large per window, {forced} decisions forced",
+            c.config().window
+        ));
+    }
+    print_stdout(&format!("{summary}\n"))?;
+    Ok(())
+}
+
+/// A threshold given as a number or as a THRESH.json path; the file also gives the direction.
+fn parse_threshold(t: &str, field: &str) -> Result<(f64, Option<Direction>)> {
+    if let Ok(x) = t.trim().parse::<f64>() {
+        if !x.is_finite() {
+            bail!("--threshold must be a finite number, got {t}");
+        }
+        return Ok((x, None));
+    }
+    let path = Path::new(t);
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--threshold {t} is neither a number nor a readable file"))?;
+    let file: FieldThreshold = serde_json::from_str(&text)
+        .with_context(|| format!("{t}: not a THRESH.json written by `routelmt calibrate`"))?;
+    if file.field != field {
+        bail!("{t} was calibrated on field `{}`, not `{field}`", file.field);
+    }
+    Ok((file.threshold, Some(file.order)))
+}
+
+/// Reads one numeric field of every record (and a guard's quality field), streaming.
+fn read_field(path: &Path, field: &str, guard: Option<&Guard>) -> Result<(Vec<f64>, Vec<f64>)> {
+    let mut lines = JsonLines::new(open(path)?);
+    let (mut values, mut quality) = (Vec::new(), Vec::new());
+    let mut read = || -> Result<(), routelmt_route::RecordError> {
+        while let Some(item) = lines.next_line() {
+            let (line, text) = item?;
+            let obj = parse_object(text, line)?;
+            values.push(number_field(&obj, field, line)?);
+            if let Some(g) = guard {
+                quality.push(number_field(&obj, &g.field, line)?);
+            }
+        }
+        Ok(())
+    };
+    read().with_context(|| path.display().to_string())?;
+    if values.is_empty() {
+        bail!("{}: no records", path.display());
+    }
+    Ok((values, quality))
+}
+
+// --- labels ---------------------------------------------------------------------------------
+
+/// `routelmt labels`.
+pub fn labels(a: LabelsArgs) -> Result<()> {
+    let LabelMetric::Chrf = a.metric;
+    let mut lines = JsonLines::new(open(&a.input)?);
+    let (mut corpus_small, mut corpus_large) = (ChrfStats::default(), ChrfStats::default());
+    let mut n = 0usize;
+    let result = write_atomic(&a.output, |w| {
+        while let Some(item) = lines.next_line() {
+            let (line, text) = item?;
+            let obj = parse_object(text, line)?;
+            let reference = string_field(&obj, "ref", line)?;
+            let small = ChrfStats::new(string_field(&obj, "hyp_small", line)?, reference);
+            let large = ChrfStats::new(string_field(&obj, "hyp_large", line)?, reference);
+            corpus_small.add(&small);
+            corpus_large.add(&large);
+            let (qs, ql) = (small.score(), large.score());
+            let out = set_fields(
+                text,
+                &[
+                    ("score_small", json!(qs)),
+                    ("score_large", json!(ql)),
+                    ("gain", json!(ql - qs)),
+                    ("score_type", Value::from("chrF2")),
+                ],
+            )
+            .ok_or_else(|| anyhow!("line {line}: expected a JSON object"))?;
+            w.write_all(out.as_bytes())?;
+            w.write_all(b"\n")?;
+            n += 1;
+        }
+        Ok(())
+    });
+    result.with_context(|| a.input.display().to_string())?;
+    print_stdout(&format!(
+        "labelled {n} records with chrF2; corpus chrF2: small {:.4}, large {:.4}\n",
+        corpus_small.score(),
+        corpus_large.score()
+    ))?;
+    Ok(())
+}
+
+// --- I/O helpers ----------------------------------------------------------------------------
+
+fn open(path: &Path) -> Result<BufReader<File>> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(BufReader::with_capacity(READ_BUFFER, file))
+}
+
+/// Writes `path` through a temporary file in the same folder, renamed into place only if
+/// `write` succeeds (the temporary file is removed otherwise).
+fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file path", path.display()))?
+        .to_string_lossy();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| {
+            format!("cannot write {}: cannot create a file in {}", path.display(), dir.display())
+        })?;
+    {
+        let mut w = BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
+        write(&mut w)?;
+        w.flush().with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    #[cfg(unix)]
+    {
+        // tempfile creates 0600; a result file should get the usual permissions.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Prints to stdout; a closed pipe (`| head`) is not an error.
+fn print_stdout(s: &str) -> Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_and_guards_parse_with_helpful_errors() {
+        assert_eq!(parse_budget("0.3"), Ok(0.3));
+        assert!(parse_budget("30").unwrap_err().contains("fraction in [0, 1]"));
+        assert!(parse_budget("x").is_err());
+        let g = parse_guard("metric_small.COMETKiwi-src:0.85").unwrap();
+        assert_eq!((g.field.as_str(), g.max), ("metric_small.COMETKiwi-src", 0.85));
+        assert!(parse_guard("x").is_err() && parse_guard(":1").is_err());
+    }
+
+    #[test]
+    fn atomic_write_leaves_nothing_on_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.json");
+        let err = write_atomic(&out, |w| {
+            w.write_all(b"partial")?;
+            bail!("boom")
+        });
+        assert!(err.is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        write_atomic(&out, |w| Ok(w.write_all(b"ok")?)).unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "ok");
+    }
+}

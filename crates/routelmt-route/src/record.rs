@@ -1,0 +1,234 @@
+//! Evaluation records in the project's JSONL schema (see `../shared/data/README.md`): one line
+//! per source segment with `id`, `src`, `src_lang`, `tgt_lang`, `score_small`, `score_large`,
+//! optionally `ref`, `hyp_small`, `hyp_large`, `gain` and any other fields (numeric fields such
+//! as `metric_small.COMETKiwi-src` are router scores made elsewhere). Unknown fields are kept.
+
+use std::io::BufRead;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::RecordError;
+use crate::jsonline::{JsonLines, json_type, number_field, number_value, parse_object};
+
+/// How far a given `gain` may be from `score_large − score_small`: `1e-6` relative to the
+/// larger score magnitude, absolute below 1 (files round-trip through 32-bit floats and
+/// decimal printing, so exact equality would reject honest data).
+pub const GAIN_TOLERANCE: f64 = 1e-6;
+
+/// One evaluation record. `gain` is always `score_large − score_small` as computed here (a
+/// `gain` field in the input is checked against it, then dropped in favour of the computed
+/// value so that every metric uses one definition).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Record {
+    /// Segment id (a string, or a number written as text).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Source text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src: Option<String>,
+    /// Source language code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_lang: Option<String>,
+    /// Target language code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tgt_lang: Option<String>,
+    /// Quality of the small model's translation (higher is better).
+    pub score_small: f64,
+    /// Quality of the large model's translation (higher is better).
+    pub score_large: f64,
+    /// `score_large − score_small`.
+    pub gain: f64,
+    /// Reference translation.
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// The small model's translation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hyp_small: Option<String>,
+    /// The large model's translation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hyp_large: Option<String>,
+    /// Every other field, unchanged.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Record {
+    /// Parses one JSONL line (`line` is its 1-based number, used in errors).
+    pub fn from_json_line(text: &str, line: usize) -> Result<Self, RecordError> {
+        Self::from_object(parse_object(text, line)?, line)
+    }
+
+    /// Builds a record from a parsed JSON object, validating scores and `gain`.
+    pub fn from_object(mut obj: Map<String, Value>, line: usize) -> Result<Self, RecordError> {
+        let score_small = number_field(&obj, "score_small", line)?;
+        let score_large = number_field(&obj, "score_large", line)?;
+        let gain = score_large - score_small;
+        if let Some(v) = obj.remove("gain").filter(|v| !v.is_null()) {
+            let given = number_value(&v, "gain", line)?;
+            let scale = 1f64.max(score_small.abs()).max(score_large.abs());
+            if (given - gain).abs() > GAIN_TOLERANCE * scale {
+                return Err(RecordError::GainMismatch {
+                    line,
+                    gain: given,
+                    large: score_large,
+                    small: score_small,
+                    expected: gain,
+                });
+            }
+        }
+        obj.remove("score_small");
+        obj.remove("score_large");
+        let id = match obj.remove("id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(other) => {
+                return Err(RecordError::NotString {
+                    line,
+                    field: "id".into(),
+                    found: json_type(&other),
+                });
+            }
+        };
+        let mut text = |name: &str| optional_string(&mut obj, name, line);
+        let src = text("src")?;
+        let src_lang = text("src_lang")?;
+        let tgt_lang = text("tgt_lang")?;
+        let reference = text("ref")?;
+        let hyp_small = text("hyp_small")?;
+        let hyp_large = text("hyp_large")?;
+        Ok(Record {
+            id,
+            src,
+            src_lang,
+            tgt_lang,
+            score_small,
+            score_large,
+            gain,
+            reference,
+            hyp_small,
+            hyp_large,
+            extra: obj,
+        })
+    }
+
+    /// A numeric field by name: `score_small`, `score_large`, `gain` or any other field.
+    /// Missing or non-numeric is an error naming `line`.
+    pub fn number(&self, name: &str, line: usize) -> Result<f64, RecordError> {
+        match name {
+            "score_small" => Ok(self.score_small),
+            "score_large" => Ok(self.score_large),
+            "gain" => Ok(self.gain),
+            _ => number_field(&self.extra, name, line),
+        }
+    }
+
+    /// Source length in Unicode scalar values (Python's `len(src)`), if there is a source.
+    pub fn src_chars(&self) -> Option<usize> {
+        self.src.as_deref().map(|s| s.chars().count())
+    }
+}
+
+fn optional_string(
+    obj: &mut Map<String, Value>,
+    name: &str,
+    line: usize,
+) -> Result<Option<String>, RecordError> {
+    match obj.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => {
+            Err(RecordError::NotString { line, field: name.to_string(), found: json_type(&other) })
+        }
+    }
+}
+
+/// A streaming iterator of `(line number, record)` over JSONL: one line in memory at a time.
+pub struct RecordReader<R> {
+    lines: JsonLines<R>,
+}
+
+impl<R: BufRead> RecordReader<R> {
+    /// Wraps a reader.
+    pub fn new(reader: R) -> Self {
+        Self { lines: JsonLines::new(reader) }
+    }
+}
+
+impl<R: BufRead> Iterator for RecordReader<R> {
+    type Item = Result<(usize, Record), RecordError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (line, text) = match self.lines.next_line()? {
+            Ok(x) => x,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(Record::from_json_line(text, line).map(|r| (line, r)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINE: &str = r#"{"id": "wmt.0", "src": "是否有途径", "src_lang": "zh", "tgt_lang": "en", "score_small": -1.0, "score_large": 0, "gain": 1.0, "metric_small.COMETKiwi-src": 0.8, "domain": "news"}"#;
+
+    #[test]
+    fn parses_schema_and_keeps_unknown_fields() {
+        let r = Record::from_json_line(LINE, 1).unwrap();
+        assert_eq!(r.id.as_deref(), Some("wmt.0"));
+        assert_eq!(r.src_chars(), Some(5));
+        assert_eq!((r.score_small, r.score_large, r.gain), (-1.0, 0.0, 1.0));
+        assert_eq!(r.number("metric_small.COMETKiwi-src", 1).unwrap(), 0.8);
+        assert_eq!(r.extra["domain"], "news");
+        assert_eq!(r.number("gain", 1).unwrap(), 1.0);
+        let e = r.number("nope", 9).unwrap_err();
+        assert_eq!(e.to_string(), "line 9: missing field `nope`");
+        let e = r.number("domain", 9).unwrap_err();
+        assert_eq!(e.to_string(), "line 9: field `domain` must be a number, found a string");
+    }
+
+    #[test]
+    fn gain_must_agree_with_scores() {
+        let ok = r#"{"score_small": 0.1, "score_large": 0.3, "gain": 0.2}"#;
+        assert!(Record::from_json_line(ok, 1).is_ok());
+        let near = r#"{"score_small": 1000.0, "score_large": 1000.5, "gain": 0.5004}"#;
+        assert!(Record::from_json_line(near, 1).is_ok(), "within 1e-6 relative to 1000");
+        let bad = r#"{"score_small": 0.1, "score_large": 0.3, "gain": 0.25}"#;
+        let e = Record::from_json_line(bad, 12).unwrap_err();
+        assert!(e.to_string().starts_with("line 12: gain 0.25 disagrees"), "{e}");
+    }
+
+    #[test]
+    fn missing_and_wrong_types_are_errors_naming_the_line() {
+        let e = Record::from_json_line(r#"{"score_large": 1}"#, 3).unwrap_err();
+        assert_eq!(e.to_string(), "line 3: missing field `score_small`");
+        let e = Record::from_json_line(r#"{"score_small": "1", "score_large": 1}"#, 4).unwrap_err();
+        assert_eq!(e.to_string(), "line 4: field `score_small` must be a number, found a string");
+        let e = Record::from_json_line(r#"{"score_small": 1, "score_large": 1, "src": 5}"#, 5)
+            .unwrap_err();
+        assert_eq!(e.to_string(), "line 5: field `src` must be a string, found a number");
+        let e = Record::from_json_line(r#"{"score_small": NaN, "score_large": 1}"#, 6).unwrap_err();
+        assert_eq!(e.to_string(), "line 6: field `score_small` is NaN, not a finite number");
+    }
+
+    #[test]
+    fn reader_streams_records_with_line_numbers() {
+        let input = format!("{LINE}\n\n{LINE}\n");
+        let got: Vec<usize> = RecordReader::new(input.as_bytes()).map(|r| r.unwrap().0).collect();
+        assert_eq!(got, vec![1, 3]);
+        let bad = format!("{LINE}\n{{\"score_small\": 1}}\n");
+        let errs: Vec<_> = RecordReader::new(bad.as_bytes()).filter_map(|r| r.err()).collect();
+        assert_eq!(errs[0].to_string(), "line 2: missing field `score_large`");
+    }
+
+    #[test]
+    fn serializes_back_with_ref_and_extras() {
+        let r = Record::from_json_line(LINE, 1).unwrap();
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["gain"], 1.0);
+        assert_eq!(v["metric_small.COMETKiwi-src"], 0.8);
+        assert!(v.get("ref").is_none());
+    }
+}
