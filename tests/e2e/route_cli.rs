@@ -361,7 +361,7 @@ fn calibrate_then_route_by_threshold() {
     assert_eq!(t["order"], "asc");
     assert_eq!(t["n"], 60);
     let routed = t["routed"].as_u64().unwrap();
-    assert!(routed <= 15 && routed >= 13, "{t}");
+    assert!((13..=15).contains(&routed), "{t}");
     let ci = t["share_ci95"].as_array().unwrap();
     let (lo, hi, share) =
         (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap(), t["share"].as_f64().unwrap());
