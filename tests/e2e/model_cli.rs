@@ -28,7 +28,8 @@ fn s(p: &Path) -> &str {
 #[test]
 fn tokenize_matches_transformers_golden_ids() {
     let golden: Vec<Value> =
-        serde_json::from_slice(&std::fs::read(fixture("tokenizer/golden_ids.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(fixture("tokenizer/golden_ids.json")).unwrap())
+            .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in.jsonl");
     let lines: Vec<String> = golden
@@ -45,8 +46,17 @@ fn tokenize_matches_transformers_golden_ids() {
     let out = tmp.path().join("out.jsonl");
     let model = fixture("models/tiny-default");
     let o = routelmt(&[
-        "tokenize", "--model", s(&model), "--tokenizer", &tokenizer(), "--input", s(&input),
-        "--output", s(&out), "--prompt-style", "colon",
+        "tokenize",
+        "--model",
+        s(&model),
+        "--tokenizer",
+        &tokenizer(),
+        "--input",
+        s(&input),
+        "--output",
+        s(&out),
+        "--prompt-style",
+        "colon",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let got = read_jsonl(&out);
@@ -61,21 +71,35 @@ fn tokenize_matches_transformers_golden_ids() {
 #[test]
 fn features_match_transformers_and_keep_input_order() {
     let dir = fixture("models/tiny-gqa");
-    let golden: Value = serde_json::from_slice(&std::fs::read(dir.join("golden.json")).unwrap()).unwrap();
+    let golden: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("golden.json")).unwrap()).unwrap();
     let cases = golden["cases"].as_array().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in.jsonl");
     let text: Vec<String> = cases
         .iter()
         .enumerate()
-        .map(|(i, c)| serde_json::json!({"id": format!("c{i}"), "input_ids": c["input_ids"]}).to_string())
+        .map(|(i, c)| {
+            serde_json::json!({"id": format!("c{i}"), "input_ids": c["input_ids"]}).to_string()
+        })
         .collect();
     std::fs::write(&input, text.join("\n") + "\n").unwrap();
     for (device, layer) in [("cpu", "3"), ("gpu", "1")] {
         let out = tmp.path().join(format!("{device}.jsonl"));
         let o = routelmt(&[
-            "features", "--model", s(&dir), "--input", s(&input), "--output", s(&out), "--layer", layer,
-            "--device", device, "--batch-size", "2",
+            "features",
+            "--model",
+            s(&dir),
+            "--input",
+            s(&input),
+            "--output",
+            s(&out),
+            "--layer",
+            layer,
+            "--device",
+            device,
+            "--batch-size",
+            "2",
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
         assert!(stderr(&o).contains("device: "), "says which device ran");
@@ -83,7 +107,10 @@ fn features_match_transformers_and_keep_input_order() {
         assert_eq!(rows.len(), cases.len());
         for (i, (row, case)) in rows.iter().zip(cases).enumerate() {
             assert_eq!(row["id"], format!("c{i}"));
-            assert_eq!(row["n_tokens"].as_u64().unwrap() as usize, case["input_ids"].as_array().unwrap().len());
+            assert_eq!(
+                row["n_tokens"].as_u64().unwrap() as usize,
+                case["input_ids"].as_array().unwrap().len()
+            );
             let got: Vec<f64> = serde_json::from_value(row["hidden"].clone()).unwrap();
             let want: Vec<f64> = serde_json::from_value(case["hidden"][layer].clone()).unwrap();
             let d = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
@@ -99,8 +126,17 @@ fn features_from_text_on_the_bundled_default_model() {
     let model = fixture("models/tiny-default");
     let input = fixture("sample/requests.jsonl");
     let o = routelmt(&[
-        "features", "--model", s(&model), "--tokenizer", &tokenizer(), "--input", s(&input), "--output", s(&out),
-        "--device", "cpu",
+        "features",
+        "--model",
+        s(&model),
+        "--tokenizer",
+        &tokenizer(),
+        "--input",
+        s(&input),
+        "--output",
+        s(&out),
+        "--device",
+        "cpu",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let rows = read_jsonl(&out);
@@ -116,7 +152,11 @@ fn expect_failure(args: &[&str], out: &Path, needles: &[&str]) {
     for n in needles {
         assert!(e.contains(n), "stderr lacks {n:?}: {e}");
     }
-    assert_eq!(e.trim().lines().filter(|l| l.starts_with("error:")).count(), 1, "one error line: {e}");
+    assert_eq!(
+        e.trim().lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "one error line: {e}"
+    );
     assert!(!out.exists(), "partial output left at {}", out.display());
     let dir = out.parent().unwrap();
     let leftovers: Vec<_> = std::fs::read_dir(dir)
@@ -138,22 +178,56 @@ fn bad_lines_name_file_and_line_and_leave_nothing() {
         ("{not json", vec!["in.jsonl:3: invalid JSON"]),
         (r#"{"input_ids": [1]}"#, vec!["in.jsonl:3: missing field 'id'"]),
         (r#"{"id": 9, "input_ids": []}"#, vec!["in.jsonl:3: empty 'input_ids'"]),
-        (r#"{"id": 9, "input_ids": [1, 600]}"#, vec!["in.jsonl:3: token id 600 out of range for vocab_size 512"]),
+        (
+            r#"{"id": 9, "input_ids": [1, 600]}"#,
+            vec!["in.jsonl:3: token id 600 out of range for vocab_size 512"],
+        ),
         (r#"{"id": 9}"#, vec!["in.jsonl:3: needs 'input_ids' or 'src'"]),
-        (r#"{"id": 9, "src": "hi", "src_lang": "en"}"#, vec!["in.jsonl:3: missing field 'tgt_lang'"]),
+        (
+            r#"{"id": 9, "src": "hi", "src_lang": "en"}"#,
+            vec!["in.jsonl:3: missing field 'tgt_lang'"],
+        ),
     ];
     for (bad, needles) in cases {
         let input = tmp.path().join("in.jsonl");
         std::fs::write(&input, format!("{good}\n{good}\n{bad}\n{good}\n")).unwrap();
-        let args = ["features", "--model", s(&model), "--input", s(&input), "--output", s(&out), "--device", "cpu"];
+        let args = [
+            "features",
+            "--model",
+            s(&model),
+            "--input",
+            s(&input),
+            "--output",
+            s(&out),
+            "--device",
+            "cpu",
+        ];
         expect_failure(&args, &out, &needles);
     }
     // Unknown language in `tokenize`: the error lists the supported codes.
     let input = tmp.path().join("in.jsonl");
-    std::fs::write(&input, "{\"id\": 1, \"src\": \"a\", \"src_lang\": \"en\", \"tgt_lang\": \"xx\"}\n").unwrap();
+    std::fs::write(
+        &input,
+        "{\"id\": 1, \"src\": \"a\", \"src_lang\": \"en\", \"tgt_lang\": \"xx\"}\n",
+    )
+    .unwrap();
     let tok = tokenizer();
-    let args = ["tokenize", "--model", s(&model), "--tokenizer", &tok, "--input", s(&input), "--output", s(&out)];
-    expect_failure(&args, &out, &["in.jsonl:1: unknown language code 'xx'; supported codes: ar, en, es"]);
+    let args = [
+        "tokenize",
+        "--model",
+        s(&model),
+        "--tokenizer",
+        &tok,
+        "--input",
+        s(&input),
+        "--output",
+        s(&out),
+    ];
+    expect_failure(
+        &args,
+        &out,
+        &["in.jsonl:1: unknown language code 'xx'; supported codes: ar, en, es"],
+    );
     // A broken model folder fails before any output exists.
     let args = ["features", "--model", s(tmp.path()), "--input", s(&input), "--output", s(&out)];
     expect_failure(&args, &out, &["config.json"]);
@@ -171,7 +245,15 @@ fn skip_invalid_writes_the_rest_and_a_side_file() {
     .unwrap();
     let out = tmp.path().join("f.jsonl");
     let o = routelmt(&[
-        "features", "--model", s(&model), "--input", s(&input), "--output", s(&out), "--skip-invalid", "--device",
+        "features",
+        "--model",
+        s(&model),
+        "--input",
+        s(&input),
+        "--output",
+        s(&out),
+        "--skip-invalid",
+        "--device",
         "cpu",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -203,8 +285,19 @@ fn info_describes_the_folder() {
 fn bench_prefill_prints_the_promised_json() {
     let model = fixture("models/tiny-gqa");
     let o = routelmt(&[
-        "bench", "prefill", "--model", s(&model), "--seq", "8", "--batch", "1,3", "--iters", "2", "--json",
-        "--device", "cpu",
+        "bench",
+        "prefill",
+        "--model",
+        s(&model),
+        "--seq",
+        "8",
+        "--batch",
+        "1,3",
+        "--iters",
+        "2",
+        "--json",
+        "--device",
+        "cpu",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
