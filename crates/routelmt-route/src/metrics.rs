@@ -93,16 +93,20 @@ impl Outcomes {
         self.sum_large / self.len() as f64
     }
 
-    /// HitRate@p (%) of a routed set for budget count `k` (`None` when k = 0).
-    pub fn hit_rate(&self, routed: &[u32], k: usize) -> Option<f64> {
+    /// The gains of records, by index (to turn a routed set of indices into its gains).
+    pub fn gains_of(&self, routed: &[u32]) -> Vec<f64> {
+        routed.iter().map(|&i| self.gain[i as usize]).collect()
+    }
+
+    /// HitRate@p (%) of a routed set, given its gains, for budget count `k` (`None` if k = 0).
+    pub fn hit_rate(&self, routed_gains: &[f64], k: usize) -> Option<f64> {
         if k == 0 {
             return None;
         }
         let gk = self.gains_desc[k - 1];
         let above = self.gains_desc.partition_point(|&g| g > gk);
         let (mut in_a, mut in_b) = (0usize, 0usize);
-        for &i in routed {
-            let g = self.gain[i as usize];
+        for &g in routed_gains {
             if g > gk {
                 in_a += 1;
             } else if g == gk {
@@ -113,30 +117,54 @@ impl Outcomes {
     }
 
     /// MeanDelta@p: mean gain over the routed set (`None` if it is empty).
-    pub fn mean_delta(&self, routed: &[u32]) -> Option<f64> {
-        if routed.is_empty() {
+    pub fn mean_delta(&self, routed_gains: &[f64]) -> Option<f64> {
+        if routed_gains.is_empty() {
             return None;
         }
         let mut s = CompensatedSum::default();
-        routed.iter().for_each(|&i| s.add(self.gain[i as usize]));
-        Some(s.value() / routed.len() as f64)
+        routed_gains.iter().for_each(|&g| s.add(g));
+        Some(s.value() / routed_gains.len() as f64)
     }
 
     /// SevereLoss@p (%): share of the routed set with `g < −δ` (`None` if it is empty).
-    pub fn severe_loss(&self, routed: &[u32], delta: f64) -> Option<f64> {
-        if routed.is_empty() {
+    pub fn severe_loss(&self, routed_gains: &[f64], delta: f64) -> Option<f64> {
+        if routed_gains.is_empty() {
             return None;
         }
-        let n = routed.iter().filter(|&&i| self.gain[i as usize] < -delta).count();
-        Some(100.0 * n as f64 / routed.len() as f64)
+        let n = routed_gains.iter().filter(|&&g| g < -delta).count();
+        Some(100.0 * n as f64 / routed_gains.len() as f64)
     }
 
-    /// Quality of routing exactly the records in `routed` (mean over all records).
-    pub fn quality(&self, routed: &[u32]) -> f64 {
+    /// Quality@p of routing exactly the records with these gains (mean over all records).
+    pub fn quality(&self, routed_gains: &[f64]) -> f64 {
         let mut s = CompensatedSum::default();
         s.add(self.sum_small);
-        routed.iter().for_each(|&i| s.add(self.gain[i as usize]));
+        routed_gains.iter().for_each(|&g| s.add(g));
         s.value() / self.len() as f64
+    }
+
+    /// Quality@p at every [`curve_budgets`] point, given the gains of the eligible records in
+    /// routing order (one sequential pass).
+    pub fn quality_curve(&self, eligible_gains: &[f64]) -> Vec<f64> {
+        let n = self.len();
+        let mut curve = Vec::with_capacity(CURVE_POINTS);
+        let mut acc = CompensatedSum::default();
+        acc.add(self.sum_small);
+        let mut taken = 0;
+        for p in curve_budgets() {
+            let target = budget_count(p, n).min(eligible_gains.len());
+            while taken < target {
+                acc.add(eligible_gains[taken]);
+                taken += 1;
+            }
+            curve.push(acc.value() / n as f64);
+        }
+        curve
+    }
+
+    /// Average-tie ranks of the gains (1 = highest), for Spearman.
+    pub fn gain_ranks(&self) -> &[f64] {
+        &self.gain_ranks
     }
 
     /// APGR of a quality curve sampled at [`curve_budgets`] (`None` if Quality@1 = Quality@0).
@@ -247,7 +275,6 @@ pub fn evaluate(
     budget: f64,
     severe_delta: f64,
 ) -> Result<RouterMetrics> {
-    check_budget(budget)?;
     let n = outcomes.len();
     if ranking.order.len() != n {
         return Err(RouteError::Length {
@@ -256,11 +283,32 @@ pub fn evaluate(
             expected: n,
         });
     }
+    let spearman = pearson(&ranking.ranks, &outcomes.gain_ranks);
+    // One gather into routing order; every metric below is then a sequential pass.
+    let eligible_gains = outcomes.gains_of(&ranking.order[..ranking.eligible]);
+    evaluate_in_order(outcomes, spearman, &eligible_gains, budget, severe_delta)
+}
+
+/// The metrics of a router given its Spearman correlation and the gains of its eligible
+/// records in routing order (all records unless a guard blocks some): the routed set at any
+/// budget is a prefix of `eligible_gains`.
+pub fn evaluate_in_order(
+    outcomes: &Outcomes,
+    spearman: f64,
+    eligible_gains: &[f64],
+    budget: f64,
+    severe_delta: f64,
+) -> Result<RouterMetrics> {
+    check_budget(budget)?;
+    let n = outcomes.len();
+    if eligible_gains.len() > n {
+        return Err(RouteError::Length { what: "eligible gains", got: eligible_gains.len(), expected: n });
+    }
     let k = budget_count(budget, n);
-    let routed = ranking.routed(k);
-    let curve = quality_curve(outcomes, ranking);
+    let routed = &eligible_gains[..k.min(eligible_gains.len())];
+    let curve = outcomes.quality_curve(eligible_gains);
     Ok(RouterMetrics {
-        spearman: pearson(&ranking.ranks, &outcomes.gain_ranks),
+        spearman,
         hit_rate: outcomes.hit_rate(routed, k),
         mean_delta: outcomes.mean_delta(routed),
         severe_loss: outcomes.severe_loss(routed, severe_delta),
@@ -269,25 +317,6 @@ pub fn evaluate(
         routed: routed.len(),
         curve,
     })
-}
-
-/// Quality@p at every [`curve_budgets`] point, in one pass over the routing order.
-pub fn quality_curve(outcomes: &Outcomes, ranking: &Ranking) -> Vec<f64> {
-    let n = outcomes.len();
-    let targets: Vec<usize> =
-        curve_budgets().iter().map(|&p| budget_count(p, n).min(ranking.eligible)).collect();
-    let mut curve = Vec::with_capacity(targets.len());
-    let mut acc = CompensatedSum::default();
-    acc.add(outcomes.sum_small);
-    let mut taken = 0;
-    for &t in &targets {
-        while taken < t {
-            acc.add(outcomes.gain[ranking.order[taken] as usize]);
-            taken += 1;
-        }
-        curve.push(acc.value() / n as f64);
-    }
-    curve
 }
 
 #[cfg(test)]

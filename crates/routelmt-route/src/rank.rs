@@ -69,14 +69,25 @@ pub fn average_ranks(values: &[f64]) -> Vec<f64> {
 /// Pearson correlation; 0 when either side is constant or there are fewer than 2 values.
 pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
     assert_eq!(x.len(), y.len());
-    let n = x.len();
+    pearson_by(x.len(), |i| (x[i], y[i]))
+}
+
+/// Pearson correlation of the pairs `pair(0..n)` (two passes: means, then centred sums);
+/// 0 when either side is constant or `n < 2`.
+pub fn pearson_by(n: usize, pair: impl Fn(usize) -> (f64, f64)) -> f64 {
     if n < 2 {
         return 0.0;
     }
-    let mx = x.iter().sum::<f64>() / n as f64;
-    let my = y.iter().sum::<f64>() / n as f64;
+    let (mut sx, mut sy) = (0.0, 0.0);
+    for i in 0..n {
+        let (a, b) = pair(i);
+        sx += a;
+        sy += b;
+    }
+    let (mx, my) = (sx / n as f64, sy / n as f64);
     let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for (a, b) in x.iter().zip(y) {
+    for i in 0..n {
+        let (a, b) = pair(i);
         let (dx, dy) = (a - mx, b - my);
         sxy += dx * dy;
         sxx += dx * dx;

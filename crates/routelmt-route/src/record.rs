@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::RecordError;
-use crate::jsonline::{JsonLines, json_type, number_field, number_value, parse_object};
+use crate::jsonline::{JsonLines, json_type, parse_object};
 
 /// How far a given `gain` may be from `score_large − score_small`: `1e-6` relative to the
 /// larger score magnitude, absolute below 1 (files round-trip through 32-bit floats and
@@ -59,56 +59,30 @@ impl Record {
         Self::from_object(parse_object(text, line)?, line)
     }
 
-    /// Builds a record from a parsed JSON object, validating scores and `gain`.
+    /// Builds a record from a parsed JSON object, validating scores, `gain` and the types of
+    /// the schema's text fields.
     pub fn from_object(mut obj: Map<String, Value>, line: usize) -> Result<Self, RecordError> {
-        let score_small = number_field(&obj, "score_small", line)?;
-        let score_large = number_field(&obj, "score_large", line)?;
-        let gain = score_large - score_small;
-        if let Some(v) = obj.remove("gain").filter(|v| !v.is_null()) {
-            let given = number_value(&v, "gain", line)?;
-            let scale = 1f64.max(score_small.abs()).max(score_large.abs());
-            if (given - gain).abs() > GAIN_TOLERANCE * scale {
-                return Err(RecordError::GainMismatch {
-                    line,
-                    gain: given,
-                    large: score_large,
-                    small: score_small,
-                    expected: gain,
-                });
-            }
+        let (score_small, score_large) = check_schema(|name| slot(obj.get(name)), line)?;
+        for name in ["score_small", "score_large", "gain"] {
+            obj.remove(name);
         }
-        obj.remove("score_small");
-        obj.remove("score_large");
-        let id = match obj.remove("id") {
-            None | Some(Value::Null) => None,
+        // Types were checked above: strings or null (numbers too for `id`).
+        let mut text = |name: &str| match obj.remove(name) {
             Some(Value::String(s)) => Some(s),
             Some(Value::Number(n)) => Some(n.to_string()),
-            Some(other) => {
-                return Err(RecordError::NotString {
-                    line,
-                    field: "id".into(),
-                    found: json_type(&other),
-                });
-            }
+            _ => None,
         };
-        let mut text = |name: &str| optional_string(&mut obj, name, line);
-        let src = text("src")?;
-        let src_lang = text("src_lang")?;
-        let tgt_lang = text("tgt_lang")?;
-        let reference = text("ref")?;
-        let hyp_small = text("hyp_small")?;
-        let hyp_large = text("hyp_large")?;
         Ok(Record {
-            id,
-            src,
-            src_lang,
-            tgt_lang,
+            id: text("id"),
+            src: text("src"),
+            src_lang: text("src_lang"),
+            tgt_lang: text("tgt_lang"),
+            reference: text("ref"),
+            hyp_small: text("hyp_small"),
+            hyp_large: text("hyp_large"),
             score_small,
             score_large,
-            gain,
-            reference,
-            hyp_small,
-            hyp_large,
+            gain: score_large - score_small,
             extra: obj,
         })
     }
@@ -116,12 +90,20 @@ impl Record {
     /// A numeric field by name: `score_small`, `score_large`, `gain` or any other field.
     /// Missing or non-numeric is an error naming `line`.
     pub fn number(&self, name: &str, line: usize) -> Result<f64, RecordError> {
-        match name {
-            "score_small" => Ok(self.score_small),
-            "score_large" => Ok(self.score_large),
-            "gain" => Ok(self.gain),
-            _ => number_field(&self.extra, name, line),
+        fn known(v: &Option<String>) -> Slot<'_> {
+            v.as_deref().map_or(Slot::Absent, Slot::Str)
         }
+        let get = |n: &str| match n {
+            "id" => known(&self.id),
+            "src" => known(&self.src),
+            "src_lang" => known(&self.src_lang),
+            "tgt_lang" => known(&self.tgt_lang),
+            "ref" => known(&self.reference),
+            "hyp_small" => known(&self.hyp_small),
+            "hyp_large" => known(&self.hyp_large),
+            _ => slot(self.extra.get(n)),
+        };
+        numeric(get, name, self.score_small, self.score_large, line)
     }
 
     /// Source length in Unicode scalar values (Python's `len(src)`), if there is a source.
@@ -130,17 +112,105 @@ impl Record {
     }
 }
 
-fn optional_string(
-    obj: &mut Map<String, Value>,
-    name: &str,
-    line: usize,
-) -> Result<Option<String>, RecordError> {
-    match obj.remove(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => {
-            Err(RecordError::NotString { line, field: name.to_string(), found: json_type(&other) })
+/// What a record holds under a name, as far as validation is concerned. Both the full
+/// [`Record`] parser and the allocation-light view of [`crate::dataset`] validate through
+/// [`check_schema`] and [`numeric`], so they accept and reject exactly the same lines.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Slot<'a> {
+    Absent,
+    Null,
+    Number(f64),
+    Str(&'a str),
+    /// A boolean, array or object, by its JSON type name.
+    Other(&'static str),
+}
+
+/// The slot of a parsed JSON value.
+pub(crate) fn slot(v: Option<&Value>) -> Slot<'_> {
+    match v {
+        None => Slot::Absent,
+        Some(Value::Null) => Slot::Null,
+        Some(Value::Number(n)) => Slot::Number(n.as_f64().unwrap_or(f64::NAN)),
+        Some(Value::String(s)) => Slot::Str(s),
+        Some(other) => Slot::Other(json_type(other)),
+    }
+}
+
+/// The schema's text fields (besides `id`, which may also be a number).
+pub(crate) const TEXT_FIELDS: [&str; 6] =
+    ["src", "src_lang", "tgt_lang", "ref", "hyp_small", "hyp_large"];
+
+fn not_number(name: &str, found: &'static str, line: usize) -> RecordError {
+    RecordError::NotNumber { line, field: name.to_string(), found }
+}
+
+/// A required finite number from a slot.
+fn required_number(s: Slot<'_>, name: &str, line: usize) -> Result<f64, RecordError> {
+    match s {
+        Slot::Absent => Err(RecordError::Missing { line, field: name.to_string() }),
+        Slot::Number(x) if x.is_finite() => Ok(x),
+        Slot::Number(x) => {
+            Err(RecordError::NonFinite { line, field: name.to_string(), value: x.to_string() })
         }
+        Slot::Null => Err(not_number(name, "null", line)),
+        Slot::Str(_) => Err(not_number(name, "a string", line)),
+        Slot::Other(t) => Err(not_number(name, t, line)),
+    }
+}
+
+/// Validates one record: both scores present and finite, `gain` (if any) equal to their
+/// difference within [`GAIN_TOLERANCE`], `id` a string or number, the text fields strings
+/// (null counts as absent). Returns `(score_small, score_large)`.
+pub(crate) fn check_schema<'a>(
+    get: impl Fn(&str) -> Slot<'a>,
+    line: usize,
+) -> Result<(f64, f64), RecordError> {
+    let small = required_number(get("score_small"), "score_small", line)?;
+    let large = required_number(get("score_large"), "score_large", line)?;
+    match get("gain") {
+        Slot::Absent | Slot::Null => {}
+        s => {
+            let given = required_number(s, "gain", line)?;
+            let expected = large - small;
+            let scale = 1f64.max(small.abs()).max(large.abs());
+            if (given - expected).abs() > GAIN_TOLERANCE * scale {
+                return Err(RecordError::GainMismatch { line, gain: given, large, small, expected });
+            }
+        }
+    }
+    let not_string =
+        |name: &str, found| RecordError::NotString { line, field: name.into(), found };
+    if let Slot::Other(t) = get("id") {
+        return Err(not_string("id", t));
+    }
+    for name in TEXT_FIELDS {
+        match get(name) {
+            Slot::Number(_) => return Err(not_string(name, "a number")),
+            Slot::Other(t) => return Err(not_string(name, t)),
+            Slot::Absent | Slot::Null | Slot::Str(_) => {}
+        }
+    }
+    Ok((small, large))
+}
+
+/// A numeric field of a validated record: `score_small`, `score_large`, `gain` (always the
+/// difference of the scores) or any other field. The text fields and `id` are never numbers.
+pub(crate) fn numeric<'a>(
+    get: impl Fn(&str) -> Slot<'a>,
+    name: &str,
+    small: f64,
+    large: f64,
+    line: usize,
+) -> Result<f64, RecordError> {
+    match name {
+        "score_small" => Ok(small),
+        "score_large" => Ok(large),
+        "gain" => Ok(large - small),
+        _ if name == "id" || TEXT_FIELDS.contains(&name) => match get(name) {
+            Slot::Absent | Slot::Null => Err(RecordError::Missing { line, field: name.into() }),
+            _ => Err(not_number(name, "a string", line)),
+        },
+        _ => required_number(get(name), name, line),
     }
 }
 

@@ -11,7 +11,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::baselines::{Baseline, RouterSpec};
 use crate::dataset::Dataset;
 use crate::error::{Result, RouteError};
-use crate::metrics::{Outcomes, Ranking, RouterMetrics, curve_budgets, evaluate};
+use crate::metrics::{
+    Outcomes, Ranking, RouterMetrics, curve_budgets, evaluate, evaluate_in_order,
+};
+use crate::rank::pearson_by;
 use crate::rank::check_budget;
 use crate::rng;
 
@@ -188,28 +191,43 @@ pub fn evaluate_routers(
 }
 
 /// The random router: every metric (and every curve point) averaged over
-/// `settings.random_repeats` seeded permutations. A uniform random permutation is exactly the
-/// order tie-free uniform scores give, and needs no sort: O(N) per draw.
+/// `settings.random_repeats` seeded draws. A uniform random permutation is exactly the order
+/// tie-free uniform scores give, so each draw shuffles the records' `(gain, gain rank,
+/// blocked)` in place: routing order is then array order, the score rank of position `j` is
+/// `j + 1`, and every metric is a sequential pass (no sort, no random gathers).
 fn random_mean(
     outcomes: &Outcomes,
     blocked: Option<&[bool]>,
     settings: &EvalSettings,
 ) -> Result<RouterMetrics> {
+    #[derive(Clone, Copy)]
+    struct Item {
+        gain: f64,
+        gain_rank: f64,
+        blocked: bool,
+    }
     let repeats = settings.random_repeats;
     if repeats == 0 {
         return Err(RouteError::Invalid("random repeats must be at least 1".into()));
     }
     let n = outcomes.len();
+    let mut items: Vec<Item> = (0..n)
+        .map(|i| Item {
+            gain: outcomes.gains()[i],
+            gain_rank: outcomes.gain_ranks()[i],
+            blocked: blocked.is_some_and(|b| b[i]),
+        })
+        .collect();
     let mut rng = rng::seeded(settings.seed);
-    let mut perm: Vec<u32> = (0..n as u32).collect();
+    let mut eligible = Vec::with_capacity(n);
     let mut acc: Option<RouterMetrics> = None;
     for _ in 0..repeats {
-        rng::shuffle(&mut rng, &mut perm);
-        let mut ranking = Ranking::from_permutation(perm.clone());
-        if let Some(b) = blocked {
-            ranking = ranking.with_guard(b);
-        }
-        let m = evaluate(outcomes, &ranking, settings.budget, settings.severe_delta)?;
+        // Shuffling the previous permutation again gives a fresh uniform permutation.
+        rng::shuffle(&mut rng, &mut items);
+        let spearman = pearson_by(n, |j| ((j + 1) as f64, items[j].gain_rank));
+        eligible.clear();
+        eligible.extend(items.iter().filter(|it| !it.blocked).map(|it| it.gain));
+        let m = evaluate_in_order(outcomes, spearman, &eligible, settings.budget, settings.severe_delta)?;
         acc = Some(match acc {
             None => m,
             Some(mut a) => {
@@ -355,6 +373,29 @@ mod tests {
         assert_eq!(names(&back), names(&eval.report), "curve keys keep router order");
         assert_eq!(eval.report.routers[2].hit_rate, Some(100.0));
         assert_eq!(eval.report.routers[0].routed, 12);
+    }
+
+    /// The fast random path (shuffled items, sequential passes) equals the generic evaluation
+    /// of the same permutation, with and without a guard.
+    #[test]
+    fn random_path_equals_generic_evaluation_of_the_same_permutation() {
+        let (d, _) = data();
+        let outcomes = Outcomes::new(&d.score_small, &d.score_large).unwrap();
+        let blocked: Vec<bool> = (0..d.len()).map(|i| i % 4 == 1).collect();
+        for guard in [None, Some(blocked.as_slice())] {
+            for seed in 0..5 {
+                let s = EvalSettings { random_repeats: 1, seed, ..Default::default() };
+                let fast = random_mean(&outcomes, guard, &s).unwrap();
+                let mut order: Vec<u32> = (0..d.len() as u32).collect();
+                rng::shuffle(&mut rng::seeded(seed), &mut order);
+                let mut ranking = Ranking::from_permutation(order);
+                if let Some(b) = guard {
+                    ranking = ranking.with_guard(b);
+                }
+                let slow = evaluate(&outcomes, &ranking, s.budget, s.severe_delta).unwrap();
+                assert_eq!(fast, slow, "seed {seed}, guard {}", guard.is_some());
+            }
+        }
     }
 
     #[test]
