@@ -302,7 +302,11 @@ pub fn evaluate_in_order(
     check_budget(budget)?;
     let n = outcomes.len();
     if eligible_gains.len() > n {
-        return Err(RouteError::Length { what: "eligible gains", got: eligible_gains.len(), expected: n });
+        return Err(RouteError::Length {
+            what: "eligible gains",
+            got: eligible_gains.len(),
+            expected: n,
+        });
     }
     let k = budget_count(budget, n);
     let routed = &eligible_gains[..k.min(eligible_gains.len())];

@@ -174,12 +174,17 @@ pub(crate) fn check_schema<'a>(
             let expected = large - small;
             let scale = 1f64.max(small.abs()).max(large.abs());
             if (given - expected).abs() > GAIN_TOLERANCE * scale {
-                return Err(RecordError::GainMismatch { line, gain: given, large, small, expected });
+                return Err(RecordError::GainMismatch {
+                    line,
+                    gain: given,
+                    large,
+                    small,
+                    expected,
+                });
             }
         }
     }
-    let not_string =
-        |name: &str, found| RecordError::NotString { line, field: name.into(), found };
+    let not_string = |name: &str, found| RecordError::NotString { line, field: name.into(), found };
     if let Slot::Other(t) = get("id") {
         return Err(not_string("id", t));
     }

@@ -14,8 +14,8 @@ use crate::error::{Result, RouteError};
 use crate::metrics::{
     Outcomes, Ranking, RouterMetrics, curve_budgets, evaluate, evaluate_in_order,
 };
-use crate::rank::pearson_by;
 use crate::rank::check_budget;
+use crate::rank::pearson_by;
 use crate::rng;
 
 /// Settings of an evaluation run.
@@ -227,7 +227,13 @@ fn random_mean(
         let spearman = pearson_by(n, |j| ((j + 1) as f64, items[j].gain_rank));
         eligible.clear();
         eligible.extend(items.iter().filter(|it| !it.blocked).map(|it| it.gain));
-        let m = evaluate_in_order(outcomes, spearman, &eligible, settings.budget, settings.severe_delta)?;
+        let m = evaluate_in_order(
+            outcomes,
+            spearman,
+            &eligible,
+            settings.budget,
+            settings.severe_delta,
+        )?;
         acc = Some(match acc {
             None => m,
             Some(mut a) => {
