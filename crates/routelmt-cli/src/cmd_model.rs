@@ -10,7 +10,7 @@ use routelmt_model::{PromptStyle, Qwen3Config, Qwen3Model, Tokenizer, hf};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::io::{AtomicOutput, Line, Rejects, progress, read_lines};
+use crate::io::{Line, Rejects, print_stdout, progress, read_lines, write_atomic, write_json_line};
 
 /// Which device runs the model.
 #[derive(Debug, Clone, Copy, ValueEnum, Default)]
@@ -247,22 +247,26 @@ pub fn tokenize(a: TokenizeArgs) -> Result<()> {
     let tok = LazyTokenizer::new(&a.model, &a.tokenizer);
     tok.get()?; // fail early on a bad tokenizer, before reading input
     let style = a.prompt_style.into();
-    let mut out = AtomicOutput::create(&a.output)?;
     let mut rejects = Rejects::default();
     let shown = a.input.display().to_string();
     let mut n = 0usize;
-    for line in read_lines(&a.input)? {
-        let line = line?;
-        match prepare(&line, &tok, style, false, None) {
-            Ok(p) => {
-                out.write_json_line(&json!({"id": p.id, "prompt": p.prompt, "input_ids": p.ids}))?;
-                n += 1;
+    write_atomic(&a.output, |w| {
+        for line in read_lines(&a.input)? {
+            let line = line?;
+            match prepare(&line, &tok, style, false, None) {
+                Ok(p) => {
+                    write_json_line(
+                        w,
+                        &json!({"id": p.id, "prompt": p.prompt, "input_ids": p.ids}),
+                    )?;
+                    n += 1;
+                }
+                Err(e) if a.skip_invalid => rejects.push(&line, &e),
+                Err(e) => bail!("{shown}:{}: {e}", line.number),
             }
-            Err(e) if a.skip_invalid => rejects.push(&line, &e),
-            Err(e) => bail!("{shown}:{}: {e}", line.number),
         }
-    }
-    out.commit()?;
+        Ok(())
+    })?;
     rejects.finish(&a.output, &a.input)?;
     eprintln!("tokenized {n} record(s) -> {}", a.output.display());
     Ok(())
@@ -289,40 +293,40 @@ pub fn features(a: FeaturesArgs) -> Result<()> {
     let tok = LazyTokenizer::new(&a.model, &a.tokenizer);
     let style = a.prompt_style.into();
     let shown = a.input.display().to_string();
-    let mut out = AtomicOutput::create(&a.output)?;
     let mut rejects = Rejects::default();
     let bar = progress(count_lines(&a.input), "prefill");
-    let mut batch: Vec<Prepared> = Vec::with_capacity(a.batch_size);
     let mut n = 0usize;
-    let run = |batch: &mut Vec<Prepared>, out: &mut AtomicOutput| -> Result<()> {
+    let run = |batch: &mut Vec<Prepared>, w: &mut dyn std::io::Write| -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
         let ids: Vec<Vec<u32>> = batch.iter().map(|p| p.ids.clone()).collect();
         let hidden = model.last_hidden(&ids, layer, a.batch_size)?;
         for (p, h) in batch.drain(..).zip(hidden) {
-            out.write_json_line(&json!({"id": p.id, "n_tokens": p.ids.len(), "hidden": h}))?;
+            write_json_line(w, &json!({"id": p.id, "n_tokens": p.ids.len(), "hidden": h}))?;
         }
         Ok(())
     };
-    for line in read_lines(&a.input)? {
-        let line = line?;
-        bar.inc(1);
-        match prepare(&line, &tok, style, true, Some(config.vocab_size)) {
-            Ok(p) => {
-                batch.push(p);
-                n += 1;
-                if batch.len() == a.batch_size {
-                    run(&mut batch, &mut out)?;
+    write_atomic(&a.output, |w| {
+        let mut batch: Vec<Prepared> = Vec::with_capacity(a.batch_size);
+        for line in read_lines(&a.input)? {
+            let line = line?;
+            bar.inc(1);
+            match prepare(&line, &tok, style, true, Some(config.vocab_size)) {
+                Ok(p) => {
+                    batch.push(p);
+                    n += 1;
+                    if batch.len() == a.batch_size {
+                        run(&mut batch, w)?;
+                    }
                 }
+                Err(e) if a.skip_invalid => rejects.push(&line, &e),
+                Err(e) => bail!("{shown}:{}: {e}", line.number),
             }
-            Err(e) if a.skip_invalid => rejects.push(&line, &e),
-            Err(e) => bail!("{shown}:{}: {e}", line.number),
         }
-    }
-    run(&mut batch, &mut out)?;
+        run(&mut batch, w)
+    })?;
     bar.finish_and_clear();
-    out.commit()?;
     rejects.finish(&a.output, &a.input)?;
     eprintln!(
         "features: {n} record(s), layer {layer}, {:.2?} -> {}",
@@ -361,8 +365,7 @@ pub fn info(a: InfoArgs) -> Result<()> {
         "device": dev.description,
     });
     if a.json {
-        println!("{v}");
-        return Ok(());
+        return print_stdout(&format!("{v}\n"));
     }
     println!("model          {}", a.model.display());
     println!(
@@ -470,7 +473,7 @@ pub fn bench(cmd: BenchCommand) -> Result<()> {
         results.push(r);
     }
     if a.json {
-        println!("{}", json!({"results": results, "device": dev.description}));
+        print_stdout(&format!("{}\n", json!({"results": results, "device": dev.description})))?;
     }
     Ok(())
 }

@@ -4,12 +4,14 @@
 //! leaves a half-written file. Errors name the file and, for bad records, the line.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
+
+use crate::io::{print_stdout, write_atomic};
 
 use routelmt_route::controller::{BudgetController, ControllerConfig};
 use routelmt_route::jsonline::{JsonLines, number_field, parse_object, set_fields, string_field};
@@ -477,50 +479,6 @@ fn open(path: &Path) -> Result<BufReader<File>> {
     Ok(BufReader::with_capacity(READ_BUFFER, file))
 }
 
-/// Writes `path` through a temporary file in the same folder, renamed into place only if
-/// `write` succeeds (the temporary file is removed otherwise).
-fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file path", path.display()))?
-        .to_string_lossy();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .with_context(|| {
-            format!("cannot write {}: cannot create a file in {}", path.display(), dir.display())
-        })?;
-    {
-        let mut w = BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
-        write(&mut w)?;
-        w.flush().with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    #[cfg(unix)]
-    {
-        // tempfile creates 0600; a result file should get the usual permissions.
-        use std::os::unix::fs::PermissionsExt;
-        let _ = tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
-}
-
-/// Prints to stdout; a closed pipe (`| head`) is not an error.
-fn print_stdout(s: &str) -> Result<()> {
-    let mut out = io::stdout().lock();
-    match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        r => Ok(r?),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,19 +491,5 @@ mod tests {
         let g = parse_guard("metric_small.COMETKiwi-src:0.85").unwrap();
         assert_eq!((g.field.as_str(), g.max), ("metric_small.COMETKiwi-src", 0.85));
         assert!(parse_guard("x").is_err() && parse_guard(":1").is_err());
-    }
-
-    #[test]
-    fn atomic_write_leaves_nothing_on_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out.json");
-        let err = write_atomic(&out, |w| {
-            w.write_all(b"partial")?;
-            bail!("boom")
-        });
-        assert!(err.is_err());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        write_atomic(&out, |w| Ok(w.write_all(b"ok")?)).unwrap();
-        assert_eq!(std::fs::read_to_string(&out).unwrap(), "ok");
     }
 }

@@ -7,47 +7,56 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use tempfile::NamedTempFile;
 
-/// A file that appears at `dest` only when [`AtomicOutput::commit`] succeeds.
-pub struct AtomicOutput {
-    writer: BufWriter<NamedTempFile>,
-    dest: PathBuf,
+/// Writes `path` through a temporary file in the same folder, renamed into place only if
+/// `write` succeeds (the temporary file is removed otherwise).
+pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file path", path.display()))?
+        .to_string_lossy();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| {
+            format!("cannot write {}: cannot create a file in {}", path.display(), dir.display())
+        })?;
+    {
+        let mut w = BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
+        write(&mut w)?;
+        w.flush().with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    #[cfg(unix)]
+    {
+        // tempfile creates 0600; a result file should get the usual permissions.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
-impl AtomicOutput {
-    /// Starts writing `dest` (through a temp file in the same folder).
-    pub fn create(dest: &Path) -> Result<Self> {
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let tmp = NamedTempFile::new_in(&dir)
-            .with_context(|| format!("{}: cannot create output", dest.display()))?;
-        Ok(Self { writer: BufWriter::new(tmp), dest: dest.to_path_buf() })
+/// Prints to stdout; a closed pipe (`| head`) is not an error.
+pub fn print_stdout(s: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
     }
+}
 
-    /// Appends one JSON value and a newline.
-    pub fn write_json_line<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        serde_json::to_writer(&mut self.writer, value)
-            .and_then(|()| self.writer.write_all(b"\n").map_err(serde_json::Error::io))
-            .with_context(|| format!("{}: write failed", self.dest.display()))
-    }
-
-    /// Flushes and renames into place.
-    pub fn commit(self) -> Result<()> {
-        let dest = self.dest;
-        let tmp = self
-            .writer
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .with_context(|| format!("{}: flush failed", dest.display()))?;
-        tmp.as_file().sync_all().ok();
-        tmp.persist(&dest)
-            .map_err(|e| e.error)
-            .with_context(|| format!("{}: cannot move output into place", dest.display()))?;
-        Ok(())
-    }
+/// Writes one JSON value and a newline (JSONL).
+pub fn write_json_line<T: Serialize + ?Sized>(w: &mut dyn Write, value: &T) -> Result<()> {
+    serde_json::to_writer(&mut *w, value)?;
+    w.write_all(b"\n")?;
+    Ok(())
 }
 
 /// One non-blank input line with its 1-based number.
@@ -99,11 +108,7 @@ impl Rejects {
             return Ok(());
         }
         let path = Self::path_for(output);
-        let mut out = AtomicOutput::create(&path)?;
-        for item in &self.items {
-            out.write_json_line(item)?;
-        }
-        out.commit()?;
+        write_atomic(&path, |w| self.items.iter().try_for_each(|item| write_json_line(w, item)))?;
         eprintln!(
             "skipped {} invalid line(s) of {}; details in {}",
             self.items.len(),
@@ -129,4 +134,24 @@ pub fn progress(total: u64, what: &str) -> indicatif::ProgressBar {
     );
     bar.set_message(what.to_string());
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::bail;
+
+    #[test]
+    fn atomic_write_leaves_nothing_on_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.json");
+        let err = write_atomic(&out, |w| {
+            w.write_all(b"partial")?;
+            bail!("boom")
+        });
+        assert!(err.is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        write_atomic(&out, |w| Ok(w.write_all(b"ok")?)).unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "ok");
+    }
 }
