@@ -172,14 +172,18 @@ struct Request {
     tgt_lang: Option<String>,
 }
 
-struct Prepared {
-    id: Value,
-    prompt: Option<String>,
-    ids: Vec<u32>,
+/// A parsed, tokenized input line.
+pub struct Prepared {
+    /// The record's id.
+    pub id: Value,
+    /// The prompt, when built from text.
+    pub prompt: Option<String>,
+    /// Token ids.
+    pub ids: Vec<u32>,
 }
 
 /// Parses and tokenizes one line; the error is the message without location.
-fn prepare(
+pub(crate) fn prepare(
     line: &Line,
     tokenizer: &LazyTokenizer,
     style: PromptStyle,
@@ -214,18 +218,18 @@ fn prepare(
 }
 
 /// The tokenizer, loaded on first use (a file of only `input_ids` never needs one).
-struct LazyTokenizer {
+pub(crate) struct LazyTokenizer {
     path: PathBuf,
     cell: std::cell::OnceCell<Tokenizer>,
 }
 
 impl LazyTokenizer {
-    fn new(model: &Path, over: &Option<PathBuf>) -> Self {
+    pub(crate) fn new(model: &Path, over: &Option<PathBuf>) -> Self {
         let path = over.clone().unwrap_or_else(|| model.join("tokenizer.json"));
         Self { path, cell: std::cell::OnceCell::new() }
     }
 
-    fn get(&self) -> Result<&Tokenizer> {
+    pub(crate) fn get(&self) -> Result<&Tokenizer> {
         if let Some(t) = self.cell.get() {
             return Ok(t);
         }
@@ -234,7 +238,7 @@ impl LazyTokenizer {
     }
 }
 
-fn count_lines(path: &Path) -> u64 {
+pub(crate) fn count_lines(path: &Path) -> u64 {
     std::fs::read(path).map(|b| bytecount(&b)).unwrap_or(0)
 }
 

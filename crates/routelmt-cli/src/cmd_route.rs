@@ -97,6 +97,11 @@ pub struct CalibrateArgs {
     #[arg(long, value_name = "THRESH.json")]
     pub output: PathBuf,
 
+    /// Also store the threshold in this router folder's router.json, so the router ships
+    /// with its τ_p (`routelmt route --router DIR` then uses it by default).
+    #[arg(long, value_name = "DIR")]
+    pub router: Option<PathBuf>,
+
     /// Bootstrap resamples for the 95% interval of the share.
     #[arg(long, value_name = "B", default_value_t = 1000)]
     pub bootstrap: usize,
@@ -117,11 +122,25 @@ pub struct RouteInput {
     /// The numeric field of --scores holding the router score.
     #[arg(long, value_name = "NAME", requires = "scores")]
     pub field: Option<String>,
+
+    /// Records to score with a trained router first (needs --model and --router); the
+    /// output then carries `score` as well as `route`.
+    #[arg(long, value_name = "FILE", requires_all = ["model", "router"], conflicts_with = "scores")]
+    pub input: Option<PathBuf>,
+
+    /// Base model folder the router was trained on.
+    #[arg(long, value_name = "DIR", requires = "input")]
+    pub model: Option<PathBuf>,
+
+    /// Router folder from `routelmt train`. Without --budget or --threshold, its calibrated
+    /// threshold (`routelmt calibrate --router`) is used.
+    #[arg(long, value_name = "DIR", requires = "input")]
+    pub router: Option<PathBuf>,
 }
 
 /// How `route` turns scores into decisions.
 #[derive(Args, Debug)]
-#[group(required = true, multiple = false)]
+#[group(required = false, multiple = false)]
 pub struct RouteDecision {
     /// Route the top floor(p·N + 0.5) records of the whole file (offline top-p, ties by input
     /// order); with --window, decide as a stream instead.
@@ -169,6 +188,14 @@ pub struct RouteArgs {
     /// Where to write the routed records (JSONL).
     #[arg(long, value_name = "OUT")]
     pub output: PathBuf,
+
+    /// Compute device for --router scoring.
+    #[arg(long, value_enum, default_value_t, env = "ROUTELMT_DEVICE")]
+    pub device: crate::cmd_model::DeviceArg,
+
+    /// Prompts per forward pass for --router scoring.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
 }
 
 /// Quality metric for `labels`.
@@ -271,6 +298,29 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
     let t = FieldThreshold::calibrate(&a.field, order, &values, a.budget, a.bootstrap, a.seed)
         .with_context(|| format!("calibrating on {}", a.scores.display()))?;
     let json = serde_json::to_string_pretty(&t)? + "\n";
+    if let Some(dir) = &a.router {
+        let path = dir.join(routelmt_model::router::ROUTER_JSON);
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let shown = path.display().to_string();
+        let mut cfg = routelmt_model::RouterConfig::from_json(&bytes, &shown)?;
+        if a.field != "score" {
+            bail!("a router's threshold is on its `score` field; calibrate with --field score");
+        }
+        let expect_asc = cfg.head == routelmt_model::HeadKind::Quality;
+        if a.asc != expect_asc {
+            bail!(
+                "{shown}: a {:?} router routes {} first; {} --asc",
+                cfg.head,
+                if expect_asc { "the lowest scores" } else { "the highest scores" },
+                if expect_asc { "add" } else { "drop" }
+            );
+        }
+        cfg.threshold = Some(serde_json::to_value(&t)?);
+        let text = serde_json::to_string_pretty(&cfg)? + "\n";
+        write_atomic(&path, |w| Ok(w.write_all(text.as_bytes())?))?;
+        eprintln!("stored τ in {shown}");
+    }
     write_atomic(&a.output, |w| Ok(w.write_all(json.as_bytes())?))?;
     print_stdout(&format!(
         "τ = {} ({}): routes {} of {} held-out records ({:.2}%, budget {:.2}%), bootstrap 95% \
@@ -290,7 +340,43 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
 // --- route ----------------------------------------------------------------------------------
 
 /// `routelmt route`.
-pub fn route(a: RouteArgs) -> Result<()> {
+pub fn route(mut a: RouteArgs) -> Result<()> {
+    // With a trained router: score into a temporary file beside the output, then route on
+    // its `score` field (lowest first for a quality head).
+    let mut _temps = Vec::new();
+    if let (Some(input), Some(model), Some(router)) =
+        (&a.input.input, &a.input.model, &a.input.router)
+    {
+        let scorer = crate::cmd_train::Scorer::load(model, router, &None, a.device)?;
+        let temp = |suffix: &str| -> Result<tempfile::NamedTempFile> {
+            let dir = match a.output.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            Ok(tempfile::Builder::new().prefix(".routelmt-").suffix(suffix).tempfile_in(dir)?)
+        };
+        let scored = temp(".scored.jsonl")?;
+        scorer.score_file(input, scored.path(), a.batch_size, false)?;
+        a.input.scores = Some(scored.path().to_path_buf());
+        a.input.field = Some("score".into());
+        if scorer.router.config.head == routelmt_model::HeadKind::Quality {
+            a.asc = true;
+        }
+        if a.decision.budget.is_none() && a.decision.threshold.is_none() {
+            let Some(t) = &scorer.router.config.threshold else {
+                bail!(
+                    "{} has no calibrated threshold; give --budget or --threshold, or run \
+                     `routelmt calibrate --router`",
+                    router.display()
+                );
+            };
+            let file = temp(".thresh.json")?;
+            std::fs::write(file.path(), serde_json::to_vec(t)?)?;
+            a.decision.threshold = Some(file.path().display().to_string());
+            _temps.push(file);
+        }
+        _temps.push(scored);
+    }
     let (Some(path), Some(field)) = (&a.input.scores, &a.input.field) else {
         bail!("give --scores FILE --field NAME");
     };

@@ -1,4 +1,5 @@
-//! The `routelmt` binary: a thin clap front door onto `routelmt-model` and `routelmt-route`.
+//! The `routelmt` binary: a thin clap front door onto `routelmt-model`, `routelmt-route` and
+//! `routelmt-train`.
 
 use std::process::ExitCode;
 
@@ -6,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd_model;
 mod cmd_route;
+mod cmd_train;
 mod io;
 
 /// RouteLMT: a portable learned router for hybrid LLM translation.
@@ -35,6 +37,10 @@ enum Command {
     Route(cmd_route::RouteArgs),
     /// Fill `score_small`/`score_large` from hypotheses and references (chrF).
     Labels(cmd_route::LabelsArgs),
+    /// Train a router: LoRA + a linear head predicting the gain (or quality) from the prefill.
+    Train(cmd_train::TrainArgs),
+    /// Score records with a trained router: adds "score" (and "pred_quality" for `both`).
+    Score(cmd_train::ScoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +61,8 @@ fn main() -> ExitCode {
         Command::Calibrate(a) => cmd_route::calibrate(a),
         Command::Route(a) => cmd_route::route(a),
         Command::Labels(a) => cmd_route::labels(a),
+        Command::Train(a) => cmd_train::train(a),
+        Command::Score(a) => cmd_train::score(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

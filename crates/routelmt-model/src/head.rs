@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, ParamId};
 use burn::nn::Linear;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
@@ -68,6 +68,62 @@ impl RouterHead {
     /// - x: `[batch, hidden]` -> `[batch, outputs]`
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         self.linear.forward(x)
+    }
+
+    /// Parameter ids `[weight, bias]` (optimizer state is keyed by them).
+    pub fn param_ids(&self) -> [u64; 2] {
+        let b = self.linear.bias.as_ref().map_or(0, |b| b.id.val());
+        [self.linear.weight.id.val(), b]
+    }
+
+    /// The same head with the given parameter ids (to resume training exactly).
+    pub fn with_param_ids(mut self, [w, b]: [u64; 2]) -> Self {
+        self.linear.weight.id = ParamId::from(w);
+        if let Some(bias) = self.linear.bias.as_mut() {
+            bias.id = ParamId::from(b);
+        }
+        self
+    }
+
+    /// A head from host values: `weight` `[hidden, outputs]` row-major (burn layout), `bias`
+    /// `[outputs]`.
+    pub fn from_host(weight: Vec<f32>, bias: Vec<f32>, device: &Device) -> Self {
+        let outputs = bias.len();
+        let hidden = weight.len() / outputs.max(1);
+        let w = Tensor::from_data(TensorData::new(weight, [hidden, outputs]), device);
+        let b = Tensor::from_data(TensorData::new(bias, [outputs]), device);
+        Self { linear: Linear { weight: Param::from_tensor(w), bias: Some(Param::from_tensor(b)) } }
+    }
+
+    /// Host values `(weight [hidden, outputs], bias [outputs])`.
+    pub fn to_host(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+        let w = read(self.linear.weight.val())?;
+        let outputs = self.linear.weight.val().dims()[1];
+        let b = match &self.linear.bias {
+            Some(b) => read(b.val())?,
+            None => vec![0.0; outputs],
+        };
+        Ok((w, b))
+    }
+
+    /// The head that predicts `y·std + mean` per output where this one predicts `y`: training
+    /// works on standardized labels, the saved head predicts in label units.
+    pub fn unstandardized(&self, norms: &[(f64, f64)], device: &Device) -> Result<Self> {
+        let (mut w, mut b) = self.to_host()?;
+        let outputs = b.len();
+        if norms.len() != outputs {
+            return Err(ModelError::Input(format!(
+                "{} label scales for a head with {outputs} outputs",
+                norms.len()
+            )));
+        }
+        for (i, x) in w.iter_mut().enumerate() {
+            *x = (f64::from(*x) * norms[i % outputs].1) as f32;
+        }
+        for (o, x) in b.iter_mut().enumerate() {
+            *x = (f64::from(*x) * norms[o].1 + norms[o].0) as f32;
+        }
+        Ok(Self::from_host(w, b, device))
     }
 
     /// Serializes to safetensors (`head.weight` `[outputs, hidden]`, `head.bias`).
@@ -152,12 +208,14 @@ fn st_err(e: safetensors::SafeTensorError) -> ModelError {
     ModelError::weights("safetensors", e.to_string())
 }
 
+/// Reads a tensor back to the host as f32 (native only: the browser reads asynchronously).
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+pub fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     t.into_data().try_to_vec().map_err(|e| ModelError::Device(format!("read-back failed: {e:?}")))
 }
 
+/// Reads a tensor back to the host as f32 (native only: the browser reads asynchronously).
 #[cfg(target_arch = "wasm32")]
-pub(crate) fn read<const D: usize>(_t: Tensor<D>) -> Result<Vec<f32>> {
+pub fn read<const D: usize>(_t: Tensor<D>) -> Result<Vec<f32>> {
     Err(ModelError::Device("synchronous read-back is unavailable in the browser".into()))
 }

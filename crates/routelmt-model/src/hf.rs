@@ -12,6 +12,7 @@ use crate::config::Qwen3Config;
 use crate::error::{ModelError, Result};
 use crate::loader::{LoadReport, Shard, load_model};
 use crate::model::Qwen3Model;
+use crate::router::{ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEAD_FILE, ROUTER_JSON, Router, RouterFiles};
 use crate::tokenizer::Tokenizer;
 
 fn io(path: &Path, source: std::io::Error) -> ModelError {
@@ -99,4 +100,32 @@ pub fn load_folder(dir: &Path, device: &Device) -> Result<(Qwen3Model, LoadRepor
         .map(|(p, m)| Shard { name: p.display().to_string(), bytes: &m[..] })
         .collect();
     load_model(&config, &shards, device)
+}
+
+/// Reads a router folder (see [`crate::router`]) and checks it against the base model.
+/// A missing `router.json` or `head.safetensors`, or half an adapter, is an error naming the
+/// file.
+pub fn read_router(dir: &Path, base: &Qwen3Config, device: &Device) -> Result<Router> {
+    if !dir.is_dir() {
+        return Err(ModelError::config(dir.display().to_string(), "router folder does not exist"));
+    }
+    let read = |name: &str| -> Result<(Vec<u8>, String)> {
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
+        Ok((bytes, path.display().to_string()))
+    };
+    let router_json = read(ROUTER_JSON)?;
+    let head = read(HEAD_FILE)?;
+    let (has_cfg, has_weights) =
+        (dir.join(ADAPTER_CONFIG).is_file(), dir.join(ADAPTER_WEIGHTS).is_file());
+    let adapter = match (has_cfg, has_weights) {
+        (false, false) => None,
+        _ => Some((read(ADAPTER_CONFIG)?, read(ADAPTER_WEIGHTS)?)),
+    };
+    let files = RouterFiles {
+        router_json: (&router_json.0, &router_json.1),
+        head: (&head.0, &head.1),
+        adapter: adapter.as_ref().map(|(c, w)| ((&c.0[..], &c.1[..]), (&w.0[..], &w.1[..]))),
+    };
+    Router::from_files(files, base, device)
 }

@@ -17,6 +17,7 @@ pub mod norm;
 pub mod peft;
 pub mod prompt;
 pub mod rope;
+pub mod router;
 pub mod tokenizer;
 
 pub use config::Qwen3Config;
@@ -26,6 +27,7 @@ pub use loader::{LoadReport, Shard, load_model};
 pub use model::{MAX_BUFFER_BYTES, Qwen3Decoder, Qwen3Model, check_batch};
 pub use peft::PeftAdapter;
 pub use prompt::PromptStyle;
+pub use router::{LoraSettings, Router, RouterConfig, RouterFiles};
 pub use tokenizer::Tokenizer;
 #[cfg(test)]
 mod tests;

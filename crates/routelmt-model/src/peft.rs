@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use burn::module::{LoraAdapter, Module, Param, Reparameterizer};
+use burn::module::{LoraAdapter, Module, Param, ParamId, Reparameterizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::{Value, json};
@@ -300,7 +300,40 @@ impl PeftAdapter {
     /// Attaches the factors as burn LoRA adapters (unmerged: `W` stays, the delta is added at
     /// use), e.g. to continue training or to check against an unmerged reference.
     pub fn attach(&self, decoder: Qwen3Decoder, device: &Device) -> Qwen3Decoder {
-        decoder.apply_reparameterization(Attach { adapter: self, device: device.clone() })
+        decoder.apply_reparameterization(Attach {
+            adapter: self,
+            device: device.clone(),
+            ids: None,
+        })
+    }
+
+    /// Like [`Self::attach`], with the factors' parameter ids given by module path (as
+    /// [`Self::param_ids`] read them): optimizer state saved under those ids then applies to
+    /// the re-attached factors, so training resumes exactly.
+    pub fn attach_with_ids(
+        &self,
+        decoder: Qwen3Decoder,
+        device: &Device,
+        ids: &BTreeMap<String, [u64; 2]>,
+    ) -> Qwen3Decoder {
+        decoder.apply_reparameterization(Attach {
+            adapter: self,
+            device: device.clone(),
+            ids: Some(ids),
+        })
+    }
+
+    /// Parameter ids `[a, b]` of every attached adapter, by module path.
+    pub fn param_ids(decoder: &Qwen3Decoder) -> BTreeMap<String, [u64; 2]> {
+        let mut ids = BTreeMap::new();
+        for (n, layer) in decoder.layers.iter().enumerate() {
+            for (module, lin) in projections(layer) {
+                if let Some(ad) = lin.weight.adapter() {
+                    ids.insert(format!("layers.{n}.{module}"), [ad.a.id.val(), ad.b.id.val()]);
+                }
+            }
+        }
+        ids
     }
 
     /// Reads the LoRA adapters of a decoder (after `apply_lora` and training) back into
@@ -377,6 +410,7 @@ fn projections_mut(
 struct Attach<'a> {
     adapter: &'a PeftAdapter,
     device: Device,
+    ids: Option<&'a BTreeMap<String, [u64; 2]>>,
 }
 
 impl Reparameterizer for Attach<'_> {
@@ -392,11 +426,12 @@ impl Reparameterizer for Attach<'_> {
         match (D, self.adapter.factors.get(key)) {
             (2, Some(f)) => {
                 let (a, b) = f.tensors(self.adapter.rank, &self.device);
-                let adapter = LoraAdapter {
-                    a: Param::from_tensor(a),
-                    b: Param::from_tensor(b),
-                    scale: self.adapter.scale,
-                };
+                let (mut a, mut b) = (Param::from_tensor(a), Param::from_tensor(b));
+                if let Some(&[ia, ib]) = self.ids.and_then(|m| m.get(key)) {
+                    a.id = ParamId::from(ia);
+                    b.id = ParamId::from(ib);
+                }
+                let adapter = LoraAdapter { a, b, scale: self.adapter.scale };
                 (base, Some(adapter))
             }
             _ => (base, None),

@@ -1,0 +1,230 @@
+//! A trained router (ARCHITECTURE decision 8): what `routelmt train` writes and what scoring,
+//! the page and the gateway read. A router folder holds
+//!
+//! - `router.json`: head kind, layer, prompt style, the base model's identity (config
+//!   fingerprint), LoRA settings, any calibrated threshold, training provenance;
+//! - `head.safetensors`: the head in PyTorch layout (`head.weight` `[outputs, hidden]`,
+//!   `head.bias`), predicting in the labels' own units;
+//! - `adapter_config.json` + `adapter_model.safetensors`: the LoRA adapter in PEFT's format
+//!   (absent for a head-only router trained with `--no-lora`).
+//!
+//! Bytes in, values out: [`crate::hf::read_router`] reads a folder natively.
+
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::Qwen3Config;
+use crate::error::{ModelError, Result};
+use crate::head::{HeadKind, RouterHead};
+use crate::model::Qwen3Model;
+use crate::peft::PeftAdapter;
+use crate::prompt::PromptStyle;
+
+/// The settings file of a router folder.
+pub const ROUTER_JSON: &str = "router.json";
+/// The head weights of a router folder.
+pub const HEAD_FILE: &str = "head.safetensors";
+/// PEFT's adapter settings.
+pub const ADAPTER_CONFIG: &str = "adapter_config.json";
+/// PEFT's adapter weights.
+pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
+/// Version tag written into `router.json`.
+pub const FORMAT: &str = "routelmt-router/1";
+
+/// LoRA settings of a router (`None` in [`RouterConfig::lora`] for a head-only router).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LoraSettings {
+    /// Rank r.
+    pub rank: usize,
+    /// lora_alpha (scale alpha / r).
+    pub alpha: f64,
+}
+
+/// `router.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouterConfig {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// What the head predicts.
+    pub head: HeadKind,
+    /// hidden_states index the head reads (0 = embeddings, num_hidden_layers = final).
+    pub layer: usize,
+    /// Prompt revision the router was trained with.
+    pub prompt_style: PromptStyle,
+    /// [`Qwen3Config::fingerprint`] of the base model.
+    pub base_fingerprint: String,
+    /// Where the base model came from (informational).
+    #[serde(default)]
+    pub base_model: Option<String>,
+    /// LoRA settings; `None` when the base model is used unchanged.
+    pub lora: Option<LoraSettings>,
+    /// A calibrated streaming threshold on the `score` field (`routelmt calibrate --router`),
+    /// in the form `THRESH.json` has.
+    #[serde(default)]
+    pub threshold: Option<Value>,
+    /// Training provenance: settings, per-epoch validation, best epoch.
+    #[serde(default)]
+    pub training: Option<Value>,
+}
+
+impl RouterConfig {
+    /// Parses `router.json` bytes (`file` names them in errors).
+    pub fn from_json(bytes: &[u8], file: &str) -> Result<Self> {
+        let c: Self = serde_json::from_slice(bytes)
+            .map_err(|e| ModelError::config(file, format!("not a valid router file: {e}")))?;
+        if c.format != FORMAT {
+            return Err(ModelError::config(
+                file,
+                format!("field 'format' is '{}', this build reads '{FORMAT}'", c.format),
+            ));
+        }
+        Ok(c)
+    }
+
+    /// Errors unless `base` is the model this router was trained on.
+    pub fn check_base(&self, base: &Qwen3Config, file: &str) -> Result<()> {
+        let fp = base.fingerprint();
+        if fp != self.base_fingerprint {
+            return Err(ModelError::config(
+                file,
+                format!(
+                    "this router was trained on base model {} (fingerprint {}), but the model \
+                     given has fingerprint {fp}; use the base model it was trained on",
+                    self.base_model.as_deref().unwrap_or("?"),
+                    self.base_fingerprint
+                ),
+            ));
+        }
+        if self.layer > base.num_hidden_layers {
+            return Err(ModelError::config(
+                file,
+                format!(
+                    "field 'layer' is {}, the base model has {} layers",
+                    self.layer, base.num_hidden_layers
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The files of a router folder, as bytes (names are for errors).
+#[derive(Debug, Clone, Copy)]
+pub struct RouterFiles<'a> {
+    /// `router.json`.
+    pub router_json: (&'a [u8], &'a str),
+    /// `head.safetensors`.
+    pub head: (&'a [u8], &'a str),
+    /// `adapter_config.json` and `adapter_model.safetensors`, if the folder has them.
+    pub adapter: Option<((&'a [u8], &'a str), (&'a [u8], &'a str))>,
+}
+
+/// A loaded router: settings, head and (optionally) the LoRA adapter.
+#[derive(Debug)]
+pub struct Router {
+    /// `router.json`.
+    pub config: RouterConfig,
+    /// The head, predicting in label units.
+    pub head: RouterHead,
+    /// The LoRA adapter, if the router has one.
+    pub adapter: Option<PeftAdapter>,
+}
+
+impl Router {
+    /// Builds a router from its files and checks it against the base model.
+    pub fn from_files(files: RouterFiles<'_>, base: &Qwen3Config, device: &Device) -> Result<Self> {
+        let (bytes, name) = files.router_json;
+        let config = RouterConfig::from_json(bytes, name)?;
+        config.check_base(base, name)?;
+        let head = RouterHead::from_safetensors(
+            files.head.0,
+            files.head.1,
+            base.hidden_size,
+            config.head,
+            device,
+        )?;
+        let adapter = match (config.lora, files.adapter) {
+            (None, None) => None,
+            (None, Some(((_, cfg_name), _))) => {
+                return Err(ModelError::config(
+                    name,
+                    format!("field 'lora' is null, but the folder has {cfg_name}"),
+                ));
+            }
+            (Some(_), None) => {
+                return Err(ModelError::config(
+                    name,
+                    format!("field 'lora' is set, but {ADAPTER_CONFIG} is missing"),
+                ));
+            }
+            (Some(l), Some(((cb, cn), (wb, wn)))) => {
+                let a = PeftAdapter::from_peft(cb, cn, wb, wn, base)?;
+                if a.rank != l.rank || a.alpha != l.alpha {
+                    return Err(ModelError::config(
+                        cn,
+                        format!(
+                            "r {} / lora_alpha {} disagree with {name} (rank {}, alpha {})",
+                            a.rank, a.alpha, l.rank, l.alpha
+                        ),
+                    ));
+                }
+                Some(a)
+            }
+        };
+        Ok(Self { config, head, adapter })
+    }
+
+    /// The folder's files as bytes, `router.json` last (its presence marks a complete folder).
+    pub fn to_files(&self) -> Result<Vec<(&'static str, Vec<u8>)>> {
+        let mut files = vec![(HEAD_FILE, self.head.to_safetensors()?)];
+        if let Some(a) = &self.adapter {
+            let name = self.config.base_model.as_deref().unwrap_or("Qwen3");
+            let (cfg, weights) = a.to_peft(name)?;
+            files.push((ADAPTER_CONFIG, cfg));
+            files.push((ADAPTER_WEIGHTS, weights));
+        }
+        let json = serde_json::to_vec_pretty(&self.config)
+            .map_err(|e| ModelError::config(ROUTER_JSON, e.to_string()))?;
+        files.push((ROUTER_JSON, json));
+        Ok(files)
+    }
+
+    /// Prepares a base model for scoring: the adapter is merged into the weights, so a request
+    /// costs exactly one plain prefill.
+    pub fn prepare(&self, mut model: Qwen3Model) -> Qwen3Model {
+        if let Some(a) = &self.adapter {
+            let device = model.device().clone();
+            model.decoder = a.merge_into(model.decoder, &device);
+        }
+        model
+    }
+
+    /// Head outputs for last-token states.
+    ///
+    /// # Shapes
+    /// - hidden: `[batch, hidden]` -> `[batch, outputs]` (gain, then quality for `both`)
+    pub fn predict(&self, hidden: Tensor<2>) -> Tensor<2> {
+        self.head.forward(hidden)
+    }
+
+    /// Scores of any number of token sequences with a model from [`Self::prepare`]: one row
+    /// of head outputs per sequence, in input order. Native only (synchronous read-back).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn score(
+        &self,
+        model: &Qwen3Model,
+        batch: &[Vec<u32>],
+        max_rows: usize,
+    ) -> Result<Vec<Vec<f32>>> {
+        let lens: Vec<usize> = batch.iter().map(Vec::len).collect();
+        let outputs = self.config.head.outputs();
+        let mut out = Vec::with_capacity(batch.len());
+        for chunk in model.plan_chunks(&lens, max_rows)? {
+            let hidden = model.last_hidden_chunk(&batch[chunk], self.config.layer)?;
+            let flat = crate::head::read(self.predict(hidden))?;
+            out.extend(flat.chunks(outputs).map(<[f32]>::to_vec));
+        }
+        Ok(out)
+    }
+}
