@@ -4,3 +4,4 @@
 mod common;
 mod model_cli;
 mod route_cli;
+mod train_cli;
