@@ -109,15 +109,18 @@ impl RouterConfig {
     }
 }
 
+/// A file's bytes and the name to use in errors.
+pub type NamedBytes<'a> = (&'a [u8], &'a str);
+
 /// The files of a router folder, as bytes (names are for errors).
 #[derive(Debug, Clone, Copy)]
 pub struct RouterFiles<'a> {
     /// `router.json`.
-    pub router_json: (&'a [u8], &'a str),
+    pub router_json: NamedBytes<'a>,
     /// `head.safetensors`.
-    pub head: (&'a [u8], &'a str),
+    pub head: NamedBytes<'a>,
     /// `adapter_config.json` and `adapter_model.safetensors`, if the folder has them.
-    pub adapter: Option<((&'a [u8], &'a str), (&'a [u8], &'a str))>,
+    pub adapter: Option<(NamedBytes<'a>, NamedBytes<'a>)>,
 }
 
 /// A loaded router: settings, head and (optionally) the LoRA adapter.

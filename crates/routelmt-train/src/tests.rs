@@ -244,21 +244,20 @@ fn bad_training_input_is_named_and_nothing_is_written() {
         ),
         (
             "gain.jsonl",
-            format!(
-                "{{\"id\":2,\"input_ids\":[1],\"score_small\":1,\"score_large\":2,\"gain\":5}}\n"
-            ),
+            "{\"id\":2,\"input_ids\":[1],\"score_small\":1,\"score_large\":2,\"gain\":5}\n"
+                .to_string(),
             "gain.jsonl:1",
             "gain",
         ),
         (
             "vocab.jsonl",
-            format!("{{\"id\":2,\"input_ids\":[9999],\"score_small\":1,\"score_large\":2}}\n"),
+            "{\"id\":2,\"input_ids\":[9999],\"score_small\":1,\"score_large\":2}\n".to_string(),
             "vocab.jsonl:1",
             "vocab_size",
         ),
         (
             "noprompt.jsonl",
-            format!("{{\"id\":2,\"score_small\":1,\"score_large\":2}}\n"),
+            "{\"id\":2,\"score_small\":1,\"score_large\":2}\n".to_string(),
             "noprompt.jsonl:1",
             "input_ids",
         ),

@@ -70,7 +70,10 @@ impl TrainSettings {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad(format!("--lr must be a positive number, not {}", self.lr));
         }
-        if !(0.0..=1.0).contains(&self.warmup) || !(self.weight_decay >= 0.0) {
+        if !(0.0..=1.0).contains(&self.warmup)
+            || self.weight_decay.is_nan()
+            || self.weight_decay < 0.0
+        {
             return bad("--warmup must be in [0, 1] and --weight-decay non-negative".into());
         }
         if self.layer > layers {
@@ -479,7 +482,7 @@ fn label_norm(train: &[Example], kind: HeadKind) -> Result<Vec<(f64, f64)>> {
             let ys: Vec<f64> = train.iter().map(|e| e.targets(kind)[o]).collect();
             let mean = ys.iter().sum::<f64>() / n;
             let var = ys.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / n;
-            if !(var > 0.0) {
+            if var.is_nan() || var <= 0.0 {
                 let name = if kind == HeadKind::Quality { names[1] } else { names[o] };
                 return Err(TrainError::Settings(format!(
                     "every training label '{name}' is {mean}: nothing to learn"
