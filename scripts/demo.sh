@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The README's set-up-and-run command: installs what is needed (scripts/setup.sh), builds the
-# release binary, and runs the main job (last-prompt-token features of the small model) on the
-# bundled tiny default model (tests/fixtures/models/tiny-default: Qwen3 architecture, real
-# Qwen3 vocabulary, random weights) and the bundled sample requests, saying what it did.
+# release binary, and runs the main job on the bundled tiny default model
+# (tests/fixtures/models/tiny-default: Qwen3 architecture, real Qwen3 vocabulary, random
+# weights): last-prompt-token features of the sample requests, then a router trained on the
+# bundled labeled sample (synthetic scores, tests/fixtures/sample/make_labeled.py), evaluated
+# against baselines, and used to route the held-out requests at a 30% budget.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -17,6 +19,12 @@ set -x
 "$BIN" info --model "$MODEL" --device cpu
 "$BIN" tokenize --model "$MODEL" --tokenizer "$TOK" --input tests/fixtures/sample/requests.jsonl --output "$OUT/tokens.jsonl"
 "$BIN" features --model "$MODEL" --tokenizer "$TOK" --input tests/fixtures/sample/requests.jsonl --output "$OUT/features.jsonl" --device auto
+rm -rf "$OUT/router"
+"$BIN" train --model "$MODEL" --tokenizer "$TOK" --train tests/fixtures/sample/train.jsonl --valid tests/fixtures/sample/valid.jsonl --output "$OUT/router" --epochs 4 --lr 3e-3 --batch-size 16 --device cpu
+"$BIN" route --model "$MODEL" --router "$OUT/router" --input tests/fixtures/sample/valid.jsonl --budget 0.3 --output "$OUT/routed.jsonl" --device cpu
+"$BIN" eval --data "$OUT/routed.jsonl" --budget 0.3 --routers random,length,oracle-gain,field:score --output "$OUT/report.json"
 set +x
 echo "demo: wrote $OUT/tokens.jsonl and $OUT/features.jsonl ($(wc -l < "$OUT/features.jsonl") records); first record:" >&2
 head -c 300 "$OUT/features.jsonl"; echo ' ...'
+echo "demo: router in $OUT/router, routed records in $OUT/routed.jsonl ($(grep -c '"route":"large"' "$OUT/routed.jsonl") of $(wc -l < "$OUT/routed.jsonl") to the large model)." >&2
+echo "demo: the labels are synthetic and the model is random; point --model at LMT-60-0.6B and --train at real scores for a real router." >&2

@@ -131,6 +131,8 @@ pub struct InfoArgs {
 pub enum BenchCommand {
     /// Prefill throughput, latency and peak memory.
     Prefill(BenchPrefillArgs),
+    /// Training steps per second and peak memory, LoRA or head only.
+    Train(crate::cmd_train::BenchTrainArgs),
 }
 
 /// Arguments of `routelmt bench prefill`.
@@ -160,6 +162,10 @@ pub struct BenchPrefillArgs {
     /// Print {"results": [...]} on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also time the same model with a rank-8 LoRA merged into its weights (what `score`
+    /// runs), side by side with the plain model.
+    #[arg(long)]
+    pub merged_lora: bool,
 }
 
 /// One input record for `tokenize`/`features`.
@@ -411,7 +417,17 @@ pub fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn median(v: &mut [f64]) -> f64 {
+/// The full-size architecture with random weights, by name.
+pub fn random_model(name: &str, device: &burn::tensor::Device) -> Result<Qwen3Model> {
+    let config = match name {
+        "qwen3-0.6b" => Qwen3Config::qwen3_0_6b(),
+        other => bail!("unknown --config '{other}' (known: qwen3-0.6b)"),
+    };
+    Ok(Qwen3Model::random(config, device, 7))
+}
+
+/// Median (sorts in place).
+pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
@@ -419,20 +435,27 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// `routelmt bench prefill`.
 pub fn bench(cmd: BenchCommand) -> Result<()> {
-    let BenchCommand::Prefill(a) = cmd;
+    let a = match cmd {
+        BenchCommand::Prefill(a) => a,
+        BenchCommand::Train(a) => return crate::cmd_train::bench_train(a),
+    };
     if a.iters == 0 || a.seq == 0 || a.batch.contains(&0) {
         bail!("--iters, --seq and every --batch must be at least 1");
     }
     let dev = a.device.select()?;
     let model = match &a.model {
         Some(dir) => hf::load_folder(dir, &dev.device)?.0,
-        None => {
-            let config = match a.config.as_str() {
-                "qwen3-0.6b" => Qwen3Config::qwen3_0_6b(),
-                other => bail!("unknown --config '{other}' (known: qwen3-0.6b)"),
-            };
-            Qwen3Model::random(config, &dev.device, 7)
-        }
+        None => random_model(&a.config, &dev.device)?,
+    };
+    let merged = if a.merged_lora {
+        let mut m = match &a.model {
+            Some(dir) => hf::load_folder(dir, &dev.device)?.0,
+            None => random_model(&a.config, &dev.device)?,
+        };
+        m.decoder = crate::cmd_train::merge_random_lora(m.decoder, &dev.device)?;
+        Some(m)
+    } else {
+        None
     };
     let layer = model.config.num_hidden_layers;
     let vocab = model.config.vocab_size as u64;
@@ -446,35 +469,48 @@ pub fn bench(cmd: BenchCommand) -> Result<()> {
                     .collect()
             })
             .collect();
+        let variants: Vec<(&str, &Qwen3Model)> = std::iter::once(("plain", &model))
+            .chain(merged.as_ref().map(|m| ("merged-lora", m)))
+            .collect();
         for _ in 0..a.warmup {
-            model.last_hidden(&ids, layer, b).context("warm-up run")?;
+            for (_, m) in &variants {
+                m.last_hidden(&ids, layer, b).context("warm-up run")?;
+            }
         }
-        let mut times = Vec::with_capacity(a.iters);
+        // Variants interleaved per iteration, so that load on a shared machine hits both.
+        let mut times = vec![Vec::with_capacity(a.iters); variants.len()];
         for _ in 0..a.iters {
-            let t0 = Instant::now();
-            let h = model.last_hidden(&ids, layer, b)?;
-            times.push(t0.elapsed().as_secs_f64());
-            assert_eq!(h.len(), b);
+            for (v, (_, m)) in variants.iter().enumerate() {
+                let t0 = Instant::now();
+                let h = m.last_hidden(&ids, layer, b)?;
+                times[v].push(t0.elapsed().as_secs_f64());
+                assert_eq!(h.len(), b);
+            }
         }
-        let med = median(&mut times);
-        let r = json!({
-            "batch": b,
-            "seq": a.seq,
-            "tokens_per_s": (b * a.seq) as f64 / med,
-            "ms_per_prompt": med * 1e3 / b as f64,
-            "peak_rss_mb": peak_rss_mb(),
-        });
-        if !a.json {
-            eprintln!(
-                "batch {b:>3} seq {:>4}: {:>8.1} tokens/s, {:>8.1} ms/prompt (median of {}), peak RSS {:.0} MiB",
-                a.seq,
-                r["tokens_per_s"].as_f64().unwrap_or(0.0),
-                r["ms_per_prompt"].as_f64().unwrap_or(0.0),
-                a.iters,
-                peak_rss_mb().unwrap_or(f64::NAN)
-            );
+        for ((variant, _), t) in variants.iter().zip(times.iter_mut()) {
+            let med = median(t);
+            let mut r = json!({
+                "batch": b,
+                "seq": a.seq,
+                "tokens_per_s": (b * a.seq) as f64 / med,
+                "ms_per_prompt": med * 1e3 / b as f64,
+                "peak_rss_mb": peak_rss_mb(),
+            });
+            if merged.is_some() {
+                r["variant"] = json!(variant);
+            }
+            if !a.json {
+                eprintln!(
+                    "{variant:<11} batch {b:>3} seq {:>4}: {:>8.1} tokens/s, {:>8.1} ms/prompt (median of {}), peak RSS {:.0} MiB",
+                    a.seq,
+                    r["tokens_per_s"].as_f64().unwrap_or(0.0),
+                    r["ms_per_prompt"].as_f64().unwrap_or(0.0),
+                    a.iters,
+                    peak_rss_mb().unwrap_or(f64::NAN)
+                );
+            }
+            results.push(r);
         }
-        results.push(r);
     }
     if a.json {
         print_stdout(&format!("{}\n", json!({"results": results, "device": dev.description})))?;

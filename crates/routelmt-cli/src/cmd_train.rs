@@ -304,3 +304,106 @@ pub fn score(a: ScoreArgs) -> Result<()> {
     );
     Ok(())
 }
+
+/// Arguments of `routelmt bench train`.
+#[derive(Debug, Args)]
+pub struct BenchTrainArgs {
+    /// Architecture with random weights: qwen3-0.6b.
+    #[arg(long, default_value = "qwen3-0.6b")]
+    pub config: String,
+    /// Examples per step.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Tokens per example.
+    #[arg(long, default_value_t = 64)]
+    pub seq: usize,
+    /// What to time: lora, no-lora (the head on the frozen prefill), or both (one after the
+    /// other in this process; the peak memory is then cumulative).
+    #[arg(long, default_value = "both")]
+    pub mode: String,
+    /// Timed steps per mode (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub iters: usize,
+    /// Untimed warm-up steps per mode.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Compute device.
+    #[arg(long, value_enum, default_value_t)]
+    pub device: DeviceArg,
+    /// Print {"results": [...]} on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `routelmt bench train`.
+pub fn bench_train(a: BenchTrainArgs) -> Result<()> {
+    use crate::cmd_model::{median, peak_rss_mb, random_model};
+    if a.iters == 0 || a.seq == 0 || a.batch == 0 {
+        bail!("--iters, --seq and --batch must be at least 1");
+    }
+    let modes: Vec<bool> = match a.mode.as_str() {
+        "lora" => vec![true],
+        "no-lora" => vec![false],
+        "both" => vec![false, true],
+        o => bail!("unknown --mode '{o}' (lora, no-lora, both)"),
+    };
+    let dev = a.device.select()?;
+    let mut results = Vec::new();
+    for lora in modes {
+        let model = random_model(&a.config, &dev.device)?;
+        let (layer, vocab) = (model.config.num_hidden_layers, model.config.vocab_size as u64);
+        let ids: Vec<Vec<u32>> = (0..a.batch)
+            .map(|r| {
+                (0..a.seq)
+                    .map(|t| ((r as u64 * 7919 + t as u64 * 104_729 + 13) % vocab) as u32)
+                    .collect()
+            })
+            .collect();
+        let settings = lora.then_some(LoraSettings { rank: 8, alpha: 32.0 });
+        let mut t = routelmt_train::time_steps(model, settings, layer, &ids, a.iters, a.warmup)?;
+        let med = median(&mut t);
+        let mode = if lora { "lora" } else { "no-lora" };
+        let r = json!({
+            "mode": mode,
+            "batch": a.batch,
+            "seq": a.seq,
+            "steps_per_s": 1.0 / med,
+            "s_per_step": med,
+            "tokens_per_s": (a.batch * a.seq) as f64 / med,
+            "peak_rss_mb": peak_rss_mb(),
+        });
+        if !a.json {
+            eprintln!(
+                "{mode:<8} batch {} seq {}: {:.4} steps/s ({med:.2} s/step, median of {}), peak RSS {:.0} MiB",
+                a.batch,
+                a.seq,
+                1.0 / med,
+                a.iters,
+                peak_rss_mb().unwrap_or(f64::NAN)
+            );
+        }
+        results.push(r);
+    }
+    if a.json {
+        crate::io::print_stdout(&format!(
+            "{}\n",
+            json!({"results": results, "device": dev.description})
+        ))?;
+    }
+    Ok(())
+}
+
+/// Merges a rank-8 LoRA (burn's initialization) into a decoder: the weights `score` runs.
+pub fn merge_random_lora(
+    decoder: routelmt_model::Qwen3Decoder,
+    device: &burn::tensor::Device,
+) -> Result<routelmt_model::Qwen3Decoder> {
+    use burn::module::{Lora, Module, ParamGroup};
+    let group = ParamGroup::from_regex(routelmt_model::peft::TARGET_REGEX)
+        .map_err(|e| anyhow::anyhow!("LoRA target pattern: {e:?}"))?;
+    let adapted = decoder.apply_lora(Lora::new(8, 32.0).set_param_group(group));
+    let adapter = routelmt_model::PeftAdapter::extract(&adapted, 8, 32.0)?
+        .context("no LoRA adapters attached")?;
+    let base = adapted.materialize(); // drop adapters (B = 0: base weights unchanged)
+    Ok(adapter.merge_into(base, device))
+}

@@ -11,6 +11,6 @@ pub mod trainer;
 
 pub use data::{Example, read_examples};
 pub use error::{Result, TrainError};
-pub use trainer::{EpochReport, Event, TrainOutcome, TrainSettings, train};
+pub use trainer::{EpochReport, Event, TrainOutcome, TrainSettings, time_steps, train};
 #[cfg(test)]
 mod tests;

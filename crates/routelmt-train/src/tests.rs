@@ -304,3 +304,39 @@ fn router_folders_refuse_another_base_and_name_missing_files() {
         assert!(e.contains(missing), "{missing}: {e}");
     }
 }
+
+#[test]
+fn trains_on_wgpu_and_the_router_scores_alike_on_both_devices() {
+    use routelmt_model::device::{DeviceChoice, select};
+    let gpu = select(DeviceChoice::Gpu).expect("wgpu adapter required (mesa-vulkan-drivers)");
+    println!("wgpu device: {}", gpu.description);
+    let (tr, va) = (synthetic(64, 10), synthetic(32, 11));
+    let dir = tempfile::tempdir().unwrap();
+    let model = hf::load_folder(&fixtures().join("models/tiny-gqa"), &gpu.device).unwrap().0;
+    let mut s = settings(2, true);
+    s.batch_size = 8;
+    let out = train(model, &tr, &va, &s, dir.path(), "tiny", false, None, &mut |_| {}).unwrap();
+    assert_eq!(out.history.len(), 2);
+    assert!(out.history.iter().all(|r| r.train_loss.is_finite() && r.valid_mse.is_finite()));
+    let ids: Vec<Vec<u32>> = va.iter().map(|e| e.ids.clone()).collect();
+    let on_gpu = out
+        .router
+        .score(
+            &out.router.prepare(
+                hf::load_folder(&fixtures().join("models/tiny-gqa"), &gpu.device).unwrap().0,
+            ),
+            &ids,
+            16,
+        )
+        .unwrap();
+    let cpu_router = hf::read_router(dir.path(), &tiny().config, &Device::flex()).unwrap();
+    let on_cpu = cpu_router.score(&cpu_router.prepare(tiny()), &ids, 16).unwrap();
+    let diff = on_gpu
+        .iter()
+        .flatten()
+        .zip(on_cpu.iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    println!("router scores wgpu vs cpu: max abs diff {diff:e}");
+    assert!(diff < 1e-4, "{diff}");
+}

@@ -648,6 +648,11 @@ fn load_checkpoint(
         expect.settings.head,
         device,
     )?;
+    // burn materializes loaded optimizer state on `Device::default()`, which initializes wgpu
+    // with default settings when a GPU backend is compiled in; a later explicit wgpu set-up in
+    // this process would then fail. Set wgpu up our way first (a no-op if already done; no
+    // adapter is fine, the state then lands on the CPU).
+    let _ = routelmt_model::device::select(routelmt_model::device::DeviceChoice::Gpu);
     let optim = adamw(&expect.settings)
         .from_bytes(burn::tensor::Bytes::from_bytes_vec(read_file(OPTIMIZER_FILE)?))
         .map_err(|e| TrainError::checkpoint(&dir.join(OPTIMIZER_FILE), format!("{e:?}")))?;
@@ -685,4 +690,71 @@ fn write_dir(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
     std::fs::rename(&new, dir).map_err(|e| TrainError::io(dir, e))?;
     let _ = std::fs::remove_dir_all(&old);
     Ok(())
+}
+
+/// Wall-clock seconds of `iters` optimizer steps (after `warmup` untimed ones) on one batch,
+/// for benchmarks: with LoRA, forward + backward through the decoder + AdamW on adapters and
+/// head; without, a plain prefill (no autodiff) + the head's step.
+pub fn time_steps(
+    model: Qwen3Model,
+    lora: Option<LoraSettings>,
+    layer: usize,
+    batch: &[Vec<u32>],
+    iters: usize,
+    warmup: usize,
+) -> Result<Vec<f64>> {
+    let mut model = model;
+    let config = model.config.clone();
+    let plain = model.device().clone();
+    let ad = plain.clone().autodiff();
+    let kind = HeadKind::Gain;
+    let decoder = std::mem::replace(&mut model.decoder, empty_decoder(&config, &plain));
+    let decoder = match lora {
+        Some(l) => {
+            let group = ParamGroup::from_regex(TARGET_REGEX)
+                .map_err(|e| TrainError::Settings(format!("LoRA target pattern: {e:?}")))?;
+            decoder.apply_lora(Lora::new(l.rank, l.alpha).set_param_group(group))
+        }
+        None => {
+            model.decoder = decoder.no_grad();
+            empty_decoder(&config, &plain)
+        }
+    };
+    let head = RouterHead::init(config.hidden_size, kind, &plain);
+    let mut m = Trainable { decoder, head }.train();
+    let mut optim = adamw(&TrainSettings {
+        head: kind,
+        layer,
+        prompt_style: PromptStyle::Card,
+        epochs: 1,
+        lr: 1e-4,
+        weight_decay: 0.01,
+        warmup: 0.0,
+        batch_size: batch.len(),
+        grad_accum: 1,
+        lora,
+        seed: 0,
+        checkpoint_every: 0,
+    });
+    let y = Tensor::<2>::zeros([batch.len(), 1], &ad);
+    let mut times = Vec::with_capacity(iters);
+    for i in 0..warmup + iters {
+        let t0 = std::time::Instant::now();
+        let hidden = match lora {
+            Some(_) => m.decoder.forward_last(&config, &model.embed_tokens, batch, layer, &ad),
+            None => {
+                let h = model.last_hidden_chunk(batch, layer)?;
+                Tensor::from_data(h.into_data(), &ad)
+            }
+        };
+        let diff = m.head.forward(hidden) - y.clone();
+        let loss = (diff.clone() * diff).mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &m);
+        m = optim.step(1e-4, m, grads);
+        read(m.head.linear.weight.val())?; // wait for the device
+        if i >= warmup {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    Ok(times)
 }
