@@ -21,10 +21,10 @@ set -x
 "$BIN" features --model "$MODEL" --tokenizer "$TOK" --input tests/fixtures/sample/requests.jsonl --output "$OUT/features.jsonl" --device auto
 rm -rf "$OUT/router"
 "$BIN" train --model "$MODEL" --tokenizer "$TOK" --train tests/fixtures/sample/train.jsonl --valid tests/fixtures/sample/valid.jsonl --output "$OUT/router" --epochs 4 --lr 3e-3 --batch-size 16 --device cpu
-"$BIN" route --model "$MODEL" --router "$OUT/router" --input tests/fixtures/sample/valid.jsonl --budget 0.3 --output "$OUT/routed.jsonl" --device cpu
+"$BIN" route --model "$MODEL" --router "$OUT/router" --tokenizer "$TOK" --input tests/fixtures/sample/valid.jsonl --budget 0.3 --output "$OUT/routed.jsonl" --device cpu
 "$BIN" eval --data "$OUT/routed.jsonl" --budget 0.3 --routers random,length,oracle-gain,field:score --output "$OUT/report.json"
 set +x
 echo "demo: wrote $OUT/tokens.jsonl and $OUT/features.jsonl ($(wc -l < "$OUT/features.jsonl") records); first record:" >&2
 head -c 300 "$OUT/features.jsonl"; echo ' ...'
-echo "demo: router in $OUT/router, routed records in $OUT/routed.jsonl ($(grep -c '"route":"large"' "$OUT/routed.jsonl") of $(wc -l < "$OUT/routed.jsonl") to the large model)." >&2
+echo "demo: router in $OUT/router, routed records in $OUT/routed.jsonl ($(grep -cE '"route": ?"large"' "$OUT/routed.jsonl") of $(wc -l < "$OUT/routed.jsonl") to the large model)." >&2
 echo "demo: the labels are synthetic and the model is random; point --model at LMT-60-0.6B and --train at real scores for a real router." >&2

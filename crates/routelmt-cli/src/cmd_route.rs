@@ -196,6 +196,10 @@ pub struct RouteArgs {
     /// Prompts per forward pass for --router scoring.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
+
+    /// tokenizer.json for --router scoring, instead of MODEL/tokenizer.json.
+    #[arg(long, value_name = "FILE", requires = "router")]
+    pub tokenizer: Option<PathBuf>,
 }
 
 /// Quality metric for `labels`.
@@ -347,7 +351,7 @@ pub fn route(mut a: RouteArgs) -> Result<()> {
     if let (Some(input), Some(model), Some(router)) =
         (&a.input.input, &a.input.model, &a.input.router)
     {
-        let scorer = crate::cmd_train::Scorer::load(model, router, &None, a.device)?;
+        let scorer = crate::cmd_train::Scorer::load(model, router, &a.tokenizer, a.device)?;
         let temp = |suffix: &str| -> Result<tempfile::NamedTempFile> {
             let dir = match a.output.parent() {
                 Some(d) if !d.as_os_str().is_empty() => d,
