@@ -426,6 +426,16 @@ pub fn random_model(name: &str, device: &burn::tensor::Device) -> Result<Qwen3Mo
     Ok(Qwen3Model::random(config, device, 7))
 }
 
+/// Deterministic pseudo-random ids for benchmarks: `batch` rows of `seq` tokens each (every
+/// row full length, the worst case for padding).
+pub fn bench_ids(batch: usize, seq: usize, vocab: u64) -> Vec<Vec<u32>> {
+    (0..batch)
+        .map(|r| {
+            (0..seq).map(|t| ((r as u64 * 7919 + t as u64 * 104_729 + 13) % vocab) as u32).collect()
+        })
+        .collect()
+}
+
 /// Median (sorts in place).
 pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -461,14 +471,7 @@ pub fn bench(cmd: BenchCommand) -> Result<()> {
     let vocab = model.config.vocab_size as u64;
     let mut results = Vec::new();
     for &b in &a.batch {
-        // Deterministic pseudo-random ids, every row the full length (worst case for padding).
-        let ids: Vec<Vec<u32>> = (0..b)
-            .map(|r| {
-                (0..a.seq)
-                    .map(|t| ((r as u64 * 7919 + t as u64 * 104_729 + 13) % vocab) as u32)
-                    .collect()
-            })
-            .collect();
+        let ids = bench_ids(b, a.seq, vocab);
         let variants: Vec<(&str, &Qwen3Model)> = std::iter::once(("plain", &model))
             .chain(merged.as_ref().map(|m| ("merged-lora", m)))
             .collect();

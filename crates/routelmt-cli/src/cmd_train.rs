@@ -337,7 +337,7 @@ pub struct BenchTrainArgs {
 
 /// `routelmt bench train`.
 pub fn bench_train(a: BenchTrainArgs) -> Result<()> {
-    use crate::cmd_model::{median, peak_rss_mb, random_model};
+    use crate::cmd_model::{bench_ids, median, peak_rss_mb, random_model};
     if a.iters == 0 || a.seq == 0 || a.batch == 0 {
         bail!("--iters, --seq and --batch must be at least 1");
     }
@@ -352,13 +352,7 @@ pub fn bench_train(a: BenchTrainArgs) -> Result<()> {
     for lora in modes {
         let model = random_model(&a.config, &dev.device)?;
         let (layer, vocab) = (model.config.num_hidden_layers, model.config.vocab_size as u64);
-        let ids: Vec<Vec<u32>> = (0..a.batch)
-            .map(|r| {
-                (0..a.seq)
-                    .map(|t| ((r as u64 * 7919 + t as u64 * 104_729 + 13) % vocab) as u32)
-                    .collect()
-            })
-            .collect();
+        let ids = bench_ids(a.batch, a.seq, vocab);
         let settings = lora.then_some(LoraSettings { rank: 8, alpha: 32.0 });
         let mut t = routelmt_train::time_steps(model, settings, layer, &ids, a.iters, a.warmup)?;
         let med = median(&mut t);

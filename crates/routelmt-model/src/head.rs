@@ -97,8 +97,9 @@ impl RouterHead {
 
     /// Host values `(weight [hidden, outputs], bias [outputs])`.
     pub fn to_host(&self) -> Result<(Vec<f32>, Vec<f32>)> {
-        let w = read(self.linear.weight.val())?;
-        let outputs = self.linear.weight.val().dims()[1];
+        let w = self.linear.weight.val();
+        let outputs = w.dims()[1];
+        let w = read(w)?;
         let b = match &self.linear.bias {
             Some(b) => read(b.val())?,
             None => vec![0.0; outputs],

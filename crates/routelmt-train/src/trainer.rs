@@ -281,7 +281,7 @@ pub fn train(
                 None => base_decoder.no_grad(),
             };
             let head = RouterHead::init(config.hidden_size, kind, &plain);
-            let optim = adamw(settings);
+            let optim = adamw(settings.weight_decay);
             (Trainable { decoder, head }, fresh_state, optim, None)
         }
     };
@@ -446,8 +446,8 @@ pub fn train(
     Ok(TrainOutcome { router, history: state.history, best_epoch, resumed_from })
 }
 
-fn adamw(s: &TrainSettings) -> ModuleOptimizer {
-    AdamWConfig::new().with_weight_decay(s.weight_decay as f32).with_epsilon(1e-8).init()
+fn adamw(weight_decay: f64) -> ModuleOptimizer {
+    AdamWConfig::new().with_weight_decay(weight_decay as f32).with_epsilon(1e-8).init()
 }
 
 /// A decoder with no layers, holding the place of the one being trained.
@@ -653,7 +653,7 @@ fn load_checkpoint(
     // this process would then fail. Set wgpu up our way first (a no-op if already done; no
     // adapter is fine, the state then lands on the CPU).
     let _ = routelmt_model::device::select(routelmt_model::device::DeviceChoice::Gpu);
-    let optim = adamw(&expect.settings)
+    let optim = adamw(expect.settings.weight_decay)
         .from_bytes(burn::tensor::Bytes::from_bytes_vec(read_file(OPTIMIZER_FILE)?))
         .map_err(|e| TrainError::checkpoint(&dir.join(OPTIMIZER_FILE), format!("{e:?}")))?;
     let mut state = state;
@@ -722,20 +722,7 @@ pub fn time_steps(
     };
     let head = RouterHead::init(config.hidden_size, kind, &plain);
     let mut m = Trainable { decoder, head }.train();
-    let mut optim = adamw(&TrainSettings {
-        head: kind,
-        layer,
-        prompt_style: PromptStyle::Card,
-        epochs: 1,
-        lr: 1e-4,
-        weight_decay: 0.01,
-        warmup: 0.0,
-        batch_size: batch.len(),
-        grad_accum: 1,
-        lora,
-        seed: 0,
-        checkpoint_every: 0,
-    });
+    let mut optim = adamw(0.01);
     let y = Tensor::<2>::zeros([batch.len(), 1], &ad);
     let mut times = Vec::with_capacity(iters);
     for i in 0..warmup + iters {
