@@ -7,7 +7,7 @@
 2. Loads the same base with transformers and the exported adapter folder with
    `peft.PeftModel.from_pretrained`, takes the final-layer last-token state, applies the head
    from `head.safetensors`, unmerged and after `merge_and_unload()`.
-3. Writes the largest differences to tests/fixtures/peft_export_check.json (committed).
+3. Writes the largest differences to docs/peft-export-check.json (committed beside docs/peft-export-check.md).
 
 Regenerate (needs a release build and the venv of scripts/setup-python.sh):
     cargo build --release && $HOME/.cache/routelmt-venv/bin/python scripts/check_peft_export.py
@@ -30,7 +30,7 @@ from transformers import Qwen3ForCausalLM
 ROOT = Path(__file__).resolve().parent.parent
 BIN = os.environ.get("ROUTELMT_BIN", str(ROOT / "target/release/routelmt"))
 BASE = ROOT / "tests/fixtures/models/tiny-gqa"
-OUT = ROOT / "tests/fixtures/peft_export_check.json"
+OUT = ROOT / "docs/peft-export-check.json"
 TOLERANCE = 1e-4
 
 

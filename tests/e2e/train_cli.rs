@@ -1,23 +1,12 @@
 //! `routelmt train | score | calibrate --router | route --router` end to end on the tiny
-//! transformers-written fixture, with synthetic labels made here.
+//! transformers-written fixture (`tests/fixtures/make_fixtures.py`), with synthetic labels made
+//! here.
 
 use std::path::Path;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::common::{fixture, routelmt, stderr};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn read_jsonl(p: &Path) -> Vec<Value> {
-    std::fs::read_to_string(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use crate::common::{Cli, cli, files_in, fixture, read_json, read_jsonl, stderr};
 
 /// `n` records over the tiny vocabulary: the gain is 3 when token 7 occurs, plus small noise
 /// (a deterministic LCG, so the data is the same on every machine).
@@ -47,6 +36,26 @@ fn write_data(path: &Path, n: usize, seed: u64) {
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
 }
 
+/// `train` of a router on the tiny-gqa fixture (CPU), written to the folder `output`.
+fn train_tiny(train: &Path, valid: &Path, output: &Path) -> Cli {
+    cli("train")
+        .arg("--model", fixture("models/tiny-gqa"))
+        .arg("--train", train)
+        .arg("--valid", valid)
+        .arg("--output", output)
+        .arg("--device", "cpu")
+}
+
+/// `command` (`score` or `route`) of the records in `input` with `router` on `model` (CPU).
+fn with_router(command: &str, model: &Path, router: &Path, input: &Path, output: &Path) -> Cli {
+    cli(command)
+        .arg("--model", model)
+        .arg("--router", router)
+        .arg("--input", input)
+        .arg("--output", output)
+        .arg("--device", "cpu")
+}
+
 #[test]
 fn train_score_calibrate_and_route_with_a_router() {
     let tmp = tempfile::tempdir().unwrap();
@@ -55,62 +64,26 @@ fn train_score_calibrate_and_route_with_a_router() {
     write_data(&valid, 48, 2);
     let model = fixture("models/tiny-gqa");
     let router = tmp.path().join("router");
-    let o = routelmt(&[
-        "train",
-        "--model",
-        s(&model),
-        "--train",
-        s(&train),
-        "--valid",
-        s(&valid),
-        "--output",
-        s(&router),
-        "--epochs",
-        "3",
-        "--batch-size",
-        "16",
-        "--lr",
-        "3e-3",
-        "--device",
-        "cpu",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = train_tiny(&train, &valid, &router)
+        .arg("--epochs", "3")
+        .arg("--batch-size", "16")
+        .arg("--lr", "3e-3")
+        .ok();
     let err = stderr(&o);
     assert!(err.contains("epoch 3:") && err.contains("best epoch"), "{err}");
-    let mut files: Vec<String> = std::fs::read_dir(&router)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    files.sort();
     assert_eq!(
-        files,
+        files_in(&router),
         ["adapter_config.json", "adapter_model.safetensors", "head.safetensors", "router.json"]
     );
-    let cfg: Value =
-        serde_json::from_slice(&std::fs::read(router.join("router.json")).unwrap()).unwrap();
+    let cfg = read_json(router.join("router.json"));
     assert_eq!(cfg["head"], "gain");
     assert_eq!(cfg["lora"], json!({"rank": 8, "alpha": 32.0}));
-    let peft: Value =
-        serde_json::from_slice(&std::fs::read(router.join("adapter_config.json")).unwrap())
-            .unwrap();
+    let peft = read_json(router.join("adapter_config.json"));
     assert_eq!((peft["r"].as_u64(), peft["lora_alpha"].as_f64()), (Some(8), Some(32.0)));
 
     // score: every record, in order, with "score" added and every other field kept.
     let scored = tmp.path().join("scored.jsonl");
-    let o = routelmt(&[
-        "score",
-        "--model",
-        s(&model),
-        "--router",
-        s(&router),
-        "--input",
-        s(&valid),
-        "--output",
-        s(&scored),
-        "--device",
-        "cpu",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    with_router("score", &model, &router, &valid, &scored).ok();
     let rows = read_jsonl(&scored);
     let input = read_jsonl(&valid);
     assert_eq!(rows.len(), 48);
@@ -121,40 +94,20 @@ fn train_score_calibrate_and_route_with_a_router() {
 
     // calibrate on the scores and ship τ with the router; route then uses it by default.
     let thresh = tmp.path().join("thresh.json");
-    let o = routelmt(&[
-        "calibrate",
-        "--scores",
-        s(&scored),
-        "--field",
-        "score",
-        "--budget",
-        "0.25",
-        "--output",
-        s(&thresh),
-        "--router",
-        s(&router),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let cfg: Value =
-        serde_json::from_slice(&std::fs::read(router.join("router.json")).unwrap()).unwrap();
+    cli("calibrate")
+        .arg("--scores", &scored)
+        .arg("--field", "score")
+        .arg("--budget", "0.25")
+        .arg("--output", &thresh)
+        .arg("--router", &router)
+        .ok();
+    let cfg = read_json(router.join("router.json"));
     assert_eq!(cfg["threshold"]["field"], "score");
     let tau = cfg["threshold"]["threshold"].as_f64().unwrap();
 
     let routed = tmp.path().join("routed.jsonl");
-    let o = routelmt(&[
-        "route",
-        "--model",
-        s(&model),
-        "--router",
-        s(&router),
-        "--input",
-        s(&valid),
-        "--output",
-        s(&routed),
-        "--device",
-        "cpu",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let route = with_router("route", &model, &router, &valid, &routed);
+    route.ok();
     let out = read_jsonl(&routed);
     assert_eq!(out.len(), 48);
     for (r, sc) in out.iter().zip(&rows) {
@@ -164,58 +117,17 @@ fn train_score_calibrate_and_route_with_a_router() {
     }
 
     // --budget: exactly floor(p·N + 0.5) records go large.
-    let o = routelmt(&[
-        "route",
-        "--model",
-        s(&model),
-        "--router",
-        s(&router),
-        "--input",
-        s(&valid),
-        "--output",
-        s(&routed),
-        "--budget",
-        "0.5",
-        "--device",
-        "cpu",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    route.arg("--budget", "0.5").ok();
     let large = read_jsonl(&routed).iter().filter(|r| r["route"] == "large").count();
     assert_eq!(large, 24);
 
     // A finished router is not overwritten without --force.
-    let o = routelmt(&[
-        "train",
-        "--model",
-        s(&model),
-        "--train",
-        s(&train),
-        "--valid",
-        s(&valid),
-        "--output",
-        s(&router),
-        "--device",
-        "cpu",
-    ]);
-    assert!(!o.status.success());
+    let o = train_tiny(&train, &valid, &router).fails();
     assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
 
     // The router refuses another base model; nothing is written.
     let other = tmp.path().join("other.jsonl");
-    let o = routelmt(&[
-        "score",
-        "--model",
-        s(&fixture("models/tiny-bf16")),
-        "--router",
-        s(&router),
-        "--input",
-        s(&valid),
-        "--output",
-        s(&other),
-        "--device",
-        "cpu",
-    ]);
-    assert!(!o.status.success());
+    let o = with_router("score", &fixture("models/tiny-bf16"), &router, &valid, &other).fails();
     assert!(stderr(&o).contains("fingerprint"), "{}", stderr(&o));
     assert!(!other.exists());
 }
@@ -232,34 +144,14 @@ fn train_rejects_bad_records_before_writing_anything() {
     )
     .unwrap();
     let router = tmp.path().join("router");
-    let model = fixture("models/tiny-gqa");
-    let args = |t: &Path| {
-        vec![
-            "train".to_string(),
-            "--model".into(),
-            s(&model).into(),
-            "--train".into(),
-            s(t).into(),
-            "--valid".into(),
-            s(&valid).into(),
-            "--output".into(),
-            s(&router).into(),
-            "--device".into(),
-            "cpu".into(),
-        ]
-    };
-    let run = |t: &Path| {
-        let a = args(t);
-        routelmt(&a.iter().map(String::as_str).collect::<Vec<_>>())
-    };
-    let o = run(&train);
-    assert!(!o.status.success());
+    let run = train_tiny(&train, &valid, &router);
+    let o = run.fails();
     let err = stderr(&o);
     assert!(err.contains("train.jsonl:2") && err.contains("score_large"), "{err}");
     assert!(!router.exists(), "nothing written on bad input");
 
     std::fs::write(&train, "\n").unwrap();
-    let o = run(&train);
+    let o = run.run();
     assert!(stderr(&o).contains("empty training set"), "{}", stderr(&o));
     assert!(!router.exists());
 }

@@ -9,16 +9,18 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
+use routelmt_model::{PrepareOptions, hf};
+use routelmt_route::controller::ControllerConfig;
+use routelmt_route::jsonline::{number_field, parse_object, set_fields, string_field};
+use routelmt_route::{
+    Budget, Calibration, ChrfStats, Dataset, Direction, EvalSettings, Guard, JsonLines, Needs,
+    RouterSpec, Rule, ThresholdSpec, evaluate_routers, markdown_table, parse_router_list, plot,
+};
 use serde_json::{Value, json};
 
+use crate::args::{BatchOpt, DeviceOpt};
 use crate::io::{print_stdout, write_atomic};
-
-use routelmt_route::controller::{BudgetController, ControllerConfig};
-use routelmt_route::jsonline::{JsonLines, number_field, parse_object, set_fields, string_field};
-use routelmt_route::{
-    ChrfStats, Dataset, Direction, EvalSettings, FieldThreshold, Guard, Needs, Route, RouterSpec,
-    budget_count, evaluate_routers, markdown_table, parse_router_list, plot, top_p,
-};
+use crate::requests::{LazyTokenizer, for_each_batch};
 
 /// Reads inputs in large chunks: a million records are a few hundred MB.
 const READ_BUFFER: usize = 1 << 20;
@@ -27,7 +29,7 @@ const READ_BUFFER: usize = 1 << 20;
 ///
 /// Prints a markdown table of Spearman, HitRate@p, MeanDelta@p, SevereLoss@p, Quality@p, APGR
 /// and the routed count per router, and writes REPORT.json with the same numbers plus each
-/// router's quality curve at p = 0, 0.05, ..., 1. Metric definitions: REFERENCE.md §4.
+/// router's quality curve at p = 0, 0.05, ..., 1. Metric definitions: docs/metrics.md.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
     /// Records (JSONL), one per segment, with `score_small` and `score_large` (higher is
@@ -38,8 +40,8 @@ pub struct EvalArgs {
 
     /// Budget p: the share of requests the large model may serve, a fraction in [0, 1]. The
     /// routed set is the top floor(p·N + 0.5) records by router score, ties by input order.
-    #[arg(long, value_name = "P", value_parser = parse_budget)]
-    pub budget: f64,
+    #[arg(long, value_name = "P")]
+    pub budget: Budget,
 
     /// Comma-separated routers: `random`, `length` (source characters), `oracle-gain`,
     /// `oracle-quality` (lowest score_small first), `field:NAME` (any numeric field, highest
@@ -90,8 +92,8 @@ pub struct CalibrateArgs {
     pub asc: bool,
 
     /// Target share p of requests for the large model, in [0, 1].
-    #[arg(long, value_name = "P", value_parser = parse_budget)]
-    pub budget: f64,
+    #[arg(long, value_name = "P")]
+    pub budget: Budget,
 
     /// Where to write THRESH.json.
     #[arg(long, value_name = "THRESH.json")]
@@ -144,13 +146,13 @@ pub struct RouteInput {
 pub struct RouteDecision {
     /// Route the top floor(p·N + 0.5) records of the whole file (offline top-p, ties by input
     /// order); with --window, decide as a stream instead.
-    #[arg(long, value_name = "P", value_parser = parse_budget)]
-    pub budget: Option<f64>,
+    #[arg(long, value_name = "P")]
+    pub budget: Option<Budget>,
 
     /// Route records whose score exceeds T: a number, or a THRESH.json from `calibrate`
     /// (which also sets the field's direction).
     #[arg(long, value_name = "T|THRESH.json", allow_negative_numbers = true)]
-    pub threshold: Option<String>,
+    pub threshold: Option<ThresholdSpec>,
 }
 
 /// Add `route: "large"|"small"` to every record, in input order.
@@ -182,7 +184,7 @@ pub struct RouteArgs {
     /// Quality guard: never route a record whose FIELD is above MAX (the small model is
     /// already good enough), e.g. `metric_small.COMETKiwi-src:0.85`; top-p refills the budget
     /// from the next best.
-    #[arg(long, value_name = "FIELD:MAX", value_parser = parse_guard)]
+    #[arg(long, value_name = "FIELD:MAX")]
     pub guard: Option<Guard>,
 
     /// Where to write the routed records (JSONL).
@@ -190,12 +192,12 @@ pub struct RouteArgs {
     pub output: PathBuf,
 
     /// Compute device for --router scoring.
-    #[arg(long, value_enum, default_value_t, env = "ROUTELMT_DEVICE")]
-    pub device: crate::cmd_model::DeviceArg,
+    #[command(flatten)]
+    pub device: DeviceOpt,
 
     /// Prompts per forward pass for --router scoring.
-    #[arg(long, default_value_t = 16)]
-    pub batch_size: usize,
+    #[command(flatten)]
+    pub batch: BatchOpt,
 
     /// tokenizer.json for --router scoring, instead of MODEL/tokenizer.json.
     #[arg(long, value_name = "FILE", requires = "router")]
@@ -237,25 +239,6 @@ fn parse_routers(s: &str) -> Result<RouterList, String> {
     parse_router_list(s).map(RouterList).map_err(|e| e.to_string())
 }
 
-fn parse_budget(s: &str) -> Result<f64, String> {
-    let p: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number"))?;
-    if (0.0..=1.0).contains(&p) {
-        Ok(p)
-    } else {
-        Err(format!("a budget is a fraction in [0, 1] (e.g. 0.3 for 30%), got {s}"))
-    }
-}
-
-fn parse_guard(s: &str) -> Result<Guard, String> {
-    let bad = || format!("expected FIELD:MAX (e.g. metric_small.COMETKiwi-src:0.85), got `{s}`");
-    let (field, max) = s.rsplit_once(':').ok_or_else(bad)?;
-    let max: f64 = max.trim().parse().map_err(|_| bad())?;
-    if field.is_empty() || !max.is_finite() {
-        return Err(bad());
-    }
-    Ok(Guard { field: field.to_string(), max })
-}
-
 // --- eval -----------------------------------------------------------------------------------
 
 /// `routelmt eval`.
@@ -269,7 +252,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         bail!("{}: no records", a.data.display());
     }
     let settings = EvalSettings {
-        budget: a.budget,
+        budget: a.budget.get(),
         severe_delta: a.severe_delta,
         seed: a.seed,
         random_repeats: a.random_repeats as usize,
@@ -297,9 +280,11 @@ pub fn eval(a: EvalArgs) -> Result<()> {
 
 /// `routelmt calibrate`.
 pub fn calibrate(a: CalibrateArgs) -> Result<()> {
-    let values = read_field(&a.scores, &a.field, None)?.0;
+    let lines = JsonLines::new(open(&a.scores)?).map(|r| r.map_err(anyhow::Error::from));
+    let values =
+        read_column(lines, &a.field, None).with_context(|| a.scores.display().to_string())?.0;
     let order = if a.asc { Direction::Asc } else { Direction::Desc };
-    let t = FieldThreshold::calibrate(&a.field, order, &values, a.budget, a.bootstrap, a.seed)
+    let t = Calibration::calibrate(&a.field, order, &values, a.budget.get(), a.bootstrap, a.seed)
         .with_context(|| format!("calibrating on {}", a.scores.display()))?;
     let json = serde_json::to_string_pretty(&t)? + "\n";
     if let Some(dir) = &a.router {
@@ -344,177 +329,155 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
 // --- route ----------------------------------------------------------------------------------
 
 /// `routelmt route`.
-pub fn route(mut a: RouteArgs) -> Result<()> {
-    // With a trained router: score into a temporary file beside the output, then route on
-    // its `score` field (lowest first for a quality head).
-    let mut _temps = Vec::new();
+pub fn route(a: RouteArgs) -> Result<()> {
     if let (Some(input), Some(model), Some(router)) =
         (&a.input.input, &a.input.model, &a.input.router)
     {
-        let scorer = crate::cmd_train::Scorer::load(model, router, &a.tokenizer, a.device)?;
-        let temp = |suffix: &str| -> Result<tempfile::NamedTempFile> {
-            let dir = match a.output.parent() {
-                Some(d) if !d.as_os_str().is_empty() => d,
-                _ => Path::new("."),
-            };
-            Ok(tempfile::Builder::new().prefix(".routelmt-").suffix(suffix).tempfile_in(dir)?)
-        };
-        let scored = temp(".scored.jsonl")?;
-        scorer.score_file(input, scored.path(), a.batch_size, false)?;
-        a.input.scores = Some(scored.path().to_path_buf());
-        a.input.field = Some("score".into());
-        if scorer.router.config.head == routelmt_model::HeadKind::Quality {
-            a.asc = true;
-        }
-        if a.decision.budget.is_none() && a.decision.threshold.is_none() {
-            let Some(t) = &scorer.router.config.threshold else {
-                bail!(
-                    "{} has no calibrated threshold; give --budget or --threshold, or run \
-                     `routelmt calibrate --router`",
-                    router.display()
-                );
-            };
-            let file = temp(".thresh.json")?;
-            std::fs::write(file.path(), serde_json::to_vec(t)?)?;
-            a.decision.threshold = Some(file.path().display().to_string());
-            _temps.push(file);
-        }
-        _temps.push(scored);
+        return route_with_router(&a, input, model, router);
     }
     let (Some(path), Some(field)) = (&a.input.scores, &a.input.field) else {
         bail!("give --scores FILE --field NAME");
     };
-    let mut order = if a.asc { Direction::Asc } else { Direction::Desc };
-    let guard = a.guard.as_ref();
+    let rule = rule(&a, field, a.asc)?;
+    let lines = || -> Result<Lines<'_>> {
+        Ok(Box::new(JsonLines::new(open(path)?).map(|r| r.map_err(anyhow::Error::from))))
+    };
+    route_records(&a, &lines, field, rule).with_context(|| path.display().to_string())
+}
 
-    // Decide. Offline top-p needs the whole column first; the streaming rules decide per line.
-    enum Rule {
-        Offline(Vec<Route>),
-        Threshold(f64),
-        Controller(Box<BudgetController>),
-    }
-    let mut rule = match (&a.decision.budget, &a.decision.threshold, a.window) {
-        (Some(p), None, None) => {
-            let (values, quality) = read_field(path, field, guard)?;
-            let scores: Vec<f64> = values.iter().map(|&v| order.score(v)).collect();
-            let blocked = guard.map(|g| g.blocked(&quality));
-            Rule::Offline(top_p(&scores, *p, blocked.as_deref())?)
-        }
+/// The decision rule from --budget [--window] or --threshold, on `field`.
+fn rule(a: &RouteArgs, field: &str, asc: bool) -> Result<Rule> {
+    let order = if asc { Direction::Asc } else { Direction::Desc };
+    Ok(match (a.decision.budget, &a.decision.threshold, a.window) {
+        (Some(p), None, None) => Rule::top_p(p, order),
         (Some(p), None, Some(w)) => {
-            let cfg = ControllerConfig::new(*p, w as usize);
-            Rule::Controller(Box::new(BudgetController::new(cfg).context("--window")?))
+            Rule::controller(ControllerConfig::new(p.get(), w as usize), order)
+                .context("--window")?
         }
-        (None, Some(t), None) => {
-            let (tau, file_order) = parse_threshold(t, field)?;
-            if let Some(o) = file_order {
-                if a.asc && o == Direction::Desc {
-                    bail!("--asc contradicts {t}, which was calibrated highest-first");
-                }
-                order = o;
-            }
-            Rule::Threshold(tau)
+        (None, Some(ThresholdSpec::Value(t)), None) => Rule::threshold(*t, order),
+        (None, Some(ThresholdSpec::File(t)), None) => {
+            let bytes = std::fs::read(t).with_context(|| {
+                format!("--threshold {t} is neither a number nor a readable file")
+            })?;
+            Rule::from_calibration(&Calibration::from_json(&bytes, t)?, t, field, a.asc)?
         }
         _ => bail!("give exactly one of --budget P [--window N] or --threshold T"),
-    };
+    })
+}
 
-    let mut lines = JsonLines::new(open(path)?);
-    let (mut n, mut large, mut forced) = (0usize, 0usize, 0u64);
-    let result = write_atomic(&a.output, |w| {
-        while let Some(item) = lines.next_line() {
+/// `route --input --model --router`: scores every record with the trained router, then routes
+/// on its `score` (lowest first for a quality head). Without --budget or --threshold, the
+/// router's calibrated threshold decides.
+fn route_with_router(a: &RouteArgs, input: &Path, model: &Path, router: &Path) -> Result<()> {
+    let dev = a.device.device.select()?;
+    let scorer = hf::load_scorer(model, router, &dev.device)?;
+    let asc = scorer.lowest_first();
+    let rule = match (&a.decision.budget, &a.decision.threshold, &scorer.router().config.threshold)
+    {
+        (None, None, Some(t)) => {
+            let name = router.join(routelmt_model::router::ROUTER_JSON).display().to_string();
+            let cal = Calibration::from_json(&serde_json::to_vec(t)?, &name)?;
+            Rule::from_calibration(&cal, &name, "score", asc || a.asc)?
+        }
+        (None, None, None) => bail!(
+            "{} has no calibrated threshold; give --budget or --threshold, or run `routelmt \
+             calibrate --router`",
+            router.display()
+        ),
+        _ => rule(a, "score", asc || a.asc)?,
+    };
+    let tok = LazyTokenizer::new(model, &a.tokenizer);
+    let vocab = Some(scorer.model().config.vocab_size);
+    let opts = PrepareOptions { style: scorer.prompt_style(), allow_ids: true, vocab };
+    let batch_size = a.batch.get();
+    let mut scored: Vec<String> = Vec::new();
+    for_each_batch(input, batch_size, &tok, opts, None, |batch| {
+        let ids: Vec<Vec<u32>> = batch.iter().map(|(p, _)| p.ids.clone()).collect();
+        for ((_, line), s) in batch.iter().zip(scorer.score(&ids, batch_size)?) {
+            let text = set_fields(&line.text, &scorer.fields(&s));
+            scored
+                .push(text.ok_or_else(|| anyhow!("line {}: expected a JSON object", line.number))?);
+        }
+        Ok(())
+    })?;
+    let lines = || -> Result<Lines<'_>> {
+        Ok(Box::new(scored.iter().enumerate().map(|(i, t)| Ok((i + 1, t.clone())))))
+    };
+    route_records(a, &lines, "score", rule).with_context(|| input.display().to_string())
+}
+
+/// A record line and its 1-based number.
+type Numbered = Result<(usize, String)>;
+
+/// The records of one routing pass.
+type Lines<'a> = Box<dyn Iterator<Item = Numbered> + 'a>;
+
+/// Routes the records `lines()` yields (called once more for offline top-p, which ranks the
+/// whole column first), writing each with `route` added to --output, every other byte kept.
+fn route_records<'a>(
+    a: &RouteArgs,
+    lines: &dyn Fn() -> Result<Lines<'a>>,
+    field: &str,
+    mut rule: Rule,
+) -> Result<()> {
+    let guard = a.guard.as_ref();
+    let offline = if rule.is_streaming() {
+        None
+    } else {
+        let (values, quality) = read_column(lines()?, field, guard)?;
+        Some(rule.decide_column(&values, guard.map(|g| g.blocked(&quality)).as_deref())?)
+    };
+    let mut n = 0usize;
+    write_atomic(&a.output, |w| {
+        for item in lines()? {
             let (line, text) = item?;
-            let route = if let Rule::Offline(routes) = &rule {
-                *routes.get(n).ok_or_else(|| {
+            let route = match &offline {
+                Some(routes) => *routes.get(n).ok_or_else(|| {
                     anyhow!("line {line}: the file changed while it was being routed")
-                })?
-            } else {
-                let obj = parse_object(text, line)?;
-                let score = order.score(number_field(&obj, field, line)?);
-                let blocked = match guard {
-                    Some(g) => number_field(&obj, &g.field, line)? > g.max,
-                    None => false,
-                };
-                match &mut rule {
-                    Rule::Threshold(_) if blocked => Route::Small,
-                    Rule::Threshold(tau) => {
-                        routelmt_route::route_by_threshold(score, order.score(*tau))
-                    }
-                    Rule::Controller(c) => {
-                        let d = if blocked { c.skip() } else { c.decide(score) };
-                        forced += u64::from(d.forced);
-                        d.route
-                    }
-                    Rule::Offline(_) => unreachable!("handled above"),
+                })?,
+                None => {
+                    let obj = parse_object(&text, line)?;
+                    let blocked = match guard {
+                        Some(g) => g.blocks(number_field(&obj, &g.field, line)?),
+                        None => false,
+                    };
+                    rule.decide(number_field(&obj, field, line)?, blocked)?
                 }
             };
-            let out = set_fields(text, &[("route", json!(route.as_str()))])
+            let out = set_fields(&text, &[("route", json!(route.as_str()))])
                 .ok_or_else(|| anyhow!("line {line}: expected a JSON object"))?;
             w.write_all(out.as_bytes())?;
             w.write_all(b"\n")?;
             n += 1;
-            large += usize::from(route.is_large());
         }
-        if let Rule::Offline(routes) = &rule
-            && routes.len() != n
-        {
-            bail!("the file changed while it was being routed ({} then {n} records)", routes.len());
+        match &offline {
+            Some(routes) if routes.len() != n => bail!(
+                "the file changed while it was being routed ({} then {n} records)",
+                routes.len()
+            ),
+            _ => Ok(()),
         }
-        Ok(())
-    });
-    result.with_context(|| path.display().to_string())?;
-    let share = if n == 0 { 0.0 } else { large as f64 / n as f64 };
-    let mut summary =
-        format!("routed {large} of {n} records to the large model ({:.2}%)", 100.0 * share);
-    if let Some(p) = a.decision.budget {
-        summary.push_str(&format!("; budget {:.2}% = {} records", 100.0 * p, budget_count(p, n)));
-    }
-    if let Rule::Controller(c) = &rule {
-        let (lo, hi) = c.band();
-        summary.push_str(&format!(
-            "; controller window {} keeps {lo}..={hi} large per window, {forced} decisions forced",
-            c.config().window
-        ));
-    }
-    print_stdout(&format!("{summary}\n"))?;
-    Ok(())
+    })?;
+    print_stdout(&format!("{}\n", rule.summary()))
 }
 
-/// A threshold given as a number or as a THRESH.json path; the file also gives the direction.
-fn parse_threshold(t: &str, field: &str) -> Result<(f64, Option<Direction>)> {
-    if let Ok(x) = t.trim().parse::<f64>() {
-        if !x.is_finite() {
-            bail!("--threshold must be a finite number, got {t}");
-        }
-        return Ok((x, None));
-    }
-    let path = Path::new(t);
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("--threshold {t} is neither a number nor a readable file"))?;
-    let file: FieldThreshold = serde_json::from_str(&text)
-        .with_context(|| format!("{t}: not a THRESH.json written by `routelmt calibrate`"))?;
-    if file.field != field {
-        bail!("{t} was calibrated on field `{}`, not `{field}`", file.field);
-    }
-    Ok((file.threshold, Some(file.order)))
-}
-
-/// Reads one numeric field of every record (and a guard's quality field), streaming.
-fn read_field(path: &Path, field: &str, guard: Option<&Guard>) -> Result<(Vec<f64>, Vec<f64>)> {
-    let mut lines = JsonLines::new(open(path)?);
+/// Reads one numeric field of every record (and a guard's quality field).
+fn read_column(
+    lines: impl Iterator<Item = Numbered>,
+    field: &str,
+    guard: Option<&Guard>,
+) -> Result<(Vec<f64>, Vec<f64>)> {
     let (mut values, mut quality) = (Vec::new(), Vec::new());
-    let mut read = || -> Result<(), routelmt_route::RecordError> {
-        while let Some(item) = lines.next_line() {
-            let (line, text) = item?;
-            let obj = parse_object(text, line)?;
-            values.push(number_field(&obj, field, line)?);
-            if let Some(g) = guard {
-                quality.push(number_field(&obj, &g.field, line)?);
-            }
+    for item in lines {
+        let (line, text) = item?;
+        let obj = parse_object(&text, line)?;
+        values.push(number_field(&obj, field, line)?);
+        if let Some(g) = guard {
+            quality.push(number_field(&obj, &g.field, line)?);
         }
-        Ok(())
-    };
-    read().with_context(|| path.display().to_string())?;
+    }
     if values.is_empty() {
-        bail!("{}: no records", path.display());
+        bail!("no records");
     }
     Ok((values, quality))
 }
@@ -567,19 +530,4 @@ pub fn labels(a: LabelsArgs) -> Result<()> {
 fn open(path: &Path) -> Result<BufReader<File>> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     Ok(BufReader::with_capacity(READ_BUFFER, file))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn budgets_and_guards_parse_with_helpful_errors() {
-        assert_eq!(parse_budget("0.3"), Ok(0.3));
-        assert!(parse_budget("30").unwrap_err().contains("fraction in [0, 1]"));
-        assert!(parse_budget("x").is_err());
-        let g = parse_guard("metric_small.COMETKiwi-src:0.85").unwrap();
-        assert_eq!((g.field.as_str(), g.max), ("metric_small.COMETKiwi-src", 0.85));
-        assert!(parse_guard("x").is_err() && parse_guard(":1").is_err());
-    }
 }

@@ -2,7 +2,7 @@
 //! and renamed into place only on success, so an error never leaves half a file; input errors
 //! name the file and line.
 
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -67,17 +67,16 @@ pub struct Line {
     pub text: String,
 }
 
-/// Reads the non-blank lines of a JSONL file (blank lines are not records).
+/// Reads the non-blank lines of a JSONL file (blank lines are not records), through the
+/// routing crate's reader that every command and the trainer share.
 pub fn read_lines(path: &Path) -> Result<impl Iterator<Item = Result<Line>>> {
     let file =
         std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let shown = path.display().to_string();
-    Ok(BufReader::new(file).lines().enumerate().filter_map(move |(i, line)| match line {
-        Ok(text) if text.trim().is_empty() => None,
-        Ok(text) => Some(Ok(Line { number: i + 1, text })),
-        Err(e) => {
-            Some(Err(anyhow::Error::new(e).context(format!("{shown}:{}: cannot read line", i + 1))))
-        }
+    let lines = routelmt_route::JsonLines::new(BufReader::with_capacity(1 << 20, file));
+    Ok(lines.map(move |item| match item {
+        Ok((number, text)) => Ok(Line { number, text }),
+        Err(e) => Err(anyhow::Error::new(e).context(shown.clone())),
     }))
 }
 

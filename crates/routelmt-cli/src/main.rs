@@ -1,14 +1,20 @@
 //! The `routelmt` binary: a thin clap front door onto `routelmt-model`, `routelmt-route` and
-//! `routelmt-train`.
+//! `routelmt-train`. Layers, each using only those below it: the commands (`cmd_*.rs`, one
+//! file per family, none importing another), the shared pieces (`args.rs` argument groups,
+//! `requests.rs` the read → prepare → batch → run → write driver, `io.rs` atomic files and
+//! progress), then the libraries.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod args;
+mod cmd_bench;
 mod cmd_model;
 mod cmd_route;
 mod cmd_train;
 mod io;
+mod requests;
 
 /// RouteLMT: a portable learned router for hybrid LLM translation.
 #[derive(Parser, Debug)]
@@ -28,7 +34,7 @@ enum Command {
     Info(cmd_model::InfoArgs),
     /// Benchmarks that print figures.
     #[command(subcommand)]
-    Bench(cmd_model::BenchCommand),
+    Bench(cmd_bench::BenchCommand),
     /// Evaluate routers against real quality scores (metrics, curve, plot).
     Eval(cmd_route::EvalArgs),
     /// Calibrate a streaming threshold so that about P of requests exceed it.
@@ -56,7 +62,7 @@ fn main() -> ExitCode {
         Command::Tokenize(a) => cmd_model::tokenize(a),
         Command::Features(a) => cmd_model::features(a),
         Command::Info(a) => cmd_model::info(a),
-        Command::Bench(a) => cmd_model::bench(a),
+        Command::Bench(a) => cmd_bench::bench(a),
         Command::Eval(a) => cmd_route::eval(a),
         Command::Calibrate(a) => cmd_route::calibrate(a),
         Command::Route(a) => cmd_route::route(a),

@@ -43,7 +43,7 @@ pub struct Qwen3Config {
     pub max_position_embeddings: Option<usize>,
 }
 
-/// Fields that exist in the wild but change the math; each must be absent or neutral.
+/// `model_type` values this decoder implements (the field must be one of them).
 const MODEL_TYPES: &[&str] = &["qwen3"];
 
 impl Qwen3Config {
@@ -165,7 +165,7 @@ impl Qwen3Config {
         Ok(())
     }
 
-    /// The Qwen3-0.6B / LMT-60-0.6B architecture (REFERENCE §2), for benchmarks with random
+    /// The Qwen3-0.6B / LMT-60-0.6B architecture (docs/method.md, The small model), for benchmarks with random
     /// weights.
     pub fn qwen3_0_6b() -> Self {
         Self {
@@ -185,7 +185,10 @@ impl Qwen3Config {
     }
 
     /// A stable identity of the architecture and its numbers, used to tie a router folder to the
-    /// base model it was trained on (FNV-1a over the canonical JSON of this struct).
+    /// base model it was trained on: FNV-1a (64-bit) over a canonical text of the numbers that
+    /// change the math (`qwen3;v{vocab};h{hidden};i{mlp};l{layers};q{heads};kv{kv heads};
+    /// d{head_dim};eps{eps};theta{theta}`). Weights are not hashed: a fine-tuned checkpoint of
+    /// the same architecture has the same fingerprint.
     pub fn fingerprint(&self) -> String {
         let canonical = format!(
             "qwen3;v{};h{};i{};l{};q{};kv{};d{};eps{:e};theta{:e}",
@@ -295,7 +298,7 @@ mod tests {
     #[test]
     fn qwen3_0_6b_counts_match_the_reference() {
         let c = Qwen3Config::qwen3_0_6b();
-        // REFERENCE §2: 440M non-embedding parameters.
+        // docs/method.md (The small model): 440M non-embedding parameters.
         let n = c.non_embedding_params() as f64 / 1e6;
         assert!((n - 440.0).abs() < 1.0, "{n}");
     }

@@ -35,15 +35,24 @@ impl std::str::FromStr for DeviceChoice {
     }
 }
 
-/// A device and a human description of it ("cpu (flex)", "gpu: llvmpipe ... (Vulkan, Cpu)").
+/// A device, a description of it ("cpu (burn flex)", "gpu: llvmpipe ... (Vulkan, Cpu)") and
+/// why it was chosen.
 #[derive(Debug, Clone)]
 pub struct SelectedDevice {
     /// The burn device.
     pub device: Device,
-    /// What ran, for logs and reports.
+    /// What runs, for logs and reports.
     pub description: String,
+    /// Why this device: what was asked and what was found.
+    pub reason: String,
     /// True for wgpu.
     pub is_gpu: bool,
+}
+
+impl std::fmt::Display for SelectedDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}; {}", self.description, self.reason)
+    }
 }
 
 struct Gpu {
@@ -52,11 +61,17 @@ struct Gpu {
     real_gpu: bool,
 }
 
+/// Initializes wgpu once per process. Mesa's drivers (lavapipe included) print
+/// `XDG_RUNTIME_DIR is invalid or not set` several times while adapters are enumerated on a
+/// machine without a display server; that is noise, not an error, so stderr is silenced for
+/// the probe and the outcome is said once by the caller.
 fn wgpu() -> &'static std::result::Result<Gpu, String> {
     static GPU: OnceLock<std::result::Result<Gpu, String>> = OnceLock::new();
     GPU.get_or_init(|| {
-        let (device, setup) =
-            Device::wgpu_options().init_with_setup().map_err(|e| format!("{e}"))?;
+        let quiet = gag::Gag::stderr().ok();
+        let init = Device::wgpu_options().init_with_setup();
+        drop(quiet);
+        let (device, setup) = init.map_err(|e| format!("{e}"))?;
         let info = setup.adapter.get_info();
         let real_gpu = !matches!(info.device_type, burn::tensor::wgpu::wgpu::DeviceType::Cpu);
         let description = format!(
@@ -69,28 +84,31 @@ fn wgpu() -> &'static std::result::Result<Gpu, String> {
 
 /// Resolves a [`DeviceChoice`].
 pub fn select(choice: DeviceChoice) -> Result<SelectedDevice> {
-    let cpu = || SelectedDevice {
+    let cpu = |reason: String| SelectedDevice {
         device: Device::flex(),
         description: "cpu (burn flex)".into(),
+        reason,
         is_gpu: false,
     };
+    let gpu = |g: &Gpu, reason: &str| SelectedDevice {
+        device: g.device.clone(),
+        description: g.description.clone(),
+        reason: reason.into(),
+        is_gpu: true,
+    };
     match choice {
-        DeviceChoice::Cpu => Ok(cpu()),
+        DeviceChoice::Cpu => Ok(cpu("asked for the CPU".into())),
         DeviceChoice::Gpu => match wgpu() {
-            Ok(g) => Ok(SelectedDevice {
-                device: g.device.clone(),
-                description: g.description.clone(),
-                is_gpu: true,
-            }),
+            Ok(g) => Ok(gpu(g, "asked for the GPU")),
             Err(e) => Err(ModelError::Device(format!("no wgpu adapter could be initialized: {e}"))),
         },
         DeviceChoice::Auto => match wgpu() {
-            Ok(g) if g.real_gpu => Ok(SelectedDevice {
-                device: g.device.clone(),
-                description: g.description.clone(),
-                is_gpu: true,
-            }),
-            _ => Ok(cpu()),
+            Ok(g) if g.real_gpu => Ok(gpu(g, "auto: a hardware GPU adapter was found")),
+            Ok(g) => Ok(cpu(format!(
+                "auto: the only wgpu adapter is a software one ({}), slower than flex",
+                g.description.trim_start_matches("gpu: ")
+            ))),
+            Err(_) => Ok(cpu("auto: no wgpu adapter".into())),
         },
     }
 }

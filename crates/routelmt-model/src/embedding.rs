@@ -1,4 +1,4 @@
-//! The token embedding table, kept on the host (ARCHITECTURE decision 4).
+//! The token embedding table, kept on the host (docs/architecture.md, decision 4).
 //!
 //! 151,936 × 1,024 f32 is 594 MiB, beyond WebGPU's 128 MiB binding limit, so the table never
 //! goes to the device: the rows a batch needs are gathered here and uploaded as

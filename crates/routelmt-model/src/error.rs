@@ -23,8 +23,13 @@ pub enum ModelError {
         message: String,
     },
     /// The tokenizer could not be loaded or failed on an input.
-    #[error("tokenizer: {0}")]
-    Tokenizer(String),
+    #[error("tokenizer: {what}")]
+    Tokenizer {
+        /// What failed, naming the file for a load.
+        what: String,
+        /// The tokenizers crate's error.
+        source: tokenizers::Error,
+    },
     /// A language code outside the 60 LMT-60 languages.
     #[error("unknown language code '{code}'; supported codes: {supported}")]
     UnknownLanguage {
@@ -40,7 +45,7 @@ pub enum ModelError {
     #[error("device: {0}")]
     Device(String),
     /// An I/O error with the path it concerns (native front doors only).
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The path being read.
         path: String,
@@ -61,3 +66,17 @@ impl ModelError {
 
 /// Result with [`ModelError`].
 pub type Result<T> = std::result::Result<T, ModelError>;
+
+/// An error and its sources on one line (`outer: inner: ...`), for messages built from an
+/// error that will not travel as a source itself (a rejected record's reason, a browser
+/// `Error`). Each error's own text leaves its source out, so nothing is said twice.
+pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

@@ -215,6 +215,16 @@ pub fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     t.into_data().try_to_vec().map_err(|e| ModelError::Device(format!("read-back failed: {e:?}")))
 }
 
+/// Reads a tensor back to the host as f32 without blocking (the browser's only way; works
+/// natively too).
+pub async fn read_async<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    let data = t
+        .into_data_async()
+        .await
+        .map_err(|e| ModelError::Device(format!("read-back failed: {e:?}")))?;
+    data.try_to_vec().map_err(|e| ModelError::Device(format!("read-back failed: {e:?}")))
+}
+
 /// Reads a tensor back to the host as f32 (native only: the browser reads asynchronously).
 #[cfg(target_arch = "wasm32")]
 pub fn read<const D: usize>(_t: Tensor<D>) -> Result<Vec<f32>> {

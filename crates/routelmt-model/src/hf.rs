@@ -1,7 +1,6 @@
 //! Native front door to a Hugging Face model folder: `config.json`, `model.safetensors` or a
 //! sharded `model.safetensors.index.json`, and `tokenizer.json`. Weight files are memory-mapped.
 
-use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -13,6 +12,7 @@ use crate::error::{ModelError, Result};
 use crate::loader::{LoadReport, Shard, load_model};
 use crate::model::Qwen3Model;
 use crate::router::{ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEAD_FILE, ROUTER_JSON, Router, RouterFiles};
+use crate::scorer::Scorer;
 use crate::tokenizer::Tokenizer;
 
 fn io(path: &Path, source: std::io::Error) -> ModelError {
@@ -47,29 +47,7 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
         ));
     }
     let bytes = std::fs::read(&index).map_err(|e| io(&index, e))?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-        ModelError::weights(index.display().to_string(), format!("not valid JSON: {e}"))
-    })?;
-    let map = value.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
-        ModelError::weights(index.display().to_string(), "missing object 'weight_map'")
-    })?;
-    let mut files = BTreeSet::new();
-    for (tensor, file) in map {
-        let file = file.as_str().ok_or_else(|| {
-            ModelError::weights(
-                index.display().to_string(),
-                format!("weight_map['{tensor}'] is not a file name"),
-            )
-        })?;
-        // Shard names are plain file names inside the folder; never follow paths out of it.
-        if file.contains('/') || file.contains('\\') || file.starts_with('.') {
-            return Err(ModelError::weights(
-                index.display().to_string(),
-                format!("weight_map['{tensor}'] = '{file}' is not a plain file name"),
-            ));
-        }
-        files.insert(file.to_string());
-    }
+    let files = crate::loader::shard_names(&bytes, &index.display().to_string())?;
     let paths: Vec<PathBuf> = files.into_iter().map(|f| dir.join(f)).collect();
     if let Some(missing) = paths.iter().find(|p| !p.is_file()) {
         return Err(ModelError::weights(
@@ -128,4 +106,12 @@ pub fn read_router(dir: &Path, base: &Qwen3Config, device: &Device) -> Result<Ro
         adapter: adapter.as_ref().map(|(c, w)| ((&c.0[..], &c.1[..]), (&w.0[..], &w.1[..]))),
     };
     Router::from_files(files, base, device)
+}
+
+/// Loads a base model folder and a router folder trained on it, as a [`Scorer`] on `device`.
+pub fn load_scorer(model_dir: &Path, router_dir: &Path, device: &Device) -> Result<Scorer> {
+    let config = read_config(model_dir)?;
+    let router = read_router(router_dir, &config, device)?;
+    let (model, _) = load_folder(model_dir, device)?;
+    Ok(Scorer::new(model, router))
 }

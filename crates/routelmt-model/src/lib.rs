@@ -16,18 +16,22 @@ pub mod model;
 pub mod norm;
 pub mod peft;
 pub mod prompt;
+pub mod request;
 pub mod rope;
 pub mod router;
+pub mod scorer;
 pub mod tokenizer;
 
 pub use config::Qwen3Config;
-pub use error::{ModelError, Result};
+pub use error::{ModelError, Result, one_line};
 pub use head::{HeadKind, RouterHead};
 pub use loader::{LoadReport, Shard, load_model};
 pub use model::{MAX_BUFFER_BYTES, Qwen3Decoder, Qwen3Model, check_batch};
-pub use peft::PeftAdapter;
+pub use peft::{LoraSettings, PeftAdapter};
 pub use prompt::PromptStyle;
-pub use router::{LoraSettings, Router, RouterConfig, RouterFiles};
+pub use request::{PrepareOptions, Prepared, RequestError, TokenizerSource};
+pub use router::{Router, RouterConfig, RouterFiles};
+pub use scorer::Scorer;
 pub use tokenizer::Tokenizer;
 #[cfg(test)]
 mod tests;

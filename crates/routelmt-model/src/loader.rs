@@ -159,6 +159,32 @@ fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
+/// The shard file names of a sharded checkpoint, from its `model.safetensors.index.json`
+/// bytes (`index` names it in errors), sorted and without repeats. Names must be plain file
+/// names inside the folder: a path that would leave it is an error.
+pub fn shard_names(bytes: &[u8], index: &str) -> Result<Vec<String>> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ModelError::weights(index, format!("not valid JSON: {e}")))?;
+    let map = value
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| ModelError::weights(index, "missing object 'weight_map'"))?;
+    let mut files = BTreeSet::new();
+    for (tensor, file) in map {
+        let file = file.as_str().ok_or_else(|| {
+            ModelError::weights(index, format!("weight_map['{tensor}'] is not a file name"))
+        })?;
+        if file.contains('/') || file.contains('\\') || file.starts_with('.') {
+            return Err(ModelError::weights(
+                index,
+                format!("weight_map['{tensor}'] = '{file}' is not a plain file name"),
+            ));
+        }
+        files.insert(file.to_string());
+    }
+    Ok(files.into_iter().collect())
+}
+
 /// Loads a Qwen3 model from the safetensors `shards` of one checkpoint onto `device`.
 pub fn load_model(
     config: &Qwen3Config,

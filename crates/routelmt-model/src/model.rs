@@ -138,6 +138,12 @@ impl Qwen3Model {
         Self { config, embed_tokens, decoder, device }
     }
 
+    /// The parts (config, host embedding, decoder, device), e.g. to train the decoder and
+    /// reassemble the model with [`Self::from_parts`].
+    pub fn into_parts(self) -> (Qwen3Config, HostEmbedding, Qwen3Decoder, Device) {
+        (self.config, self.embed_tokens, self.decoder, self.device)
+    }
+
     /// The device the decoder lives on.
     pub fn device(&self) -> &Device {
         &self.device
@@ -263,9 +269,41 @@ impl Qwen3Model {
         Ok(self.decoder.forward_last(&self.config, &self.embed_tokens, batch, layer, &self.device))
     }
 
+    /// The last-token states of `batch` in chunks of at most `max_rows` that fit the buffer
+    /// limit, queued on the device in input order (not read back yet).
+    pub fn last_hidden_chunks(
+        &self,
+        batch: &[Vec<u32>],
+        layer: usize,
+        max_rows: usize,
+    ) -> Result<Vec<Tensor<2>>> {
+        check_batch(&self.config, &[], layer)?;
+        let lens: Vec<usize> = batch.iter().map(Vec::len).collect();
+        let chunks = self.plan_chunks(&lens, max_rows)?;
+        chunks.into_iter().map(|chunk| self.last_hidden_chunk(&batch[chunk], layer)).collect()
+    }
+
+    /// [`Self::last_hidden`] without blocking on the read-back: the browser's way (WebGPU
+    /// cannot read synchronously), usable natively too.
+    pub async fn last_hidden_async(
+        &self,
+        batch: &[Vec<u32>],
+        layer: usize,
+        max_rows: usize,
+    ) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(batch.len());
+        for hidden in self.last_hidden_chunks(batch, layer, max_rows)? {
+            out.extend(split_rows(
+                &crate::head::read_async(hidden).await?,
+                self.config.hidden_size,
+            ));
+        }
+        Ok(out)
+    }
+
     /// Last-real-token hidden states for any number of sequences, read back to the host in
     /// input order. Splits into chunks of at most `max_rows` that fit the buffer limit.
-    /// Native only: the browser reads with `into_data_async`.
+    /// Native only: the browser reads with [`Self::last_hidden_async`].
     #[cfg(not(target_arch = "wasm32"))]
     pub fn last_hidden(
         &self,
@@ -273,17 +311,13 @@ impl Qwen3Model {
         layer: usize,
         max_rows: usize,
     ) -> Result<Vec<Vec<f32>>> {
-        check_batch(&self.config, &[], layer)?;
-        let lens: Vec<usize> = batch.iter().map(Vec::len).collect();
-        let mut out = Vec::with_capacity(batch.len());
-        for chunk in self.plan_chunks(&lens, max_rows)? {
-            let rows = &batch[chunk];
-            let data = self.last_hidden_chunk(rows, layer)?.into_data();
-            let flat: Vec<f32> = data
-                .try_to_vec()
-                .map_err(|e| ModelError::Device(format!("read-back failed: {e:?}")))?;
-            out.extend(flat.chunks(self.config.hidden_size).map(<[f32]>::to_vec));
-        }
-        Ok(out)
+        let chunks = self.last_hidden_chunks(batch, layer, max_rows)?;
+        let flat: Result<Vec<Vec<f32>>> = chunks.into_iter().map(crate::head::read).collect();
+        Ok(flat?.iter().flat_map(|f| split_rows(f, self.config.hidden_size)).collect())
     }
+}
+
+/// Host values of a `[rows, width]` tensor as one vector per row.
+pub fn split_rows(flat: &[f32], width: usize) -> impl Iterator<Item = Vec<f32>> + '_ {
+    flat.chunks(width.max(1)).map(<[f32]>::to_vec)
 }

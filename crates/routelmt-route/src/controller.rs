@@ -248,7 +248,7 @@ impl BudgetController {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{calibrate, route_by_threshold};
+    use crate::policy::{Calibration, Direction, route_by_threshold};
     use crate::rng;
 
     /// Large-decision counts of every window of `w` consecutive decisions.
@@ -309,7 +309,7 @@ mod tests {
         let (lo, hi) = min_max(&shares);
 
         // The paper's rule: τ calibrated once on the first 2000 (pre-drift) scores.
-        let cal = calibrate(&stream[..2000], p, 0, 0).unwrap();
+        let cal = Calibration::calibrate("s", Direction::Desc, &stream[..2000], p, 0, 0).unwrap();
         let fixed: Vec<bool> =
             stream.iter().map(|&s| route_by_threshold(s, cal.threshold).is_large()).collect();
         let fixed_shares: Vec<f64> =

@@ -10,7 +10,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::error::RecordError;
+use crate::error::{RecordError, RecordErrorKind};
 use crate::jsonline::JsonLines;
 use crate::record::{Record, Slot, check_schema, numeric};
 
@@ -61,7 +61,7 @@ impl Dataset {
             Some(_) => Some(
                 record
                     .src_chars()
-                    .ok_or_else(|| RecordError::Missing { line, field: "src".into() })?,
+                    .ok_or_else(|| RecordErrorKind::Missing { field: "src".into() }.at(line))?,
             ),
             None => None,
         };
@@ -105,7 +105,7 @@ impl Dataset {
         let chars = match &self.src_chars {
             Some(_) => match view.get("src") {
                 Slot::Str(s) => Some(s.chars().count()),
-                _ => return Err(RecordError::Missing { line, field: "src".into() }),
+                _ => return Err(RecordErrorKind::Missing { field: "src".into() }.at(line)),
             },
             None => None,
         };
@@ -122,18 +122,6 @@ impl Dataset {
             col.push(v);
         }
         Ok(())
-    }
-
-    /// Builds a dataset from records in memory (line numbers are 1-based positions).
-    pub fn from_records<'a>(
-        records: impl IntoIterator<Item = &'a Record>,
-        needs: &Needs,
-    ) -> Result<Self, RecordError> {
-        let mut data = Dataset::new(needs);
-        for (i, r) in records.into_iter().enumerate() {
-            data.push(r, i + 1)?;
-        }
-        Ok(data)
     }
 
     /// Number of records.

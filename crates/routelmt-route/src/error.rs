@@ -1,34 +1,82 @@
 //! Errors of the routing crate, grouped by failure domain: bad input records (always naming
 //! the 1-based line of the JSONL input) and bad settings (budgets, router names, guards).
 
+use std::fmt;
+
 use thiserror::Error;
 
-/// A JSONL line that cannot be used. Every variant names its 1-based line number, so the front
-/// door only has to add the file name to get a one-line, actionable message.
+/// A JSONL line that cannot be used: its 1-based line number and what is wrong with it.
+///
+/// Displays as `line N: message`, so the front door only has to add the file name to get a
+/// one-line, actionable message; a front door that writes `file:line: message` itself takes
+/// [`RecordError::line`] and [`RecordError::message`] (or matches on [`RecordError::kind`]).
+#[derive(Debug)]
+pub struct RecordError {
+    line: usize,
+    kind: RecordErrorKind,
+}
+
+impl RecordError {
+    /// The error `kind` on 1-based line `line`.
+    pub fn new(line: usize, kind: RecordErrorKind) -> Self {
+        RecordError { line, kind }
+    }
+
+    /// The 1-based line the error is about.
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    /// What is wrong with the line.
+    pub fn kind(&self) -> &RecordErrorKind {
+        &self.kind
+    }
+
+    /// The message without the `line N: ` prefix.
+    pub fn message(&self) -> String {
+        self.kind.to_string()
+    }
+
+    /// What is wrong with the line, by value (e.g. to take the I/O error out of
+    /// [`RecordErrorKind::Io`]).
+    pub fn into_kind(self) -> RecordErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.kind)
+    }
+}
+
+impl std::error::Error for RecordError {
+    /// The cause of the kind (the I/O error of [`RecordErrorKind::Io`]), not the kind itself,
+    /// whose text the message already holds.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.kind)
+    }
+}
+
+/// What is wrong with a JSONL line (the message of a [`RecordError`], without the line).
 #[derive(Debug, Error)]
-pub enum RecordError {
+pub enum RecordErrorKind {
     /// The underlying reader failed.
-    #[error("line {line}: cannot read: {source}")]
+    #[error("cannot read: {source}")]
     Io {
-        /// Line being read when the error happened.
-        line: usize,
         /// The I/O error.
         #[source]
         source: std::io::Error,
     },
     /// The bytes of the line are not UTF-8.
-    #[error("line {line}: not valid UTF-8 (byte {byte})")]
+    #[error("not valid UTF-8 (byte {byte})")]
     Utf8 {
-        /// The line.
-        line: usize,
         /// 1-based byte offset of the first invalid byte.
         byte: usize,
     },
     /// The line is not JSON.
-    #[error("line {line}: invalid JSON at column {column}: {message}")]
+    #[error("invalid JSON at column {column}: {message}")]
     Json {
-        /// The line.
-        line: usize,
         /// 1-based column reported by the JSON parser.
         column: usize,
         /// What the parser expected.
@@ -36,46 +84,36 @@ pub enum RecordError {
     },
     /// A field holds `NaN`, `Infinity` or `-Infinity` (as Python's `json` writes them) or a
     /// number out of the f64 range.
-    #[error("line {line}: field `{field}` is {value}, not a finite number")]
+    #[error("field `{field}` is {value}, not a finite number")]
     NonFinite {
-        /// The line.
-        line: usize,
         /// The field.
         field: String,
         /// The offending text, as written.
         value: String,
     },
     /// The line is valid JSON but not an object.
-    #[error("line {line}: expected a JSON object, found {found}")]
+    #[error("expected a JSON object, found {found}")]
     NotObject {
-        /// The line.
-        line: usize,
         /// The JSON type found.
         found: &'static str,
     },
     /// A required field is absent.
-    #[error("line {line}: missing field `{field}`")]
+    #[error("missing field `{field}`")]
     Missing {
-        /// The line.
-        line: usize,
         /// The field.
         field: String,
     },
     /// A field that must be a number is something else.
-    #[error("line {line}: field `{field}` must be a number, found {found}")]
+    #[error("field `{field}` must be a number, found {found}")]
     NotNumber {
-        /// The line.
-        line: usize,
         /// The field.
         field: String,
         /// The JSON type found.
         found: &'static str,
     },
     /// A field that must be a string is something else.
-    #[error("line {line}: field `{field}` must be a string, found {found}")]
+    #[error("field `{field}` must be a string, found {found}")]
     NotString {
-        /// The line.
-        line: usize,
         /// The field.
         field: String,
         /// The JSON type found.
@@ -83,11 +121,9 @@ pub enum RecordError {
     },
     /// `gain` is present but is not `score_large − score_small`.
     #[error(
-        "line {line}: gain {gain} disagrees with score_large - score_small = {large} - {small} = {expected}"
+        "gain {gain} disagrees with score_large - score_small = {large} - {small} = {expected}"
     )]
     GainMismatch {
-        /// The line.
-        line: usize,
         /// The `gain` field as given.
         gain: f64,
         /// `score_large`.
@@ -99,20 +135,10 @@ pub enum RecordError {
     },
 }
 
-impl RecordError {
-    /// The 1-based line the error is about.
-    pub fn line(&self) -> usize {
-        match self {
-            RecordError::Io { line, .. }
-            | RecordError::Utf8 { line, .. }
-            | RecordError::Json { line, .. }
-            | RecordError::NonFinite { line, .. }
-            | RecordError::NotObject { line, .. }
-            | RecordError::Missing { line, .. }
-            | RecordError::NotNumber { line, .. }
-            | RecordError::NotString { line, .. }
-            | RecordError::GainMismatch { line, .. } => *line,
-        }
+impl RecordErrorKind {
+    /// This error on 1-based line `line`.
+    pub fn at(self, line: usize) -> RecordError {
+        RecordError::new(line, self)
     }
 }
 
@@ -154,6 +180,15 @@ pub enum RouteError {
         index: usize,
         /// The value.
         value: f64,
+    },
+    /// A calibrated threshold file (`THRESH.json`) that does not parse.
+    #[error("{name}: not a THRESH.json written by `routelmt calibrate`")]
+    ThresholdFile {
+        /// The file as the user named it.
+        name: String,
+        /// Why it does not parse.
+        #[source]
+        source: serde_json::Error,
     },
     /// Any other invalid setting, described in words.
     #[error("{0}")]

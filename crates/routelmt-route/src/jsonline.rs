@@ -1,4 +1,5 @@
-//! One JSONL line at a time: a streaming line reader over any [`BufRead`], JSON-object parsing
+//! One JSONL line at a time: [`JsonLines`], the streaming line reader over any [`BufRead`] that
+//! every JSONL input of the workspace is read with (CLI and trainer alike), JSON-object parsing
 //! with errors that name the line, and an editor that sets top-level fields of a line while
 //! keeping every other byte as written (so `route` and `labels` give records back unchanged
 //! plus their new fields: no float is re-printed, no key re-ordered).
@@ -8,11 +9,16 @@ use std::ops::Range;
 
 use serde_json::{Map, Value};
 
-use crate::error::RecordError;
+use crate::error::{RecordError, RecordErrorKind};
 
 /// Reads JSONL line by line with one reused buffer: memory is one line, time is linear in the
 /// input. Blank (whitespace-only) lines are skipped but still counted, so line numbers in
 /// errors are the ones an editor shows. A UTF-8 byte-order mark on line 1 is ignored.
+///
+/// Two ways to read: [`JsonLines::next_line`] lends each line from the reused buffer (no
+/// allocation per line), and the [`Iterator`] implementation yields owned
+/// `(line number, text)` pairs for code that keeps lines or wants iterator adapters. Errors
+/// (I/O, invalid UTF-8) are [`RecordError`]s naming the line.
 pub struct JsonLines<R> {
     reader: R,
     buf: Vec<u8>,
@@ -25,11 +31,6 @@ impl<R: BufRead> JsonLines<R> {
         Self { reader, buf: Vec::with_capacity(4096), line: 0 }
     }
 
-    /// The number of the last line read (1-based; 0 before the first).
-    pub fn line(&self) -> usize {
-        self.line
-    }
-
     /// The next non-blank line as `(line number, text without its line ending)`, `None` at the
     /// end of the input.
     pub fn next_line(&mut self) -> Option<Result<(usize, &str), RecordError>> {
@@ -38,7 +39,7 @@ impl<R: BufRead> JsonLines<R> {
             match self.reader.read_until(b'\n', &mut self.buf) {
                 Ok(0) => return None,
                 Ok(_) => {}
-                Err(source) => return Some(Err(RecordError::Io { line: self.line + 1, source })),
+                Err(source) => return Some(Err(RecordErrorKind::Io { source }.at(self.line + 1))),
             }
             self.line += 1;
             let mut start = 0;
@@ -57,8 +58,17 @@ impl<R: BufRead> JsonLines<R> {
         Some(
             std::str::from_utf8(&self.buf[start..end])
                 .map(|text| (line, text))
-                .map_err(|e| RecordError::Utf8 { line, byte: start + e.valid_up_to() + 1 }),
+                .map_err(|e| RecordErrorKind::Utf8 { byte: start + e.valid_up_to() + 1 }.at(line)),
         )
+    }
+}
+
+impl<R: BufRead> Iterator for JsonLines<R> {
+    type Item = Result<(usize, String), RecordError>;
+
+    /// The next non-blank line as an owned `(line number, text)`.
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_line().map(|item| item.map(|(line, text)| (line, text.to_string())))
     }
 }
 
@@ -75,17 +85,17 @@ pub(crate) fn json_type(v: &Value) -> &'static str {
 }
 
 /// Parses one line as a JSON object. `NaN`/`Infinity` (which Python's `json` writes but JSON
-/// does not allow) and out-of-range numbers give [`RecordError::NonFinite`] naming the field;
+/// does not allow) and out-of-range numbers give [`RecordErrorKind::NonFinite`] naming the field;
 /// other syntax errors give the column.
 pub fn parse_object(text: &str, line: usize) -> Result<Map<String, Value>, RecordError> {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(RecordError::NotObject { line, found: json_type(&other) }),
+        Ok(other) => Err(RecordErrorKind::NotObject { found: json_type(&other) }.at(line)),
         Err(e) => Err(non_finite_member(text, line).unwrap_or_else(|| {
             let full = e.to_string();
             // serde_json appends " at line L column C"; the line is always 1 here.
             let message = full.rsplit_once(" at line ").map_or(full.as_str(), |(m, _)| m);
-            RecordError::Json { line, column: e.column(), message: message.to_string() }
+            RecordErrorKind::Json { column: e.column(), message: message.to_string() }.at(line)
         })),
     }
 }
@@ -97,12 +107,16 @@ fn non_finite_member(text: &str, line: usize) -> Option<RecordError> {
         let value = &text[m.value.clone()];
         let bare = value.trim_start_matches(['-', '+']);
         let non_finite = matches!(bare, "NaN" | "nan" | "Infinity" | "inf" | "Inf")
+            // Only classifies a token serde_json rejected (`1e400`); values always come from
+            // serde_json's own, correctly rounded parser.
             || (value.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
                 && value.parse::<f64>().is_ok_and(|x| !x.is_finite()));
-        non_finite.then(|| RecordError::NonFinite {
-            line,
-            field: decode_key(&text[m.key.clone()]).unwrap_or_default(),
-            value: value.to_string(),
+        non_finite.then(|| {
+            RecordErrorKind::NonFinite {
+                field: decode_key(&text[m.key.clone()]).unwrap_or_default(),
+                value: value.to_string(),
+            }
+            .at(line)
         })
     })
 }
@@ -110,7 +124,7 @@ fn non_finite_member(text: &str, line: usize) -> Option<RecordError> {
 /// A required finite number.
 pub fn number_field(obj: &Map<String, Value>, name: &str, line: usize) -> Result<f64, RecordError> {
     match obj.get(name) {
-        None => Err(RecordError::Missing { line, field: name.to_string() }),
+        None => Err(RecordErrorKind::Missing { field: name.to_string() }.at(line)),
         Some(v) => number_value(v, name, line),
     }
 }
@@ -123,11 +137,13 @@ pub(crate) fn number_value(v: &Value, name: &str, line: usize) -> Result<f64, Re
             if x.is_finite() {
                 Ok(x)
             } else {
-                Err(RecordError::NonFinite { line, field: name.to_string(), value: n.to_string() })
+                Err(RecordErrorKind::NonFinite { field: name.to_string(), value: n.to_string() }
+                    .at(line))
             }
         }
         other => {
-            Err(RecordError::NotNumber { line, field: name.to_string(), found: json_type(other) })
+            Err(RecordErrorKind::NotNumber { field: name.to_string(), found: json_type(other) }
+                .at(line))
         }
     }
 }
@@ -139,10 +155,11 @@ pub fn string_field<'a>(
     line: usize,
 ) -> Result<&'a str, RecordError> {
     match obj.get(name) {
-        None => Err(RecordError::Missing { line, field: name.to_string() }),
+        None => Err(RecordErrorKind::Missing { field: name.to_string() }.at(line)),
         Some(Value::String(s)) => Ok(s),
         Some(other) => {
-            Err(RecordError::NotString { line, field: name.to_string(), found: json_type(other) })
+            Err(RecordErrorKind::NotString { field: name.to_string(), found: json_type(other) }
+                .at(line))
         }
     }
 }
@@ -338,6 +355,26 @@ mod tests {
                 (5, "{\"c\":3}".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn iterator_yields_owned_lines_and_typed_errors() {
+        let input = "\u{feff}{\"a\":1}\r\n\n   \n{\"b\":2}\n{\"c\":3}";
+        let owned: Vec<(usize, String)> =
+            JsonLines::new(input.as_bytes()).map(Result::unwrap).collect();
+        assert_eq!(owned, lines(input));
+
+        struct Failing;
+        impl std::io::Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk gone"))
+            }
+        }
+        let e = JsonLines::new(std::io::BufReader::new(Failing)).next().unwrap().unwrap_err();
+        assert_eq!(e.to_string(), "line 1: cannot read: disk gone");
+        assert_eq!((e.line(), e.message()), (1, "cannot read: disk gone".to_string()));
+        assert!(matches!(e.kind(), RecordErrorKind::Io { .. }));
+        assert_eq!(std::error::Error::source(&e).unwrap().to_string(), "disk gone");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The routing metrics of REFERENCE.md §4, the project's contract:
+//! The routing metrics of `docs/metrics.md` (Metrics), the project's contract:
 //!
 //! - `k = floor(p·N + 0.5)`; routed set `R` = the `k` highest router scores `s`, ties by input
 //!   order (earlier first).
@@ -14,6 +14,8 @@
 //! With a quality guard, `R` is the first `k` *eligible* records, so `|R|` may be below `k`:
 //! MeanDelta and SevereLoss are then over `R`, HitRate still divides by `k`, and APGR is
 //! normalized by the all-small and all-large qualities.
+
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, RouteError};
 use crate::rank::{
@@ -247,8 +249,11 @@ impl Ranking {
     }
 }
 
-/// Every metric of one router at one budget, plus its quality curve.
-#[derive(Debug, Clone, PartialEq)]
+/// Every metric of one router at one budget, plus its quality curve. Serialized as one router's
+/// line of `REPORT.json` (see `RouterReport` in `report.rs`): `None` is `null` (undefined at
+/// this budget), and the curve is left out (the report keeps every router's curve under
+/// `curve`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RouterMetrics {
     /// Spearman correlation of router scores with gains.
     pub spearman: f64,
@@ -264,7 +269,8 @@ pub struct RouterMetrics {
     pub apgr: Option<f64>,
     /// `|R|` (= k unless a guard ran out of eligible records).
     pub routed: usize,
-    /// Quality@p at [`curve_budgets`].
+    /// Quality@p at [`curve_budgets`] (not serialized).
+    #[serde(skip)]
     pub curve: Vec<f64>,
 }
 

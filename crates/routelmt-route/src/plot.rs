@@ -42,39 +42,65 @@ fn nice_ticks(lo: f64, hi: f64, target: usize) -> (Vec<f64>, usize) {
     (ticks, decimals)
 }
 
-/// Renders the quality curves of an evaluation.
-pub fn quality_curve_svg(eval: &Evaluation) -> String {
-    let report = &eval.report;
-    let budgets = &report.curve.budgets;
+/// Where things go: the plot area in pixels and the quality range it shows.
+struct Frame {
+    left: f64,
+    top: f64,
+    plot_w: f64,
+    plot_h: f64,
+    legend_x: f64,
+    width: f64,
+    height: f64,
+    lo: f64,
+    hi: f64,
+}
 
-    // Value range over every curve and both reference lines, padded by 5%.
-    let mut lo = eval.small_only.min(eval.large_only);
-    let mut hi = eval.small_only.max(eval.large_only);
-    for (_, ys) in &report.curve.series {
-        for &y in ys {
+impl Frame {
+    /// The layout for an evaluation: the value range over every curve and both reference
+    /// lines, padded by 5%, and room on the right for the longest legend label.
+    fn new(eval: &Evaluation) -> Self {
+        let series = &eval.report.curve.series;
+        let mut lo = eval.small_only.min(eval.large_only);
+        let mut hi = eval.small_only.max(eval.large_only);
+        for &y in series.iter().flat_map(|(_, ys)| ys) {
             lo = lo.min(y);
             hi = hi.max(y);
         }
+        let pad = ((hi - lo) * 0.05).max(1e-9 * hi.abs().max(1.0));
+        let legend_chars =
+            series.iter().map(|(n, _)| n.chars().count()).chain([10, 10]).max().unwrap_or(10);
+        let (left, top, plot_w, plot_h) = (78.0, 48.0, 460.0, 340.0);
+        let legend_x = left + plot_w + 24.0;
+        Frame {
+            left,
+            top,
+            plot_w,
+            plot_h,
+            legend_x,
+            width: legend_x + 34.0 + legend_chars as f64 * 6.8 + 12.0,
+            height: top + plot_h + 62.0,
+            lo: lo - pad,
+            hi: hi + pad,
+        }
     }
-    let pad = ((hi - lo) * 0.05).max(1e-9 * hi.abs().max(1.0));
-    let (lo, hi) = (lo - pad, hi + pad);
 
-    let legend_chars = report
-        .curve
-        .series
-        .iter()
-        .map(|(n, _)| n.chars().count())
-        .chain([10, 10])
-        .max()
-        .unwrap_or(10);
-    let (left, top, plot_w, plot_h) = (78.0, 48.0, 460.0, 340.0);
-    let legend_x = left + plot_w + 24.0;
-    let width = legend_x + 34.0 + legend_chars as f64 * 6.8 + 12.0;
-    let height = top + plot_h + 62.0;
-    let x = |p: f64| left + p * plot_w;
-    let y = |q: f64| top + (hi - q) / (hi - lo) * plot_h;
+    /// The x pixel of budget `p`.
+    fn x(&self, p: f64) -> f64 {
+        self.left + p * self.plot_w
+    }
 
+    /// The y pixel of quality `q`.
+    fn y(&self, q: f64) -> f64 {
+        self.top + (self.hi - q) / (self.hi - self.lo) * self.plot_h
+    }
+}
+
+/// Renders the quality curves of an evaluation.
+pub fn quality_curve_svg(eval: &Evaluation) -> String {
+    let report = &eval.report;
+    let f = Frame::new(eval);
     let mut s = String::new();
+    let (width, height) = (f.width, f.height);
     let _ = writeln!(
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif" font-size="12">"#
@@ -86,14 +112,23 @@ pub fn quality_curve_svg(eval: &Evaluation) -> String {
     let _ = writeln!(
         s,
         r#"<text x="{:.1}" y="24" text-anchor="middle" font-size="15" font-weight="bold">{}</text>"#,
-        left + plot_w / 2.0,
+        f.left + f.plot_w / 2.0,
         escape(&title)
     );
+    write_axes(&mut s, &f);
+    write_budget(&mut s, &f, report.budget);
+    let legend = write_curves(&mut s, &f, eval);
+    write_legend(&mut s, &f, &legend);
+    s.push_str("</svg>\n");
+    s
+}
 
-    // Grid, ticks and tick labels.
-    let (yticks, decimals) = nice_ticks(lo, hi, 6);
+/// Grid, ticks, tick labels, the frame and the axis titles.
+fn write_axes(s: &mut String, f: &Frame) {
+    let (left, top, plot_w, plot_h) = (f.left, f.top, f.plot_w, f.plot_h);
+    let (yticks, decimals) = nice_ticks(f.lo, f.hi, 6);
     for t in &yticks {
-        let py = y(*t);
+        let py = f.y(*t);
         let _ = writeln!(
             s,
             r##"<line x1="{left:.1}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#e6e6e6"/><text x="{:.1}" y="{:.1}" text-anchor="end">{t:.decimals$}</text>"##,
@@ -103,8 +138,7 @@ pub fn quality_curve_svg(eval: &Evaluation) -> String {
         );
     }
     for i in 0..=10 {
-        let p = i as f64 / 10.0;
-        let px = x(p);
+        let px = f.x(i as f64 / 10.0);
         let _ = writeln!(
             s,
             r##"<line x1="{px:.1}" y1="{top:.1}" x2="{px:.1}" y2="{:.1}" stroke="#e6e6e6"/><text x="{px:.1}" y="{:.1}" text-anchor="middle">{}%</text>"##,
@@ -128,36 +162,47 @@ pub fn quality_curve_svg(eval: &Evaluation) -> String {
         r#"<text transform="translate(20 {:.1}) rotate(-90)" text-anchor="middle">Quality@p (mean score of the chosen translations)</text>"#,
         top + plot_h / 2.0
     );
+}
 
-    // The evaluated budget.
-    let pb = x(report.budget);
+/// The evaluated budget, as a dotted vertical line.
+fn write_budget(s: &mut String, f: &Frame, budget: f64) {
+    let (top, pb) = (f.top, f.x(budget));
     let _ = writeln!(
         s,
         r##"<line x1="{pb:.1}" y1="{top:.1}" x2="{pb:.1}" y2="{:.1}" stroke="#555" stroke-dasharray="2 3"/><text x="{:.1}" y="{:.1}" fill="#555">p = {}</text>"##,
-        top + plot_h,
+        top + f.plot_h,
         pb + 4.0,
         top + 14.0,
-        report.budget
+        budget
     );
+}
 
-    // Reference lines and curves.
+/// The reference lines and one curve per router; returns the legend entries
+/// `(label, colour, dash pattern)`.
+fn write_curves<'a>(
+    s: &mut String,
+    f: &Frame,
+    eval: &'a Evaluation,
+) -> Vec<(String, &'a str, &'a str)> {
+    let left = f.left;
     let mut legend: Vec<(String, &str, &str)> = Vec::new();
     for (label, q, color, dash) in [
         ("small only", eval.small_only, "#7f7f7f", "6 4"),
         ("large only", eval.large_only, "#000000", "6 4"),
     ] {
-        let py = y(q);
+        let py = f.y(q);
         let _ = writeln!(
             s,
             r#"<line x1="{left:.1}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="{color}" stroke-width="1.5" stroke-dasharray="{dash}"/>"#,
-            left + plot_w
+            left + f.plot_w
         );
         legend.push((format!("{label} ({q:.4})"), color, dash));
     }
-    for (i, (name, ys)) in report.curve.series.iter().enumerate() {
+    let budgets = &eval.report.curve.budgets;
+    for (i, (name, ys)) in eval.report.curve.series.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         let points: Vec<String> =
-            budgets.iter().zip(ys).map(|(p, q)| format!("{:.1},{:.1}", x(*p), y(*q))).collect();
+            budgets.iter().zip(ys).map(|(p, q)| format!("{:.1},{:.1}", f.x(*p), f.y(*q))).collect();
         let _ = writeln!(
             s,
             r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
@@ -169,10 +214,14 @@ pub fn quality_curve_svg(eval: &Evaluation) -> String {
         }
         legend.push((name.clone(), color, ""));
     }
+    legend
+}
 
-    // Legend, to the right of the plot.
+/// The legend, to the right of the plot.
+fn write_legend(s: &mut String, f: &Frame, legend: &[(String, &str, &str)]) {
+    let legend_x = f.legend_x;
     for (i, (label, color, dash)) in legend.iter().enumerate() {
-        let ly = top + 10.0 + i as f64 * 20.0;
+        let ly = f.top + 10.0 + i as f64 * 20.0;
         let dash_attr =
             if dash.is_empty() { String::new() } else { format!(r#" stroke-dasharray="{dash}""#) };
         let _ = writeln!(
@@ -184,13 +233,12 @@ pub fn quality_curve_svg(eval: &Evaluation) -> String {
             escape(label)
         );
     }
-    s.push_str("</svg>\n");
-    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::RouterMetrics;
     use crate::report::{Curve, Report, RouterReport};
 
     #[test]
@@ -198,13 +246,16 @@ mod tests {
         let budgets = crate::metrics::curve_budgets();
         let line = |name: &str| RouterReport {
             name: name.into(),
-            spearman: 0.0,
-            hit_rate: None,
-            mean_delta: None,
-            severe_loss: None,
-            quality: 0.0,
-            apgr: None,
-            routed: 0,
+            metrics: RouterMetrics {
+                spearman: 0.0,
+                hit_rate: None,
+                mean_delta: None,
+                severe_loss: None,
+                quality: 0.0,
+                apgr: None,
+                routed: 0,
+                curve: Vec::new(),
+            },
         };
         let up: Vec<f64> = budgets.iter().map(|p| -5.0 + 4.0 * p).collect();
         let eval = Evaluation {

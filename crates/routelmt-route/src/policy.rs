@@ -7,7 +7,8 @@
 //! - **quality guard**: records whose small-model quality is above a limit are never routed;
 //!   top-p refills its budget from the next best.
 //!
-//! The streaming budget controller lives in [`crate::controller`].
+//! The streaming budget controller lives in `controller.rs`; `Rule` (`rule.rs`) is the
+//! one type a front door routes with, whichever of the three it uses.
 
 use serde::{Deserialize, Serialize};
 
@@ -70,72 +71,6 @@ pub fn route_by_threshold(score: f64, threshold: f64) -> Route {
     if score > threshold { Route::Large } else { Route::Small }
 }
 
-/// A threshold calibrated on held-out scores.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Calibration {
-    /// τ_p: route to the large model when `score > threshold`.
-    pub threshold: f64,
-    /// The budget p asked for.
-    pub budget: f64,
-    /// Held-out scores used.
-    pub n: usize,
-    /// How many of them τ_p routes.
-    pub routed: usize,
-    /// `routed / n`.
-    pub share: f64,
-    /// Bootstrap 95% percentile interval of the share τ_p routes on traffic like the held-out
-    /// set (resampled with replacement, same size).
-    pub share_ci95: [f64; 2],
-    /// Bootstrap resamples drawn.
-    pub bootstrap: usize,
-    /// Seed of the bootstrap.
-    pub seed: u64,
-}
-
-/// Calibrates `τ_p` so that `s > τ_p` routes the top `k = floor(p·n + 0.5)` held-out scores:
-/// `τ_p` is the midpoint between the k-th and (k+1)-th largest score. When they tie, no
-/// threshold can split them, and τ_p is that tied value: the tied scores stay small, so the
-/// calibrated share is at most p (a budget is a cap), and `share` says how far below it is.
-/// p = 0 gives `f64::MAX` (nothing routes) and p = 1 gives `f64::MIN` (everything routes).
-pub fn calibrate(scores: &[f64], p: f64, bootstrap: usize, seed: u64) -> Result<Calibration> {
-    check_budget(p)?;
-    check_finite(scores)?;
-    if scores.is_empty() {
-        return Err(RouteError::Empty);
-    }
-    let n = scores.len();
-    let mut sorted = scores.to_vec();
-    sorted.sort_unstable_by(|a, b| b.total_cmp(a));
-    let k = budget_count(p, n);
-    let threshold = if k == 0 {
-        f64::MAX
-    } else if k == n {
-        f64::MIN
-    } else {
-        let (hi, lo) = (sorted[k - 1], sorted[k]);
-        let mid = lo + (hi - lo) / 2.0;
-        // Adjacent floats: the midpoint can round onto `hi`; `lo` still splits them.
-        if mid < hi { mid } else { lo }
-    };
-    let routed = sorted.partition_point(|&s| s > threshold);
-    let mut shares = Vec::with_capacity(bootstrap);
-    let mut rng = rng::seeded(seed);
-    for _ in 0..bootstrap {
-        // A resampled score exceeds τ iff its rank in `sorted` is below `routed`: count ranks
-        // instead of touching the scores (cost: B·n draws, no memory traffic).
-        let hits = (0..n).filter(|_| (rng::below(&mut rng, n as u64) as usize) < routed).count();
-        shares.push(hits as f64 / n as f64);
-    }
-    shares.sort_unstable_by(f64::total_cmp);
-    let share = routed as f64 / n as f64;
-    let share_ci95 = if shares.is_empty() {
-        [share, share]
-    } else {
-        [quantile(&shares, 0.025), quantile(&shares, 0.975)]
-    };
-    Ok(Calibration { threshold, budget: p, n, routed, share, share_ci95, bootstrap, seed })
-}
-
 /// Which end of a score field goes to the large model first.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -157,10 +92,11 @@ impl Direction {
     }
 }
 
-/// A calibrated threshold on a named score field, as `routelmt calibrate` writes it
-/// (`THRESH.json`) and streaming front doors read it.
+/// A threshold τ_p calibrated on held-out values of a named score field, as `routelmt
+/// calibrate` writes it (`THRESH.json`) and streaming front doors read it back
+/// ([`Calibration::from_json`], [`crate::Rule::from_calibration`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FieldThreshold {
+pub struct Calibration {
     /// The record field holding the score.
     pub field: String,
     /// `desc`: large when `field > threshold`; `asc`: large when `field < threshold`.
@@ -177,16 +113,23 @@ pub struct FieldThreshold {
     pub routed: usize,
     /// `routed / n`.
     pub share: f64,
-    /// Bootstrap 95% interval of the share on traffic like the held-out set.
+    /// Bootstrap 95% percentile interval of the share τ_p routes on traffic like the held-out
+    /// set (resampled with replacement, same size).
     pub share_ci95: [f64; 2],
-    /// Bootstrap resamples.
+    /// Bootstrap resamples drawn.
     pub bootstrap: usize,
-    /// Bootstrap seed.
+    /// Seed of the bootstrap.
     pub seed: u64,
 }
 
-impl FieldThreshold {
-    /// Calibrates on held-out field values (see [`calibrate`]).
+impl Calibration {
+    /// Calibrates τ_p on held-out field `values` so that the rule routes the top
+    /// `k = floor(p·n + 0.5)` of them (highest first for [`Direction::Desc`], lowest first for
+    /// [`Direction::Asc`]). On router scores `s = order.score(value)`, τ_p is the midpoint
+    /// between the k-th and (k+1)-th largest score. When they tie, no threshold can split
+    /// them, and τ_p is that tied value: the tied scores stay small, so the calibrated share is
+    /// at most p (a budget is a cap), and `share` says how far below it is. p = 0 gives a
+    /// threshold nothing passes, p = 1 one everything passes (`±f64::MAX`).
     pub fn calibrate(
         field: &str,
         order: Direction,
@@ -195,25 +138,40 @@ impl FieldThreshold {
         bootstrap: usize,
         seed: u64,
     ) -> Result<Self> {
-        let scores: Vec<f64> = values.iter().map(|&v| order.score(v)).collect();
-        let c = calibrate(&scores, p, bootstrap, seed)?;
-        let threshold = order.score(c.threshold); // back to field units
-        Ok(FieldThreshold {
+        check_budget(p)?;
+        let mut sorted: Vec<f64> = values.iter().map(|&v| order.score(v)).collect();
+        check_finite(&sorted)?;
+        if sorted.is_empty() {
+            return Err(RouteError::Empty);
+        }
+        let n = sorted.len();
+        sorted.sort_unstable_by(|a, b| b.total_cmp(a));
+        let score_threshold = split_point(&sorted, budget_count(p, n));
+        let routed = sorted.partition_point(|&s| s > score_threshold);
+        let share = routed as f64 / n as f64;
+        let threshold = order.score(score_threshold); // back to field units
+        Ok(Calibration {
             field: field.to_string(),
             order,
             threshold,
             rule: Self::rule_text(field, order, threshold),
-            budget: c.budget,
-            n: c.n,
-            routed: c.routed,
-            share: c.share,
-            share_ci95: c.share_ci95,
-            bootstrap: c.bootstrap,
-            seed: c.seed,
+            budget: p,
+            n,
+            routed,
+            share,
+            share_ci95: bootstrap_share_ci95(n, routed, bootstrap, seed).unwrap_or([share; 2]),
+            bootstrap,
+            seed,
         })
     }
 
-    /// The rule in words, e.g. `large if gain_hat > 0.25`.
+    /// Reads a `THRESH.json` from its bytes (`name`, e.g. the path, names it in the error).
+    pub fn from_json(bytes: &[u8], name: &str) -> Result<Self> {
+        serde_json::from_slice(bytes)
+            .map_err(|source| RouteError::ThresholdFile { name: name.to_string(), source })
+    }
+
+    /// The rule in words, e.g. `large if gain_hat > 0.25, else small`.
     pub fn rule_text(field: &str, order: Direction, threshold: f64) -> String {
         let op = match order {
             Direction::Desc => ">",
@@ -228,6 +186,41 @@ impl FieldThreshold {
     }
 }
 
+/// The score threshold that routes the top `k` of scores sorted highest first: the midpoint
+/// between the k-th and (k+1)-th, or the tied value when they tie (see
+/// [`Calibration::calibrate`]).
+fn split_point(sorted_desc: &[f64], k: usize) -> f64 {
+    let n = sorted_desc.len();
+    if k == 0 {
+        f64::MAX
+    } else if k == n {
+        f64::MIN
+    } else {
+        let (hi, lo) = (sorted_desc[k - 1], sorted_desc[k]);
+        let mid = lo + (hi - lo) / 2.0;
+        // Adjacent floats: the midpoint can round onto `hi`; `lo` still splits them.
+        if mid < hi { mid } else { lo }
+    }
+}
+
+/// Bootstrap 95% percentile interval of the share a threshold routing `routed` of `n`
+/// held-out scores routes on resamples of them (`None` without resamples).
+fn bootstrap_share_ci95(n: usize, routed: usize, bootstrap: usize, seed: u64) -> Option<[f64; 2]> {
+    if bootstrap == 0 {
+        return None;
+    }
+    let mut shares = Vec::with_capacity(bootstrap);
+    let mut rng = rng::seeded(seed);
+    for _ in 0..bootstrap {
+        // A resampled score exceeds τ iff its rank in the sorted scores is below `routed`:
+        // count ranks instead of touching the scores (cost: B·n draws, no memory traffic).
+        let hits = (0..n).filter(|_| (rng::below(&mut rng, n as u64) as usize) < routed).count();
+        shares.push(hits as f64 / n as f64);
+    }
+    shares.sort_unstable_by(f64::total_cmp);
+    Some([quantile(&shares, 0.025), quantile(&shares, 0.975)])
+}
+
 /// Linear-interpolation quantile of sorted values (numpy's default method).
 pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     assert!(!sorted.is_empty());
@@ -240,6 +233,11 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Calibration on raw scores (highest first).
+    fn calibrate(s: &[f64], p: f64, bootstrap: usize, seed: u64) -> Result<Calibration> {
+        Calibration::calibrate("s", Direction::Desc, s, p, bootstrap, seed)
+    }
 
     fn larges(r: &[Route]) -> Vec<usize> {
         r.iter().enumerate().filter(|(_, r)| r.is_large()).map(|(i, _)| i).collect()
@@ -292,20 +290,49 @@ mod tests {
     #[test]
     fn field_thresholds_work_in_both_directions() {
         let v: Vec<f64> = (0..10).map(f64::from).collect();
-        let hi = FieldThreshold::calibrate("g", Direction::Desc, &v, 0.3, 0, 0).unwrap();
+        let hi = Calibration::calibrate("g", Direction::Desc, &v, 0.3, 0, 0).unwrap();
         assert_eq!((hi.threshold, hi.routed), (6.5, 3));
         assert_eq!(hi.route(7.0), Route::Large);
         assert_eq!(hi.rule, "large if g > 6.5, else small");
-        let lo = FieldThreshold::calibrate("q", Direction::Asc, &v, 0.3, 0, 0).unwrap();
+        let lo = Calibration::calibrate("q", Direction::Asc, &v, 0.3, 0, 0).unwrap();
         assert_eq!((lo.threshold, lo.routed), (2.5, 3));
         assert_eq!((lo.route(2.0), lo.route(3.0)), (Route::Large, Route::Small));
-        let none = FieldThreshold::calibrate("q", Direction::Asc, &v, 0.0, 0, 0).unwrap();
+        let none = Calibration::calibrate("q", Direction::Asc, &v, 0.0, 0, 0).unwrap();
         assert!(v.iter().all(|&x| none.route(x) == Route::Small));
-        let all = FieldThreshold::calibrate("q", Direction::Asc, &v, 1.0, 0, 0).unwrap();
+        let all = Calibration::calibrate("q", Direction::Asc, &v, 1.0, 0, 0).unwrap();
         assert!(v.iter().all(|&x| all.route(x) == Route::Large));
         let json = serde_json::to_string(&lo).unwrap();
         assert!(json.contains("\"order\":\"asc\""), "{json}");
-        assert_eq!(serde_json::from_str::<FieldThreshold>(&json).unwrap(), lo);
+        assert_eq!(serde_json::from_str::<Calibration>(&json).unwrap(), lo);
+        assert_eq!(Calibration::from_json(json.as_bytes(), "t.json").unwrap(), lo);
+    }
+
+    /// THRESH.json keeps its fields, in this order (the CLI writes it, the e2e tests read it).
+    #[test]
+    fn thresh_json_has_the_contract_fields() {
+        let v: Vec<f64> = (0..10).map(f64::from).collect();
+        let t = Calibration::calibrate("q", Direction::Asc, &v, 0.3, 10, 2).unwrap();
+        let json = serde_json::to_string(&t).unwrap();
+        let keys = [
+            "field",
+            "order",
+            "threshold",
+            "rule",
+            "budget",
+            "n",
+            "routed",
+            "share",
+            "share_ci95",
+            "bootstrap",
+            "seed",
+        ];
+        let at: Vec<usize> =
+            keys.iter().map(|k| json.find(&format!("\"{k}\":")).unwrap()).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{json}");
+        assert_eq!(json.matches("\":").count(), keys.len(), "{json}");
+        let e = Calibration::from_json(b"{\"field\": 1}", "t.json").unwrap_err();
+        assert!(e.to_string().starts_with("t.json: not a THRESH.json written by"), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Orders, ranks and correlations (REFERENCE.md §4): `k = floor(p·N + 0.5)`, the routed set
+//! Orders, ranks and correlations (`docs/metrics.md`, Metrics): `k = floor(p·N + 0.5)`, the routed set
 //! is the `k` highest scores with ties broken by input order (earlier first), Spearman is the
 //! Pearson correlation of average-tie ranks and 0 when either side is constant.
 

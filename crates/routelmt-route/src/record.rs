@@ -1,15 +1,13 @@
-//! Evaluation records in the project's JSONL schema (see `../shared/data/README.md`): one line
+//! Evaluation records in the project's JSONL schema (`docs/metrics.md`, Records): one line
 //! per source segment with `id`, `src`, `src_lang`, `tgt_lang`, `score_small`, `score_large`,
 //! optionally `ref`, `hyp_small`, `hyp_large`, `gain` and any other fields (numeric fields such
 //! as `metric_small.COMETKiwi-src` are router scores made elsewhere). Unknown fields are kept.
 
-use std::io::BufRead;
-
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::error::RecordError;
-use crate::jsonline::{JsonLines, json_type, parse_object};
+use crate::error::{RecordError, RecordErrorKind};
+use crate::jsonline::{json_type, parse_object};
 
 /// How far a given `gain` may be from `score_large − score_small`: `1e-6` relative to the
 /// larger score magnitude, absolute below 1 (files round-trip through 32-bit floats and
@@ -113,7 +111,7 @@ impl Record {
 }
 
 /// What a record holds under a name, as far as validation is concerned. Both the full
-/// [`Record`] parser and the allocation-light view of [`crate::dataset`] validate through
+/// [`Record`] parser and the allocation-light view of `dataset.rs` validate through
 /// [`check_schema`] and [`numeric`], so they accept and reject exactly the same lines.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Slot<'a> {
@@ -141,16 +139,17 @@ pub(crate) const TEXT_FIELDS: [&str; 6] =
     ["src", "src_lang", "tgt_lang", "ref", "hyp_small", "hyp_large"];
 
 fn not_number(name: &str, found: &'static str, line: usize) -> RecordError {
-    RecordError::NotNumber { line, field: name.to_string(), found }
+    RecordErrorKind::NotNumber { field: name.to_string(), found }.at(line)
 }
 
 /// A required finite number from a slot.
 fn required_number(s: Slot<'_>, name: &str, line: usize) -> Result<f64, RecordError> {
     match s {
-        Slot::Absent => Err(RecordError::Missing { line, field: name.to_string() }),
+        Slot::Absent => Err(RecordErrorKind::Missing { field: name.to_string() }.at(line)),
         Slot::Number(x) if x.is_finite() => Ok(x),
         Slot::Number(x) => {
-            Err(RecordError::NonFinite { line, field: name.to_string(), value: x.to_string() })
+            Err(RecordErrorKind::NonFinite { field: name.to_string(), value: x.to_string() }
+                .at(line))
         }
         Slot::Null => Err(not_number(name, "null", line)),
         Slot::Str(_) => Err(not_number(name, "a string", line)),
@@ -174,17 +173,14 @@ pub(crate) fn check_schema<'a>(
             let expected = large - small;
             let scale = 1f64.max(small.abs()).max(large.abs());
             if (given - expected).abs() > GAIN_TOLERANCE * scale {
-                return Err(RecordError::GainMismatch {
-                    line,
-                    gain: given,
-                    large,
-                    small,
-                    expected,
-                });
+                return Err(
+                    RecordErrorKind::GainMismatch { gain: given, large, small, expected }.at(line)
+                );
             }
         }
     }
-    let not_string = |name: &str, found| RecordError::NotString { line, field: name.into(), found };
+    let not_string =
+        |name: &str, found| RecordErrorKind::NotString { field: name.into(), found }.at(line);
     if let Slot::Other(t) = get("id") {
         return Err(not_string("id", t));
     }
@@ -212,40 +208,19 @@ pub(crate) fn numeric<'a>(
         "score_large" => Ok(large),
         "gain" => Ok(large - small),
         _ if name == "id" || TEXT_FIELDS.contains(&name) => match get(name) {
-            Slot::Absent | Slot::Null => Err(RecordError::Missing { line, field: name.into() }),
+            Slot::Absent | Slot::Null => {
+                Err(RecordErrorKind::Missing { field: name.into() }.at(line))
+            }
             _ => Err(not_number(name, "a string", line)),
         },
         _ => required_number(get(name), name, line),
     }
 }
 
-/// A streaming iterator of `(line number, record)` over JSONL: one line in memory at a time.
-pub struct RecordReader<R> {
-    lines: JsonLines<R>,
-}
-
-impl<R: BufRead> RecordReader<R> {
-    /// Wraps a reader.
-    pub fn new(reader: R) -> Self {
-        Self { lines: JsonLines::new(reader) }
-    }
-}
-
-impl<R: BufRead> Iterator for RecordReader<R> {
-    type Item = Result<(usize, Record), RecordError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let (line, text) = match self.lines.next_line()? {
-            Ok(x) => x,
-            Err(e) => return Some(Err(e)),
-        };
-        Some(Record::from_json_line(text, line).map(|r| (line, r)))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jsonline::JsonLines;
 
     const LINE: &str = r#"{"id": "wmt.0", "src": "是否有途径", "src_lang": "zh", "tgt_lang": "en", "score_small": -1.0, "score_large": 0, "gain": 1.0, "metric_small.COMETKiwi-src": 0.8, "domain": "news"}"#;
 
@@ -288,14 +263,23 @@ mod tests {
         assert_eq!(e.to_string(), "line 6: field `score_small` is NaN, not a finite number");
     }
 
+    /// Records streamed through the crate's one line reader.
+    fn records(input: &str) -> impl Iterator<Item = Result<(usize, Record), RecordError>> + '_ {
+        JsonLines::new(input.as_bytes()).map(|item| {
+            let (line, text) = item?;
+            Record::from_json_line(&text, line).map(|r| (line, r))
+        })
+    }
+
     #[test]
     fn reader_streams_records_with_line_numbers() {
         let input = format!("{LINE}\n\n{LINE}\n");
-        let got: Vec<usize> = RecordReader::new(input.as_bytes()).map(|r| r.unwrap().0).collect();
+        let got: Vec<usize> = records(&input).map(|r| r.unwrap().0).collect();
         assert_eq!(got, vec![1, 3]);
         let bad = format!("{LINE}\n{{\"score_small\": 1}}\n");
-        let errs: Vec<_> = RecordReader::new(bad.as_bytes()).filter_map(|r| r.err()).collect();
+        let errs: Vec<_> = records(&bad).filter_map(|r| r.err()).collect();
         assert_eq!(errs[0].to_string(), "line 2: missing field `score_large`");
+        assert_eq!((errs[0].line(), errs[0].message()), (2, "missing field `score_large`".into()));
     }
 
     #[test]

@@ -37,25 +37,15 @@ impl Default for EvalSettings {
     }
 }
 
-/// One router's line of the report (`None` serializes as `null`: undefined at this budget).
+/// One router's line of the report: its name, then its metrics at the budget (`None`
+/// serializes as `null`: undefined at this budget; the curve goes under the report's `curve`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RouterReport {
     /// The router's name as given.
     pub name: String,
-    /// Spearman correlation of its scores with the gains.
-    pub spearman: f64,
-    /// HitRate@p (%).
-    pub hit_rate: Option<f64>,
-    /// MeanDelta@p (score units).
-    pub mean_delta: Option<f64>,
-    /// SevereLoss@p (%).
-    pub severe_loss: Option<f64>,
-    /// Quality@p.
-    pub quality: f64,
-    /// APGR.
-    pub apgr: Option<f64>,
-    /// Records routed to the large model at p.
-    pub routed: usize,
+    /// Its metrics (Spearman, HitRate@p, MeanDelta@p, SevereLoss@p, Quality@p, APGR, routed).
+    #[serde(flatten)]
+    pub metrics: RouterMetrics,
 }
 
 /// Quality curves: the budgets and one series per router, in router order.
@@ -152,7 +142,7 @@ pub fn evaluate_routers(
     let mut series = Vec::with_capacity(routers.len());
     for spec in routers {
         let blocked = spec.blocked(data)?;
-        let metrics = match spec.scores(data)? {
+        let mut metrics = match spec.scores(data)? {
             Some(scores) => {
                 let mut ranking = Ranking::from_scores(&scores)?;
                 if let Some(b) = &blocked {
@@ -165,17 +155,8 @@ pub fn evaluate_routers(
                 random_mean(&outcomes, blocked.as_deref(), settings)?
             }
         };
-        lines.push(RouterReport {
-            name: spec.name.clone(),
-            spearman: metrics.spearman,
-            hit_rate: metrics.hit_rate,
-            mean_delta: metrics.mean_delta,
-            severe_loss: metrics.severe_loss,
-            quality: metrics.quality,
-            apgr: metrics.apgr,
-            routed: metrics.routed,
-        });
-        series.push((spec.name.clone(), metrics.curve));
+        series.push((spec.name.clone(), std::mem::take(&mut metrics.curve)));
+        lines.push(RouterReport { name: spec.name.clone(), metrics });
     }
     Ok(Evaluation {
         report: Report {
@@ -287,17 +268,18 @@ pub fn markdown_table(eval: &Evaluation) -> String {
     );
     out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for line in &r.routers {
+        let m = &line.metrics;
         let _ = writeln!(
             out,
             "| {} | {:.4} | {} | {} | {} | {:.4} | {} | {} |",
             line.name.replace('|', "\\|"),
-            line.spearman,
-            fmt_opt(line.hit_rate, 2),
-            fmt_opt(line.mean_delta, 4),
-            fmt_opt(line.severe_loss, 2),
-            line.quality,
-            fmt_opt(line.apgr, 4),
-            line.routed,
+            m.spearman,
+            fmt_opt(m.hit_rate, 2),
+            fmt_opt(m.mean_delta, 4),
+            fmt_opt(m.severe_loss, 2),
+            m.quality,
+            fmt_opt(m.apgr, 4),
+            m.routed,
         );
     }
     let _ = writeln!(
@@ -365,20 +347,38 @@ mod tests {
         let curve = serde_json::to_string(&eval.report.curve).unwrap();
         assert!(curve.starts_with("{\"budgets\":[0.0,0.05,"), "{curve}");
         assert_eq!(v["curve"]["field:q:asc"].as_array().unwrap().len(), 21);
-        // serde_json's default float parser may be 1 ulp off on 17-digit values: compare to
-        // 1e-14 (Python's json, the usual consumer, round-trips exactly).
+        // Field order of a router line, as written.
+        let json = serde_json::to_string(&eval.report.routers[0]).unwrap();
+        let keys = [
+            "name",
+            "spearman",
+            "hit_rate",
+            "mean_delta",
+            "severe_loss",
+            "quality",
+            "apgr",
+            "routed",
+        ];
+        let at: Vec<usize> =
+            keys.iter().map(|k| json.find(&format!("\"{k}\":")).unwrap()).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{json}");
+        // serde_json parses with correct rounding (`float_roundtrip`): the round trip is exact,
+        // as with Python's json, the usual consumer.
         let back: Report =
             serde_json::from_str(&serde_json::to_string(&eval.report).unwrap()).unwrap();
+        assert_eq!(back, eval.report);
         assert_eq!(back.routers.len(), eval.report.routers.len());
         for (a, b) in back.routers.iter().zip(&eval.report.routers) {
-            assert_eq!((&a.name, a.routed), (&b.name, b.routed));
-            assert!((a.spearman - b.spearman).abs() < 1e-14);
-            assert!((a.severe_loss.unwrap() - b.severe_loss.unwrap()).abs() < 1e-12);
+            assert_eq!((&a.name, a.metrics.routed), (&b.name, b.metrics.routed));
+            assert!((a.metrics.spearman - b.metrics.spearman).abs() < 1e-14);
+            assert!(
+                (a.metrics.severe_loss.unwrap() - b.metrics.severe_loss.unwrap()).abs() < 1e-12
+            );
         }
         let names = |r: &Report| r.curve.series.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
         assert_eq!(names(&back), names(&eval.report), "curve keys keep router order");
-        assert_eq!(eval.report.routers[2].hit_rate, Some(100.0));
-        assert_eq!(eval.report.routers[0].routed, 12);
+        assert_eq!(eval.report.routers[2].metrics.hit_rate, Some(100.0));
+        assert_eq!(eval.report.routers[0].metrics.routed, 12);
     }
 
     /// The fast random path (shuffled items, sequential passes) equals the generic evaluation
@@ -420,7 +420,7 @@ mod tests {
             (0..50).map(|i| format!("{{\"score_small\": {}, \"score_large\": 0}}\n", -i)).collect();
         let d = Dataset::from_reader(jsonl.as_bytes(), &Needs::default()).unwrap();
         let a = evaluate_routers(&d, &routers[..1], &s).unwrap();
-        let line = &a.report.routers[0];
+        let line = &a.report.routers[0].metrics;
         assert_eq!(line.routed, 15);
         assert!((line.hit_rate.unwrap() - 30.0).abs() < 2.0, "{line:?}");
         assert!((line.mean_delta.unwrap() - 24.5).abs() < 1.0, "{line:?}");

@@ -2,11 +2,11 @@
 //! must agree), plus either `input_ids` (used verbatim) or `src`/`src_lang`/`tgt_lang`
 //! (prompt built and tokenized by the caller's encoder).
 
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::Path;
 
 use routelmt_model::HeadKind;
-use routelmt_route::Record;
+use routelmt_route::{JsonLines, Record, RecordError};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -45,16 +45,17 @@ pub type Encoder<'a> = dyn FnMut(&str, &str, &str) -> std::result::Result<Vec<u3
 pub fn read_examples(path: &Path, vocab: usize, encode: &mut Encoder<'_>) -> Result<Vec<Example>> {
     let file = path.display().to_string();
     let f = std::fs::File::open(path).map_err(|e| TrainError::io(path, e))?;
+    let at = |e: RecordError| TrainError::Record {
+        file: file.clone(),
+        line: e.line(),
+        message: e.message(),
+    };
     let mut out = Vec::new();
-    for (i, line) in BufReader::new(f).lines().enumerate() {
-        let line_no = i + 1;
-        let text = line.map_err(|e| TrainError::io(path, e))?;
-        if text.trim().is_empty() {
-            continue;
-        }
+    for item in JsonLines::new(BufReader::new(f)) {
+        let (line_no, text) = item.map_err(at)?;
         let bad =
             |message: String| TrainError::Record { file: file.clone(), line: line_no, message };
-        let record = Record::from_json_line(&text, line_no).map_err(|e| bad(strip_line(e)))?;
+        let record = Record::from_json_line(&text, line_no).map_err(at)?;
         let ids = match record.extra.get("input_ids") {
             Some(v) => parse_ids(v).map_err(bad)?,
             None => {
@@ -83,15 +84,6 @@ pub fn read_examples(path: &Path, vocab: usize, encode: &mut Encoder<'_>) -> Res
         return Err(TrainError::Data { file, message: "no records (empty training set)".into() });
     }
     Ok(out)
-}
-
-/// The record error's text without its own "line N:" prefix (we add file:line).
-fn strip_line(e: routelmt_route::RecordError) -> String {
-    let s = e.to_string();
-    match s.split_once(": ") {
-        Some((head, rest)) if head.starts_with("line ") => rest.to_string(),
-        _ => s,
-    }
 }
 
 fn parse_ids(v: &Value) -> std::result::Result<Vec<u32>, String> {

@@ -23,9 +23,40 @@ pub enum TrainError {
         /// What is wrong.
         message: String,
     },
-    /// Settings that cannot work together.
-    #[error("{0}")]
-    Settings(String),
+    /// A setting with a value that cannot work; the front door names its own flag for it.
+    #[error("setting '{}': {message}", setting.name())]
+    Setting {
+        /// Which setting.
+        setting: Setting,
+        /// What is wrong with its value.
+        message: String,
+    },
+    /// The training or validation set has no examples.
+    #[error("the {0} set has no examples")]
+    EmptySet(&'static str),
+    /// Every training label has the same value.
+    #[error("every training label '{label}' is {value}: nothing to learn")]
+    ConstantLabels {
+        /// The label field.
+        label: &'static str,
+        /// Its one value.
+        value: f64,
+    },
+    /// A batch too large for the device's buffer limit.
+    #[error(
+        "a batch of {rows} prompts of up to {tokens} tokens needs {need_mib} MiB device \
+         buffers, over the {limit_mib} MiB limit"
+    )]
+    BatchTooLarge {
+        /// Prompts in the batch.
+        rows: usize,
+        /// Longest prompt, in tokens.
+        tokens: usize,
+        /// MiB the largest buffer would need.
+        need_mib: usize,
+        /// The limit in MiB.
+        limit_mib: usize,
+    },
     /// A checkpoint is missing, corrupt or from another run.
     #[error("checkpoint {path}: {message}")]
     Checkpoint {
@@ -34,15 +65,15 @@ pub enum TrainError {
         /// What is wrong.
         message: String,
     },
-    /// The run stopped on request after a number of steps (the test hook that simulates an
-    /// interrupt); the last checkpoint stays for `--resume`.
+    /// The event callback asked the run to stop after this optimizer step; the last
+    /// checkpoint stays for a resumed run.
     #[error("stopped after optimizer step {0} as requested; resume with --resume")]
     Stopped(usize),
     /// The model crate failed (loading, shapes, device).
     #[error(transparent)]
     Model(#[from] routelmt_model::ModelError),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The path concerned.
         path: String,
@@ -58,6 +89,50 @@ impl TrainError {
 
     pub(crate) fn checkpoint(path: &std::path::Path, message: impl Into<String>) -> Self {
         Self::Checkpoint { path: path.display().to_string(), message: message.into() }
+    }
+}
+
+/// A training setting, named in errors so that each front door can say it in its own terms
+/// (the CLI's flag, the page's field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    /// Passes over the training set.
+    Epochs,
+    /// Examples per forward/backward pass.
+    BatchSize,
+    /// Passes accumulated per optimizer step.
+    GradAccum,
+    /// Peak learning rate.
+    Lr,
+    /// Share of steps spent warming up.
+    Warmup,
+    /// AdamW weight decay.
+    WeightDecay,
+    /// hidden_states index the head reads.
+    Layer,
+    /// LoRA rank.
+    LoraRank,
+    /// LoRA alpha.
+    LoraAlpha,
+    /// Whether LoRA is trained at all.
+    Lora,
+}
+
+impl Setting {
+    /// The setting's name as `TrainSettings` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Epochs => "epochs",
+            Self::BatchSize => "batch_size",
+            Self::GradAccum => "grad_accum",
+            Self::Lr => "lr",
+            Self::Warmup => "warmup",
+            Self::WeightDecay => "weight_decay",
+            Self::Layer => "layer",
+            Self::LoraRank => "lora.rank",
+            Self::LoraAlpha => "lora.alpha",
+            Self::Lora => "lora",
+        }
     }
 }
 

@@ -8,9 +8,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use routelmt_model::{HeadKind, LoraSettings, PromptStyle, Qwen3Model, hf};
 
+use crate::TrainSettings;
 use crate::data::Example;
 use crate::error::TrainError;
-use crate::trainer::{TrainSettings, train};
+use crate::trainer::{Control, Event, TrainJob, TrainOutcome, train};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
@@ -66,6 +67,42 @@ fn settings(epochs: usize, lora: bool) -> TrainSettings {
     }
 }
 
+/// Runs a job; `stop_after` stops it after that optimizer step, as an interrupt would.
+#[allow(clippy::too_many_arguments)]
+fn run(
+    model: Qwen3Model,
+    train_set: &[Example],
+    valid: &[Example],
+    s: &TrainSettings,
+    out: &Path,
+    name: &str,
+    resume: bool,
+    stop_after: Option<usize>,
+    on_event: &mut dyn FnMut(Event<'_>),
+) -> Result<TrainOutcome, TrainError> {
+    let job = TrainJob {
+        model,
+        train: train_set,
+        valid,
+        settings: s.clone(),
+        out,
+        base_name: name,
+        resume,
+    };
+    train(job, &mut |e| {
+        let stop = matches!(e, Event::Step { step, .. } if stop_after.is_some_and(|n| step >= n));
+        on_event(e);
+        if stop { Control::Stop } else { Control::Continue }
+    })
+}
+
+/// burn materializes loaded optimizer state on its default device, which sets wgpu up with
+/// default settings; set it up our way first, as the CLI does by selecting its device before
+/// anything else, so that the wgpu test in this process can still select it.
+fn set_up_devices() {
+    let _ = routelmt_model::device::select(routelmt_model::device::DeviceChoice::Gpu);
+}
+
 fn spearman(a: &[f64], b: &[f64]) -> f64 {
     routelmt_route::spearman(a, b)
 }
@@ -81,21 +118,13 @@ fn lora_router_learns_what_length_cannot_and_keeps_the_best_epoch() {
     let (tr, va) = (synthetic(640, 1), synthetic(240, 2));
     let dir = tempfile::tempdir().unwrap();
     let s = settings(8, true);
-    let out =
-        train(tiny(), &tr, &va, &s, dir.path(), "tiny-gqa", false, None, &mut |_| {}).unwrap();
+    let out = run(tiny(), &tr, &va, &s, dir.path(), "tiny-gqa", false, None, &mut |_| {}).unwrap();
 
     let gains: Vec<f64> = va.iter().map(|e| e.gain).collect();
     let lens: Vec<f64> = va.iter().map(|e| e.ids.len() as f64).collect();
     let rho_len = spearman(&lens, &gains);
     for r in &out.history {
-        println!(
-            "epoch {}: train loss {:.4}, valid MSE {:.4}, valid Spearman {:.4}{}",
-            r.epoch,
-            r.train_loss,
-            r.valid_mse,
-            r.valid_spearman,
-            if r.best { " (best)" } else { "" }
-        );
+        println!("{r}");
     }
     let best = out.history.iter().find(|r| r.best).unwrap();
     println!("length baseline Spearman {rho_len:.4}; router best {:.4}", best.valid_spearman);
@@ -143,33 +172,34 @@ fn lora_router_learns_what_length_cannot_and_keeps_the_best_epoch() {
 
 #[test]
 fn resume_after_interrupt_equals_uninterrupted_and_runs_are_deterministic() {
+    set_up_devices();
     let (tr, va) = (synthetic(96, 3), synthetic(32, 4));
     let mut s = settings(2, true);
     s.batch_size = 8;
     s.checkpoint_every = 3;
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    train(tiny(), &tr, &va, &s, a.path(), "tiny", false, None, &mut |_| {}).unwrap();
+    run(tiny(), &tr, &va, &s, a.path(), "tiny", false, None, &mut |_| {}).unwrap();
 
     // Killed after step 17 (epoch 2, after the checkpoint at step 15): the checkpoint stays.
-    let err = train(tiny(), &tr, &va, &s, b.path(), "tiny", false, Some(17), &mut |_| {});
+    let err = run(tiny(), &tr, &va, &s, b.path(), "tiny", false, Some(17), &mut |_| {});
     assert!(matches!(err, Err(TrainError::Stopped(17))), "{err:?}");
     assert!(b.path().join(".routelmt-train/last/state.json").is_file());
     assert!(!b.path().join("router.json").exists(), "no router before the run ends");
     // Without --resume the checkpoint is not overwritten.
-    let err = train(tiny(), &tr, &va, &s, b.path(), "tiny", false, None, &mut |_| {})
+    let err = run(tiny(), &tr, &va, &s, b.path(), "tiny", false, None, &mut |_| {})
         .unwrap_err()
         .to_string();
     assert!(err.contains("--resume"), "{err}");
     // Other settings cannot resume it.
     let mut other = s.clone();
     other.lr *= 2.0;
-    let err = train(tiny(), &tr, &va, &other, b.path(), "tiny", true, None, &mut |_| {})
+    let err = run(tiny(), &tr, &va, &other, b.path(), "tiny", true, None, &mut |_| {})
         .unwrap_err()
         .to_string();
     assert!(err.contains("different settings"), "{err}");
 
     let mut resumed_at = None;
-    let out = train(tiny(), &tr, &va, &s, b.path(), "tiny", true, None, &mut |e| {
+    let out = run(tiny(), &tr, &va, &s, b.path(), "tiny", true, None, &mut |e| {
         if let crate::Event::Started { steps_done, .. } = e {
             resumed_at = Some(steps_done);
         }
@@ -192,7 +222,7 @@ fn head_only_router_has_no_adapter_and_scores_the_plain_prefill() {
     let mut s = settings(3, false);
     s.head = HeadKind::Both;
     s.lr = 1e-2;
-    let out = train(tiny(), &tr, &va, &s, dir.path(), "tiny", false, None, &mut |_| {}).unwrap();
+    let out = run(tiny(), &tr, &va, &s, dir.path(), "tiny", false, None, &mut |_| {}).unwrap();
     assert!(out.router.adapter.is_none());
     assert!(!dir.path().join("adapter_model.safetensors").exists());
     let loaded = hf::read_router(dir.path(), &tiny().config, &Device::flex()).unwrap();
@@ -274,7 +304,7 @@ fn bad_training_input_is_named_and_nothing_is_written() {
         .map(|i| Example { ids: vec![1, 2, 3], score_small: 1.0, gain: 0.5, line: i + 1 })
         .collect();
     let out = dir.path().join("router");
-    let e = train(tiny(), &same, &same, &settings(1, true), &out, "t", false, None, &mut |_| {})
+    let e = run(tiny(), &same, &same, &settings(1, true), &out, "t", false, None, &mut |_| {})
         .unwrap_err()
         .to_string();
     assert!(e.contains("nothing to learn"), "{e}");
@@ -285,7 +315,7 @@ fn bad_training_input_is_named_and_nothing_is_written() {
 fn router_folders_refuse_another_base_and_name_missing_files() {
     let (tr, va) = (synthetic(32, 8), synthetic(16, 9));
     let dir = tempfile::tempdir().unwrap();
-    train(tiny(), &tr, &va, &settings(1, true), dir.path(), "tiny-gqa", false, None, &mut |_| {})
+    run(tiny(), &tr, &va, &settings(1, true), dir.path(), "tiny-gqa", false, None, &mut |_| {})
         .unwrap();
     let other = hf::read_config(&fixtures().join("models/tiny-bf16")).unwrap();
     let e = hf::read_router(dir.path(), &other, &Device::flex()).unwrap_err().to_string();
@@ -315,7 +345,7 @@ fn trains_on_wgpu_and_the_router_scores_alike_on_both_devices() {
     let model = hf::load_folder(&fixtures().join("models/tiny-gqa"), &gpu.device).unwrap().0;
     let mut s = settings(2, true);
     s.batch_size = 8;
-    let out = train(model, &tr, &va, &s, dir.path(), "tiny", false, None, &mut |_| {}).unwrap();
+    let out = run(model, &tr, &va, &s, dir.path(), "tiny", false, None, &mut |_| {}).unwrap();
     assert_eq!(out.history.len(), 2);
     assert!(out.history.iter().all(|r| r.train_loss.is_finite() && r.valid_mse.is_finite()));
     let ids: Vec<Vec<u32>> = va.iter().map(|e| e.ids.clone()).collect();

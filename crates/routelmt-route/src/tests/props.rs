@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::controller::{BudgetController, ControllerConfig};
 use crate::jsonline::set_fields;
 use crate::metrics::{Outcomes, Ranking, evaluate};
-use crate::policy::{calibrate, route_by_threshold, top_p};
+use crate::policy::{Calibration, Direction, route_by_threshold, top_p};
 use crate::rank::{budget_count, spearman};
 use crate::rng;
 
@@ -190,7 +190,7 @@ proptest! {
         let mut draw = || mean + sd * rng::normal(&mut r);
         let held_out: Vec<f64> = (0..4000).map(|_| draw()).collect();
         let fresh: Vec<f64> = (0..20_000).map(|_| draw()).collect();
-        let cal = calibrate(&held_out, p, 200, seed).unwrap();
+        let cal = Calibration::calibrate("s", Direction::Desc, &held_out, p, 200, seed).unwrap();
         prop_assert!(cal.share <= p + 0.5 / 4000.0 + 1e-12);
         let share = fresh.iter().filter(|&&s| route_by_threshold(s, cal.threshold).is_large()).count()
             as f64 / fresh.len() as f64;

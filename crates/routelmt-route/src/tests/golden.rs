@@ -1,15 +1,33 @@
 //! Parity with independent references: `tests/fixtures/route/goldens.json`, written by
-//! `scripts/route_goldens.py` (scipy's `spearmanr`, sacrebleu's chrF, and a plain Python
-//! implementation of REFERENCE.md §4). Rerun the script as its header says after changing it.
+//! `tests/fixtures/route/make_goldens.py` (scipy's `spearmanr`, sacrebleu's chrF, and a plain
+//! Python implementation of `docs/metrics.md`), and `tests/fixtures/route/thirds.jsonl`, written
+//! by `tests/fixtures/route/make_thirds.py` (scores that must be parsed exactly; its Spearman by
+//! scipy). Rerun a script as its header says after changing it.
 
 use serde::Deserialize;
 
+use crate::baselines::parse_router_list;
 use crate::chrf::{corpus_chrf, sentence_chrf};
+use crate::dataset::{Dataset, Needs};
+use crate::jsonline::JsonLines;
 use crate::metrics::{Outcomes, Ranking, curve_budgets, evaluate};
 use crate::policy::top_p;
 use crate::rank::spearman;
+use crate::record::Record;
+use crate::report::{EvalSettings, evaluate_routers};
 
-const GOLDENS: &str = include_str!("../../../tests/fixtures/route/goldens.json");
+const GOLDENS: &str = include_str!("../../../../tests/fixtures/route/goldens.json");
+const THIRDS: &str = include_str!("../../../../tests/fixtures/route/thirds.jsonl");
+
+/// `scipy.stats.spearmanr(router, score_large - score_small).statistic` on `thirds.jsonl`, as
+/// `make_thirds.py` prints it. A one-ulp misread of most score texts there moves it by 1e-5
+/// or more (the script checks); serde_json without `float_roundtrip` gives 0.5992088229300077.
+const THIRDS_SPEARMAN: f64 = 0.5998186854264714;
+/// Distinct gains (as doubles) in `thirds.jsonl`, as `make_thirds.py` prints it: exact ties
+/// between different score pairs, which hold only when every text is read exactly.
+const THIRDS_DISTINCT_GAINS: usize = 43;
+/// Spearman of exactly parsed data: only the last bits of the correlation's sums may differ.
+const THIRDS_TOL: f64 = 1e-12;
 
 /// Metrics and Spearman: both sides sum exactly (compensated vs `math.fsum`), so only
 /// last-bit differences remain.
@@ -158,4 +176,40 @@ fn chrf_matches_sacrebleu() {
             g.chrf.sentences[c.from..c.to].iter().map(|s| (s.hyp.as_str(), s.reference.as_str()));
         close(&format!("corpus {}..{}", c.from, c.to), corpus_chrf(pairs), c.score, CHRF_TOL);
     }
+}
+
+/// Scores written as means of three integer ratings (thirds such as 90.66666666666667 and
+/// 0.3333333333333333) must be read as the nearest double, as Python and scipy read them:
+/// gains of different score pairs then tie exactly, and Spearman equals scipy's. Both reading
+/// paths are checked: the evaluation's borrowed view and the full record parser.
+#[test]
+fn thirds_spearman_matches_scipy_with_exact_parsing() {
+    let needs = Needs { src_chars: false, fields: vec!["router".into()] };
+    let data = Dataset::from_reader(THIRDS.as_bytes(), &needs).unwrap();
+    assert_eq!(data.len(), 300);
+    let router = data.field("router").unwrap();
+    for &x in data.score_small.iter().chain(&data.score_large).chain(router) {
+        assert_eq!(x, (x * 3.0).round() / 3.0, "{x:?} is not the double nearest to a third");
+    }
+    let gains = data.gains();
+    let mut distinct = gains.clone();
+    distinct.sort_by(f64::total_cmp);
+    distinct.dedup_by(|a, b| a == b);
+    assert_eq!(distinct.len(), THIRDS_DISTINCT_GAINS, "ties between gains");
+
+    let routers = parse_router_list("field:router").unwrap();
+    let eval = evaluate_routers(&data, &routers, &EvalSettings::default()).unwrap();
+    let rho = eval.report.routers[0].metrics.spearman;
+    assert!((rho - THIRDS_SPEARMAN).abs() <= THIRDS_TOL, "report: {rho:.17}");
+
+    let (mut scores, mut record_gains) = (Vec::new(), Vec::new());
+    for item in JsonLines::new(THIRDS.as_bytes()) {
+        let (line, text) = item.unwrap();
+        let record = Record::from_json_line(&text, line).unwrap();
+        scores.push(record.number("router", line).unwrap());
+        record_gains.push(record.gain);
+    }
+    assert_eq!((scores.as_slice(), &record_gains), (router, &gains), "both paths read alike");
+    let rho = spearman(&scores, &record_gains);
+    assert!((rho - THIRDS_SPEARMAN).abs() <= THIRDS_TOL, "records: {rho:.17}");
 }

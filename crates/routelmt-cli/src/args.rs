@@ -1,0 +1,111 @@
+//! Argument groups shared by several commands, flattened into each command's arguments, and
+//! the value enums behind them. The flags are the same in every command that has them.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use routelmt_model::PromptStyle;
+use routelmt_model::device::{self, DeviceChoice, SelectedDevice};
+
+/// Which device runs the model.
+#[derive(Debug, Clone, Copy, ValueEnum, Default)]
+pub enum DeviceArg {
+    /// A hardware GPU adapter if one exists, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU (burn flex).
+    Cpu,
+    /// wgpu (Vulkan, Metal, DX12; software adapters count; fails if there is none).
+    Gpu,
+}
+
+impl DeviceArg {
+    /// Resolves the device and says once, on stderr, which one runs and why.
+    pub fn select(self) -> Result<SelectedDevice> {
+        let choice = match self {
+            Self::Auto => DeviceChoice::Auto,
+            Self::Cpu => DeviceChoice::Cpu,
+            Self::Gpu => DeviceChoice::Gpu,
+        };
+        let d = device::select(choice)?;
+        eprintln!("device: {d}");
+        Ok(d)
+    }
+}
+
+/// `--device`.
+#[derive(Debug, Args)]
+pub struct DeviceOpt {
+    /// Compute device.
+    #[arg(long, value_enum, default_value_t, env = "ROUTELMT_DEVICE")]
+    pub device: DeviceArg,
+}
+
+/// The LMT prompt revision.
+#[derive(Debug, Clone, Copy, ValueEnum, Default)]
+pub enum StyleArg {
+    /// Model card: "... into {T}." (default).
+    #[default]
+    Card,
+    /// Later code revision: "... into {T}:".
+    Colon,
+}
+
+impl From<StyleArg> for PromptStyle {
+    fn from(s: StyleArg) -> Self {
+        match s {
+            StyleArg::Card => PromptStyle::Card,
+            StyleArg::Colon => PromptStyle::Colon,
+        }
+    }
+}
+
+/// `--model` and `--tokenizer`.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Model folder (config.json, model.safetensors[.index.json], tokenizer.json).
+    #[arg(long, env = "ROUTELMT_MODEL")]
+    pub model: PathBuf,
+    /// tokenizer.json to use instead of MODEL/tokenizer.json.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+}
+
+/// `--input`, `--output` and `--skip-invalid` of the commands that turn request records into
+/// output records, one per input line, in input order.
+#[derive(Debug, Args)]
+pub struct RecordsIo {
+    /// JSONL input: "id" and either "input_ids" or "src", "src_lang", "tgt_lang" per line.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// JSONL output, one record per valid input line, in input order.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Process valid lines and write invalid ones to OUTPUT.rejected.jsonl instead of failing.
+    #[arg(long)]
+    pub skip_invalid: bool,
+}
+
+/// `--batch-size`.
+#[derive(Debug, Args)]
+pub struct BatchOpt {
+    /// Prompts per forward pass (split further if a pass would exceed 128 MiB buffers).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+}
+
+impl BatchOpt {
+    /// The batch size as a count.
+    pub fn get(&self) -> usize {
+        usize::try_from(self.batch_size).unwrap_or(usize::MAX)
+    }
+}
+
+/// `--prompt-style`.
+#[derive(Debug, Args)]
+pub struct StyleOpt {
+    /// Prompt revision (for records given as text).
+    #[arg(long, value_enum, default_value_t)]
+    pub prompt_style: StyleArg,
+}

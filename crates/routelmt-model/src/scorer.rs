@@ -1,0 +1,76 @@
+//! The scorer: a base model with a router's adapter merged into its weights, plus the router's
+//! head. Prepared requests in, one row of head outputs per request out. Every front door (the
+//! CLI's `score` and `route`, the browser package, the gateway) scores through this type, so a
+//! request gets the same score wherever it is routed.
+
+use serde_json::{Value, json};
+
+use crate::head::HeadKind;
+use crate::model::Qwen3Model;
+use crate::prompt::PromptStyle;
+use crate::router::Router;
+
+/// A base model prepared with a router (LoRA merged), and the router.
+#[derive(Debug)]
+pub struct Scorer {
+    router: Router,
+    model: Qwen3Model,
+}
+
+impl Scorer {
+    /// Merges the router's adapter (if any) into `model`: a request then costs exactly one
+    /// plain prefill. The router must have been checked against this base model
+    /// ([`Router::from_files`] does).
+    pub fn new(model: Qwen3Model, router: Router) -> Self {
+        let model = router.prepare(model);
+        Self { router, model }
+    }
+
+    /// The router.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// The prepared model.
+    pub fn model(&self) -> &Qwen3Model {
+        &self.model
+    }
+
+    /// The prompt revision the router was trained with.
+    pub fn prompt_style(&self) -> PromptStyle {
+        self.router.config.prompt_style
+    }
+
+    /// Whether the router routes the lowest score first (a quality head).
+    pub fn lowest_first(&self) -> bool {
+        self.router.config.head == HeadKind::Quality
+    }
+
+    /// Head outputs of any number of token sequences, in input order, at most `max_rows` per
+    /// device pass (fewer when a pass would exceed the device's buffer limit). Native only: the
+    /// browser reads results back asynchronously.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn score(&self, batch: &[Vec<u32>], max_rows: usize) -> crate::Result<Vec<Vec<f32>>> {
+        self.router.score(&self.model, batch, max_rows)
+    }
+
+    /// [`Self::score`] without blocking on the read-back (the browser's way).
+    pub async fn score_async(
+        &self,
+        batch: &[Vec<u32>],
+        max_rows: usize,
+    ) -> crate::Result<Vec<Vec<f32>>> {
+        self.router.score_async(&self.model, batch, max_rows).await
+    }
+
+    /// The record fields one row of head outputs becomes: `score` (the routing score: the
+    /// predicted gain, or the predicted quality for a quality head) and, for a `both` head,
+    /// `pred_quality`.
+    pub fn fields(&self, outputs: &[f32]) -> Vec<(&'static str, Value)> {
+        let mut fields = vec![("score", json!(outputs[0]))];
+        if self.router.config.head == HeadKind::Both {
+            fields.push(("pred_quality", json!(outputs[1])));
+        }
+        fields
+    }
+}
