@@ -4,10 +4,12 @@
 # (tests/fixtures/models/tiny-default: Qwen3 architecture, real Qwen3 vocabulary, random
 # weights): last-prompt-token features of the sample requests, then a router trained on the
 # bundled labeled sample (synthetic scores, tests/fixtures/sample/make_labeled.py), evaluated
-# against baselines, and used to route the held-out requests at a 30% budget.
+# against baselines, and used to route the held-out requests at a 30% budget. Then it builds the
+# browser page (web/dist, trunk) that routes the same way client-side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/setup-web.sh
 echo "demo: building target/release/routelmt (first build takes a while on 2 cores)" >&2
 cargo build --release --locked
 BIN=target/release/routelmt
@@ -28,3 +30,7 @@ echo "demo: wrote $OUT/tokens.jsonl and $OUT/features.jsonl ($(wc -l < "$OUT/fea
 head -c 300 "$OUT/features.jsonl"; echo ' ...'
 echo "demo: router in $OUT/router, routed records in $OUT/routed.jsonl ($(grep -cE '"route": ?"large"' "$OUT/routed.jsonl") of $(wc -l < "$OUT/routed.jsonl") to the large model)." >&2
 echo "demo: the labels are synthetic and the model is random; point --model at LMT-60-0.6B and --train at real scores for a real router." >&2
+
+echo "demo: building the browser page (wasm package + trunk) into web/dist" >&2
+PATH="$HOME/.cache/routelmt-tools/bin:$PATH" trunk build --release --offline
+echo "demo: serve it with: PATH=\"\$HOME/.cache/routelmt-tools/bin:\$PATH\" trunk serve --offline   (then open http://127.0.0.1:8080)" >&2

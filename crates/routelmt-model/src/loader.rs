@@ -40,20 +40,45 @@ pub struct LoadReport {
     pub dtypes: BTreeSet<String>,
 }
 
-struct Source<'a> {
-    file: &'a str,
-    view: safetensors::tensor::TensorView<'a>,
+/// One tensor's bytes as stored, with its dtype, shape and the file it came from.
+pub struct Source<'a> {
+    /// The file's name, for messages.
+    pub file: &'a str,
+    /// Stored dtype.
+    pub dtype: Dtype,
+    /// Stored shape.
+    pub shape: Vec<usize>,
+    /// The tensor's bytes (little-endian, row-major).
+    pub data: &'a [u8],
 }
 
-struct Tensors<'a> {
+/// The tensors available to a load, by name: all of a checkpoint's, or one group's at a time
+/// when the bytes are fetched per group (the browser). Records which were used.
+pub struct Tensors<'a> {
     by_name: BTreeMap<String, Source<'a>>,
     used: BTreeSet<String>,
     dtypes: BTreeSet<String>,
 }
 
 impl<'a> Tensors<'a> {
-    fn parse(shards: &'a [Shard<'a>]) -> Result<Self> {
+    /// Tensors from sources by name; a name given twice is an error naming both files.
+    pub fn new(sources: impl IntoIterator<Item = (String, Source<'a>)>) -> Result<Self> {
         let mut by_name = BTreeMap::new();
+        for (name, src) in sources {
+            let file = src.file;
+            if let Some(prev) = by_name.insert(name.clone(), src) {
+                return Err(ModelError::weights(
+                    file,
+                    format!("tensor '{name}' also appears in {}", prev.file),
+                ));
+            }
+        }
+        Ok(Self { by_name, used: BTreeSet::new(), dtypes: BTreeSet::new() })
+    }
+
+    /// All tensors of whole safetensors files.
+    pub fn parse(shards: &'a [Shard<'a>]) -> Result<Self> {
+        let mut sources = Vec::new();
         for shard in shards {
             let st = SafeTensors::deserialize(shard.bytes).map_err(|e| {
                 ModelError::weights(
@@ -62,16 +87,16 @@ impl<'a> Tensors<'a> {
                 )
             })?;
             for (name, view) in st.tensors() {
-                if let Some(prev) = by_name.insert(name.clone(), Source { file: &shard.name, view })
-                {
-                    return Err(ModelError::weights(
-                        &shard.name,
-                        format!("tensor '{name}' also appears in {}", prev.file),
-                    ));
-                }
+                let (dtype, shape, data) = (view.dtype(), view.shape().to_vec(), view.data());
+                sources.push((name, Source { file: &shard.name, dtype, shape, data }));
             }
         }
-        Ok(Self { by_name, used: BTreeSet::new(), dtypes: BTreeSet::new() })
+        Self::new(sources)
+    }
+
+    /// Names present but not read by the load (e.g. `lm_head.weight`).
+    pub fn unused(&self) -> Vec<String> {
+        self.by_name.keys().filter(|k| !self.used.contains(*k)).cloned().collect()
     }
 
     fn files(&self) -> String {
@@ -79,45 +104,69 @@ impl<'a> Tensors<'a> {
         files.into_iter().collect::<Vec<_>>().join(", ")
     }
 
-    /// Row-major f32 values of `name`, checked against `shape`.
-    fn take(&mut self, name: &str, shape: &[usize]) -> Result<(Vec<f32>, Dtype)> {
+    /// The stored bytes of `name`, checked against `shape` and the supported dtypes, and
+    /// marked as used.
+    fn raw(&mut self, name: &str, shape: &[usize]) -> Result<(&'a [u8], Dtype)> {
         let src = self.by_name.get(name).ok_or_else(|| {
             ModelError::weights(
                 self.files(),
                 format!("missing tensor '{name}' (expected shape {shape:?})"),
             )
         })?;
-        if src.view.shape() != shape {
+        if src.shape != shape {
             return Err(ModelError::weights(
                 src.file,
-                format!("tensor '{name}' has shape {:?}, expected {shape:?}", src.view.shape()),
+                format!("tensor '{name}' has shape {:?}, expected {shape:?}", src.shape),
             ));
         }
-        let bytes = src.view.data();
-        let dtype = src.view.dtype();
+        if !matches!(src.dtype, Dtype::F32 | Dtype::BF16 | Dtype::F16) {
+            return Err(ModelError::weights(
+                src.file,
+                format!(
+                    "tensor '{name}' has dtype {:?}; only F32, BF16 and F16 are supported",
+                    src.dtype
+                ),
+            ));
+        }
+        let (data, dtype) = (src.data, src.dtype);
+        self.dtypes.insert(format!("{dtype:?}").to_lowercase());
+        self.used.insert(name.to_string());
+        Ok((data, dtype))
+    }
+
+    /// Row-major f32 values of `name`, checked against `shape`.
+    fn take(&mut self, name: &str, shape: &[usize]) -> Result<(Vec<f32>, Dtype)> {
+        let (bytes, dtype) = self.raw(name, shape)?;
         let values = match dtype {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
             Dtype::BF16 => {
                 bytes.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
             }
             Dtype::F16 => {
                 bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
             }
-            other => {
-                return Err(ModelError::weights(
-                    src.file,
-                    format!(
-                        "tensor '{name}' has dtype {other:?}; only F32, BF16 and F16 are supported"
-                    ),
-                ));
-            }
+            _ => bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
         };
-        self.dtypes.insert(format!("{dtype:?}").to_lowercase());
-        self.used.insert(name.to_string());
         Ok((values, dtype))
+    }
+
+    /// The embedding table in its stored precision (no f32 copy of a bf16 table).
+    fn embedding(&mut self, name: &str, vocab: usize, h: usize) -> Result<HostEmbedding> {
+        let (bytes, dtype) = self.raw(name, &[vocab, h])?;
+        let halves = || bytes.chunks_exact(2).map(|c| [c[0], c[1]]);
+        let data = match dtype {
+            Dtype::BF16 => EmbeddingData::Bf16(halves().map(bf16::from_le_bytes).collect()),
+            Dtype::F16 => EmbeddingData::F16(halves().map(f16::from_le_bytes).collect()),
+            _ => EmbeddingData::F32(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
+        };
+        Ok(HostEmbedding::new(vocab, h, data))
     }
 
     fn vector(&mut self, name: &str, len: usize, device: &Device) -> Result<Tensor<1>> {
@@ -192,60 +241,202 @@ pub fn load_model(
     device: &Device,
 ) -> Result<(Qwen3Model, LoadReport)> {
     let mut ts = Tensors::parse(shards)?;
-    let (h, d, i) = (config.hidden_size, config.head_dim, config.intermediate_size);
-    let (nq, nkv) = (config.num_attention_heads, config.num_key_value_heads);
-    let eps = config.rms_norm_eps;
-
-    // The embedding stays on the host, in its stored precision.
-    let embed_name = "model.embed_tokens.weight";
-    let embed = {
-        let (v, dtype) = ts.take(embed_name, &[config.vocab_size, h])?;
-        let data = match dtype {
-            Dtype::BF16 => EmbeddingData::Bf16(v.into_iter().map(bf16::from_f32).collect()),
-            Dtype::F16 => EmbeddingData::F16(v.into_iter().map(f16::from_f32).collect()),
-            _ => EmbeddingData::F32(v),
-        };
-        HostEmbedding::new(config.vocab_size, h, data)
-    };
-
-    let mut layers = Vec::with_capacity(config.num_hidden_layers);
-    for n in 0..config.num_hidden_layers {
-        let p = format!("model.layers.{n}");
-        let norm = |ts: &mut Tensors, name: &str, len| -> Result<RmsNorm> {
-            Ok(RmsNorm::new(ts.vector(&format!("{p}.{name}.weight"), len, device)?, eps))
-        };
-        let self_attn = Attention {
-            q_proj: ts.linear(&format!("{p}.self_attn.q_proj.weight"), h, nq * d, device)?,
-            k_proj: ts.linear(&format!("{p}.self_attn.k_proj.weight"), h, nkv * d, device)?,
-            v_proj: ts.linear(&format!("{p}.self_attn.v_proj.weight"), h, nkv * d, device)?,
-            o_proj: ts.linear(&format!("{p}.self_attn.o_proj.weight"), nq * d, h, device)?,
-            q_norm: norm(&mut ts, "self_attn.q_norm", d)?,
-            k_norm: norm(&mut ts, "self_attn.k_norm", d)?,
-            num_heads: nq,
-            num_kv_heads: nkv,
-            head_dim: d,
-        };
-        let mlp = Mlp {
-            gate_proj: ts.linear(&format!("{p}.mlp.gate_proj.weight"), h, i, device)?,
-            up_proj: ts.linear(&format!("{p}.mlp.up_proj.weight"), h, i, device)?,
-            down_proj: ts.linear(&format!("{p}.mlp.down_proj.weight"), i, h, device)?,
-        };
-        layers.push(DecoderLayer {
-            self_attn,
-            mlp,
-            input_layernorm: norm(&mut ts, "input_layernorm", h)?,
-            post_attention_layernorm: norm(&mut ts, "post_attention_layernorm", h)?,
-        });
+    let mut builder = ModelBuilder::new(config, device);
+    for group in 0..builder.groups() {
+        builder.add(group, &mut ts)?;
     }
-    let final_norm = RmsNorm::new(ts.vector("model.norm.weight", h, device)?, eps);
+    let unused = ts.unused();
+    builder.finish(unused)
+}
 
-    let report = LoadReport {
-        applied: ts.used.len(),
-        unused: ts.by_name.keys().filter(|k| !ts.used.contains(*k)).cloned().collect(),
-        dtypes: ts.dtypes,
+/// Builds a model one group of tensors at a time (the host embedding, each decoder layer, the
+/// final norm), so that a loader that fetches bytes per group (the browser) holds one group's
+/// source bytes at a time. Each tensor is widened, transposed and uploaded as it is read.
+pub struct ModelBuilder<'c> {
+    config: &'c Qwen3Config,
+    device: Device,
+    embed: Option<HostEmbedding>,
+    layers: Vec<DecoderLayer>,
+    norm: Option<RmsNorm>,
+    applied: usize,
+    dtypes: BTreeSet<String>,
+}
+
+impl<'c> ModelBuilder<'c> {
+    /// A builder for `config` on `device`.
+    pub fn new(config: &'c Qwen3Config, device: &Device) -> Self {
+        Self {
+            config,
+            device: device.clone(),
+            embed: None,
+            layers: Vec::with_capacity(config.num_hidden_layers),
+            norm: None,
+            applied: 0,
+            dtypes: BTreeSet::new(),
+        }
+    }
+
+    /// Groups in load order: embedding, layers 0..L-1, final norm.
+    pub fn groups(&self) -> usize {
+        self.config.num_hidden_layers + 2
+    }
+
+    /// The HF tensor names of a group.
+    pub fn names(&self, group: usize) -> Vec<String> {
+        let l = self.config.num_hidden_layers;
+        match group {
+            0 => vec!["model.embed_tokens.weight".into()],
+            g if g <= l => {
+                let p = format!("model.layers.{}", g - 1);
+                [
+                    "self_attn.q_proj",
+                    "self_attn.k_proj",
+                    "self_attn.v_proj",
+                    "self_attn.o_proj",
+                    "self_attn.q_norm",
+                    "self_attn.k_norm",
+                    "mlp.gate_proj",
+                    "mlp.up_proj",
+                    "mlp.down_proj",
+                    "input_layernorm",
+                    "post_attention_layernorm",
+                ]
+                .iter()
+                .map(|t| format!("{p}.{t}.weight"))
+                .collect()
+            }
+            _ => vec!["model.norm.weight".into()],
+        }
+    }
+
+    /// Reads group `group` (in order) from `ts`.
+    pub fn add(&mut self, group: usize, ts: &mut Tensors<'_>) -> Result<()> {
+        let c = self.config;
+        let (h, eps, device) = (c.hidden_size, c.rms_norm_eps, &self.device);
+        match group {
+            0 => {
+                // The embedding stays on the host, in its stored precision.
+                self.embed = Some(ts.embedding("model.embed_tokens.weight", c.vocab_size, h)?);
+            }
+            g if g <= c.num_hidden_layers => {
+                let layer = read_layer(c, &format!("model.layers.{}", g - 1), ts, device)?;
+                self.layers.push(layer);
+            }
+            _ => self.norm = Some(RmsNorm::new(ts.vector("model.norm.weight", h, device)?, eps)),
+        }
+        self.applied += ts.used.len();
+        self.dtypes.append(&mut ts.dtypes);
+        ts.used.clear();
+        Ok(())
+    }
+
+    /// The model, once every group was added; `unused` lists the tensors never read.
+    pub fn finish(self, unused: Vec<String>) -> Result<(Qwen3Model, LoadReport)> {
+        let incomplete =
+            || ModelError::Input("model load stopped before every tensor group".into());
+        let embed = self.embed.ok_or_else(incomplete)?;
+        let norm = self.norm.ok_or_else(incomplete)?;
+        if self.layers.len() != self.config.num_hidden_layers {
+            return Err(incomplete());
+        }
+        let report = LoadReport { applied: self.applied, unused, dtypes: self.dtypes };
+        let decoder = Qwen3Decoder { layers: self.layers, norm };
+        Ok((Qwen3Model::from_parts(self.config.clone(), embed, decoder, self.device), report))
+    }
+}
+
+/// One decoder layer's tensors (prefix `model.layers.N`).
+fn read_layer(
+    c: &Qwen3Config,
+    p: &str,
+    ts: &mut Tensors<'_>,
+    device: &Device,
+) -> Result<DecoderLayer> {
+    let (h, d, i) = (c.hidden_size, c.head_dim, c.intermediate_size);
+    let (nq, nkv, eps) = (c.num_attention_heads, c.num_key_value_heads, c.rms_norm_eps);
+    let norm = |ts: &mut Tensors, name: &str, len| -> Result<RmsNorm> {
+        Ok(RmsNorm::new(ts.vector(&format!("{p}.{name}.weight"), len, device)?, eps))
     };
-    let decoder = Qwen3Decoder { layers, norm: final_norm };
-    Ok((Qwen3Model::from_parts(config.clone(), embed, decoder, device.clone()), report))
+    let self_attn = Attention {
+        q_proj: ts.linear(&format!("{p}.self_attn.q_proj.weight"), h, nq * d, device)?,
+        k_proj: ts.linear(&format!("{p}.self_attn.k_proj.weight"), h, nkv * d, device)?,
+        v_proj: ts.linear(&format!("{p}.self_attn.v_proj.weight"), h, nkv * d, device)?,
+        o_proj: ts.linear(&format!("{p}.self_attn.o_proj.weight"), nq * d, h, device)?,
+        q_norm: norm(ts, "self_attn.q_norm", d)?,
+        k_norm: norm(ts, "self_attn.k_norm", d)?,
+        num_heads: nq,
+        num_kv_heads: nkv,
+        head_dim: d,
+    };
+    let mlp = Mlp {
+        gate_proj: ts.linear(&format!("{p}.mlp.gate_proj.weight"), h, i, device)?,
+        up_proj: ts.linear(&format!("{p}.mlp.up_proj.weight"), h, i, device)?,
+        down_proj: ts.linear(&format!("{p}.mlp.down_proj.weight"), i, h, device)?,
+    };
+    Ok(DecoderLayer {
+        self_attn,
+        mlp,
+        input_layernorm: norm(ts, "input_layernorm", h)?,
+        post_attention_layernorm: norm(ts, "post_attention_layernorm", h)?,
+    })
+}
+
+/// One tensor's entry in a safetensors header: where its bytes are in the file.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Stored dtype.
+    pub dtype: Dtype,
+    /// Stored shape.
+    pub shape: Vec<usize>,
+    /// Absolute byte range in the file.
+    pub start: u64,
+    /// End of the byte range (exclusive).
+    pub end: u64,
+}
+
+/// Length of a safetensors header, from the file's first 8 bytes (`file` names it in errors).
+pub fn header_len(first: &[u8], file: &str) -> Result<u64> {
+    let bytes: [u8; 8] = first
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| ModelError::weights(file, "not a valid safetensors file (too short)"))?;
+    let n = u64::from_le_bytes(bytes);
+    if n > 100_000_000 {
+        return Err(ModelError::weights(file, "not a valid safetensors file (header too large)"));
+    }
+    Ok(n)
+}
+
+/// The tensor entries of a safetensors header (the JSON after the 8 length bytes), checked
+/// against the file's size: an entry past the end means a truncated file.
+pub fn header_entries(header: &[u8], file_size: u64, file: &str) -> Result<Vec<(String, Entry)>> {
+    let bad = |m: String| ModelError::weights(file, format!("not a valid safetensors file: {m}"));
+    let map: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(header).map_err(|e| bad(format!("header is not JSON ({e})")))?;
+    let base = 8 + header.len() as u64;
+    let mut out = Vec::new();
+    for (name, v) in map.into_iter().filter(|(k, _)| k != "__metadata__") {
+        let info: HeaderInfo =
+            serde_json::from_value(v).map_err(|e| bad(format!("tensor '{name}': {e}")))?;
+        let (start, end) = (base + info.data_offsets.0, base + info.data_offsets.1);
+        if end > file_size {
+            return Err(ModelError::weights(
+                file,
+                format!(
+                    "truncated: tensor '{name}' ends at byte {end}, the file has {file_size} bytes"
+                ),
+            ));
+        }
+        out.push((name, Entry { dtype: info.dtype, shape: info.shape, start, end }));
+    }
+    Ok(out)
+}
+
+#[derive(serde::Deserialize)]
+struct HeaderInfo {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data_offsets: (u64, u64),
 }
 
 #[cfg(test)]

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what the browser build and its tests need, idempotently (seconds when present),
+# cached under $HOME:
+#   - wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock (`cargo install`
+#     without --locked: with it, a pinned dependency is missing from the registry mirror) and
+#     trunk 0.21.14 (0.22 needs a newer Rust; with --locked: without it, a newer cssparser breaks
+#     its lightningcss), into $HOME/.cache/routelmt-tools, built in a throw-away target folder;
+#   - Debian's chromium, for the headless browser tests (WebGPU on SwiftShader);
+#   - the tests' npm packages (puppeteer-core, from web/package-lock.json) into web/node_modules.
+# Usage: scripts/setup-web.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TOOLS="$HOME/.cache/routelmt-tools"
+TRUNK_VERSION=0.21.14
+BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
+say() { printf 'setup-web: %s\n' "$*" >&2; }
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    say "need root for: $*"; return 1; fi
+}
+
+if [ "$("$TOOLS/bin/wasm-bindgen" --version 2>/dev/null | cut -d' ' -f2)" != "$BINDGEN_VERSION" ]; then
+  say "installing wasm-bindgen-cli $BINDGEN_VERSION (a few minutes, once)"
+  env -u CARGO_TARGET_DIR cargo install --quiet --root "$TOOLS" wasm-bindgen-cli \
+    --version "=$BINDGEN_VERSION" --force
+fi
+if [ "$("$TOOLS/bin/trunk" --version 2>/dev/null | cut -d' ' -f2)" != "$TRUNK_VERSION" ]; then
+  say "installing trunk $TRUNK_VERSION (several minutes, once)"
+  env -u CARGO_TARGET_DIR cargo install --quiet --locked --root "$TOOLS" trunk \
+    --version "=$TRUNK_VERSION" --force
+fi
+if ! command -v chromium >/dev/null; then
+  say "installing chromium"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+fi
+if [ ! -f web/node_modules/.package-lock.json ] || ! cmp -s web/package-lock.json web/node_modules/.routelmt-lock; then
+  say "installing the browser tests' npm packages"
+  (cd web && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --silent --no-audit --no-fund --prefer-offline)
+  cp web/package-lock.json web/node_modules/.routelmt-lock
+fi
+say "ok (wasm-bindgen $BINDGEN_VERSION, trunk $TRUNK_VERSION, $(chromium --version 2>/dev/null | cut -d' ' -f1-2))"

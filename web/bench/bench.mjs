@@ -1,0 +1,84 @@
+// Browser benchmark: load time, prefill latency and peak wasm memory of the routelmt-web
+// package in headless Chromium, on the wasm CPU backend and on WebGPU (SwiftShader here), for
+// the tiny default model and a full-size random Qwen3-0.6B (web/bench/make_full_size.mjs).
+// Prints one JSON line per run and a markdown table. Needs web/dist (trunk build).
+// Run: node web/bench/bench.mjs [--full DIR] [--iters N] [--tokens T] [--devices cpu,webgpu]
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import puppeteer from "puppeteer-core";
+import { staticServer } from "../tests/servers.mjs";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const arg = (name, dflt) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : dflt;
+};
+const full = arg("full", null);
+const iters = Number(arg("iters", "3"));
+const tokens = Number(arg("tokens", "64"));
+const devices = arg("devices", "cpu,webgpu").split(",");
+
+const routes = {
+  "/": path.join(ROOT, "web/dist"),
+  "/harness.html": () => fs.readFileSync(path.join(ROOT, "web/tests/harness.html")),
+};
+if (full) routes["/full/"] = full;
+const server = await staticServer(routes);
+const profile = fs.mkdtempSync(path.join(os.tmpdir(), "routelmt-bench-"));
+const browser = await puppeteer.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  userDataDir: profile,
+  protocolTimeout: 1_800_000,
+  args: ["--no-sandbox", "--disable-dev-shm-usage", "--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-webgpu-adapter=swiftshader"],
+});
+
+const models = [["tiny-default", `${server.url}/models/tiny-default/`]];
+if (full) models.push(["qwen3-0.6b random bf16", `${server.url}/full/`]);
+const rows = [];
+for (const [name, url] of models) {
+  for (const device of devices) {
+    for (const pass of ["cold", "cached"]) {
+      const page = await browser.newPage();
+      await page.goto(`${server.url}/harness.html`);
+      const r = await page.evaluate(
+        async (url, device, iters, tokens) => {
+          const wasm = await window.ready;
+          const t0 = performance.now();
+          const router = await window.routelmt.Router.load({ model: url, device });
+          const load = performance.now() - t0;
+          const info = router.info();
+          const ids = Array.from({ length: tokens }, (_, i) => 1000 + ((i * 7919) % 30000));
+          const times = [];
+          for (let i = 0; i < iters + 1; i++) {
+            const t = performance.now();
+            await router.features([{ id: 0, input_ids: ids }]);
+            if (i > 0) times.push(performance.now() - t); // the first run compiles shaders
+          }
+          times.sort((a, b) => a - b);
+          const memory = window.wasmMemory().buffer.byteLength;
+          router.free();
+          return { load, info, median: times[Math.floor(times.length / 2)], memory };
+        },
+        url, device, iters, tokens,
+      );
+      await page.close();
+      const row = {
+        model: name, device: r.info.device, pass, load_s: r.load / 1000, prefill_ms: r.median,
+        tokens, wasm_memory_mb: r.memory / 2 ** 20, adapter: r.info.adapter,
+      };
+      console.log(JSON.stringify(row));
+      rows.push(row);
+    }
+  }
+}
+await browser.close();
+await server.close();
+fs.rmSync(profile, { recursive: true, force: true });
+console.log(`\n| model | device | load | load (s) | prefill ${tokens} tokens (ms, median of ${iters}) | peak wasm memory (MiB) |`);
+console.log("|---|---|---|---:|---:|---:|");
+for (const r of rows) {
+  console.log(`| ${r.model} | ${r.device} | ${r.pass} | ${r.load_s.toFixed(2)} | ${r.prefill_ms.toFixed(1)} | ${r.wasm_memory_mb.toFixed(0)} |`);
+}

@@ -1,0 +1,343 @@
+// The browser package and the page in real headless Chromium (Debian's), on WebGPU
+// (SwiftShader) and on the wasm CPU backend, against transformers' goldens and the native
+// binary. Every server runs on 127.0.0.1 and is stopped at the end.
+// Run: scripts/test-web.sh (builds the page first), or `node --test web/tests/` after it.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import puppeteer from "puppeteer-core";
+import { staticServer, stubOpenAI } from "./servers.mjs";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const DIST = path.join(ROOT, "web/dist");
+const FIXTURES = path.join(ROOT, "tests/fixtures");
+const TOKENIZER = path.join(ROOT, "assets/qwen3-tokenizer/tokenizer.json");
+const ARTIFACTS = process.env.ROUTELMT_ARTIFACTS || path.join(ROOT, "web/test-artifacts");
+const TARGET = process.env.CARGO_TARGET_DIR || path.join(os.homedir(), ".cache/routelmt-target");
+const BIN = process.env.ROUTELMT_BIN || path.join(TARGET, "debug/routelmt");
+/** transformers' goldens are matched natively to 1e-4; the browser is held to the same. */
+const GOLDEN_TOL = 1e-4;
+const LARGE_KEY = "sk-large-SECRET-4711";
+const SMALL_KEY = "sk-small-SECRET-0815";
+
+let server;
+let browser;
+let profile;
+
+function truncated(rest) {
+  const dir = path.join(FIXTURES, "models/tiny-gqa");
+  if (rest === "config.json") return fs.readFileSync(path.join(dir, "config.json"));
+  if (rest === "model.safetensors") {
+    const bytes = fs.readFileSync(path.join(dir, "model.safetensors"));
+    return bytes.subarray(0, Math.floor(bytes.length / 2));
+  }
+  return null;
+}
+
+before(async () => {
+  assert.ok(fs.existsSync(path.join(DIST, "index.html")), "build the page first: trunk build --release --offline");
+  server = await staticServer({
+    "/": DIST,
+    "/fixtures/": FIXTURES,
+    "/harness.html": () => fs.readFileSync(path.join(ROOT, "web/tests/harness.html")),
+    "/bad/truncated/": truncated,
+  });
+  profile = fs.mkdtempSync(path.join(os.tmpdir(), "routelmt-chromium-"));
+  browser = await puppeteer.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    userDataDir: profile,
+    args: [
+      "--no-sandbox",
+      "--disable-dev-shm-usage",
+      "--enable-unsafe-webgpu",
+      "--enable-features=Vulkan",
+      "--use-webgpu-adapter=swiftshader",
+    ],
+  });
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (server) await server.close();
+  if (profile) fs.rmSync(profile, { recursive: true, force: true });
+});
+
+async function harness({ noWebGpu = false } = {}) {
+  const page = await browser.newPage();
+  page.on("pageerror", (e) => console.log("harness page error:", e.message));
+  if (noWebGpu) {
+    await page.evaluateOnNewDocument(() => {
+      Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined, configurable: true });
+    });
+  }
+  await page.goto(`${server.url}/harness.html`);
+  await page.evaluate(() => window.ready);
+  return page;
+}
+
+function maxAbsDiff(a, b) {
+  assert.equal(a.length, b.length);
+  return a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
+}
+
+function readJsonl(file) {
+  return fs.readFileSync(file, "utf8").split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
+}
+
+function nativeRoute(extra) {
+  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "routelmt-native-")), "routed.jsonl");
+  execFileSync(BIN, [
+    "route", "--model", path.join(FIXTURES, "models/tiny-default"), "--router", path.join(ROOT, "web/demo/router"),
+    "--tokenizer", TOKENIZER, "--input", path.join(FIXTURES, "sample/valid.jsonl"), "--output", out,
+    "--device", "cpu", ...extra,
+  ], { stdio: ["ignore", "ignore", "pipe"] });
+  return readJsonl(out);
+}
+
+for (const device of ["cpu", "webgpu"]) {
+  test(`features of the tiny fixture equal transformers' goldens on ${device}`, { timeout: 180_000 }, async () => {
+    const golden = JSON.parse(fs.readFileSync(path.join(FIXTURES, "models/tiny-gqa/golden.json"), "utf8"));
+    const page = await harness();
+    const got = await page.evaluate(
+      async (model, device, cases, layers) => {
+        const r = await window.routelmt.Router.load({ model, device });
+        const info = r.info();
+        const out = {};
+        for (const layer of layers) {
+          out[layer] = await r.features(cases.map((c, i) => ({ id: i, input_ids: c.input_ids })), { layer });
+        }
+        r.free();
+        return { info, out };
+      },
+      `${server.url}/fixtures/models/tiny-gqa/`, device, golden.cases, golden.layers,
+    );
+    await page.close();
+    assert.equal(got.info.device, device, got.info.reason);
+    let worst = 0;
+    for (const layer of golden.layers) {
+      golden.cases.forEach((c, i) => {
+        assert.equal(got.out[layer][i].id, i);
+        assert.equal(got.out[layer][i].n_tokens, c.input_ids.length);
+        worst = Math.max(worst, maxAbsDiff(got.out[layer][i].hidden, c.hidden[String(layer)]));
+      });
+    }
+    console.log(`${device} (${got.info.adapter || "wasm flex"}): max |Δ| vs transformers ${worst.toExponential(2)}`);
+    assert.ok(worst <= GOLDEN_TOL, `max |Δ| ${worst}`);
+  });
+
+  test(`scores and decisions equal the native binary's on ${device}`, { timeout: 180_000 }, async () => {
+    const records = readJsonl(path.join(FIXTURES, "sample/valid.jsonl"));
+    const page = await harness();
+    const got = await page.evaluate(
+      async (model, router, device, records) => {
+        const r = await window.routelmt.Router.load({ model, router, device });
+        const budget = await r.route(records, { budget: 0.3 });
+        const tau = await r.route(records);
+        const info = r.info();
+        r.free();
+        return { budget, tau, info };
+      },
+      `${server.url}/models/tiny-default/`, `${server.url}/demo/router/`, device, records,
+    );
+    await page.close();
+    assert.equal(got.info.device, device);
+    for (const [name, web, native] of [
+      ["budget 0.3", got.budget, nativeRoute(["--budget", "0.3"])],
+      ["router τ", got.tau, nativeRoute([])],
+    ]) {
+      assert.equal(web.length, native.length);
+      const worst = maxAbsDiff(web.map((r) => r.score), native.map((r) => r.score));
+      console.log(`${device} ${name}: max |Δ score| vs native ${worst.toExponential(2)}`);
+      assert.ok(worst <= 1e-4, `${name}: scores differ by ${worst}`);
+      assert.deepEqual(web.map((r) => [r.id, r.route]), native.map((r) => [r.id, r.route]), name);
+    }
+    assert.equal(got.budget.filter((r) => r.route === "large").length, Math.floor(0.3 * records.length + 0.5));
+  });
+}
+
+test("without WebGPU, auto falls back to the CPU and webgpu is a clear error", { timeout: 120_000 }, async () => {
+  const page = await harness({ noWebGpu: true });
+  const got = await page.evaluate(async (model) => {
+    const r = await window.routelmt.Router.load({ model, device: "auto" });
+    const info = r.info();
+    r.free();
+    let error = null;
+    try {
+      await window.routelmt.Router.load({ model, device: "webgpu" });
+    } catch (e) {
+      error = e.message;
+    }
+    return { info, error };
+  }, `${server.url}/fixtures/models/tiny-gqa/`);
+  await page.close();
+  assert.equal(got.info.device, "cpu");
+  assert.match(got.info.reason, /no WebGPU/);
+  assert.match(got.error, /WebGPU/);
+});
+
+async function openPage() {
+  const page = await browser.newPage();
+  const logs = [];
+  page.on("console", (m) => logs.push(m.text()));
+  page.on("pageerror", (e) => logs.push(`pageerror: ${e.message}`));
+  page.on("request", (r) => logs.push(`request: ${r.url()}`));
+  await page.goto(`${server.url}/index.html`);
+  await page.waitForFunction(() => document.getElementById("src-lang").options.length === 60);
+  return { page, logs };
+}
+
+async function loadOnPage(page, { model, router } = {}) {
+  await page.evaluate((model, router) => {
+    if (model !== undefined) document.getElementById("model-url").value = model;
+    if (router !== undefined) document.getElementById("router-url").value = router;
+    document.getElementById("error").textContent = "";
+  }, model, router);
+  await page.click("#load");
+  await page.waitForFunction(() => !document.getElementById("load").disabled, { timeout: 120_000 });
+  return page.evaluate(() => ({
+    status: document.getElementById("load-status").textContent,
+    error: document.getElementById("error").hidden ? "" : document.getElementById("error").textContent,
+  }));
+}
+
+async function table(page) {
+  return page.$$eval("#results tbody tr", (trs) =>
+    trs.map((tr) => {
+      const td = [...tr.children].map((c) => c.textContent);
+      return { id: td[0], src: td[1], score: Number(td[2]), route: td[3], device: td[4], out: td[6], failed: tr.classList.contains("status-failed") };
+    }),
+  );
+}
+
+test("the built page loads, routes, translates each request on its side, keeps keys secret, and reads the model from the cache on reload", { timeout: 300_000 }, async () => {
+  const large = await stubOpenAI("large");
+  const small = await stubOpenAI("small");
+  try {
+    const { page, logs } = await openPage();
+    const first = await loadOnPage(page);
+    assert.match(first.status, /^loaded on (webgpu|cpu)/, first.error);
+
+    const input = await page.$("#jsonl");
+    await input.uploadFile(path.join(FIXTURES, "sample/requests.jsonl"));
+    await page.evaluate(() => {
+      const b = document.getElementById("budget");
+      b.value = "50";
+      b.dispatchEvent(new Event("input"));
+    });
+    await page.click("#route");
+    await page.waitForFunction(() => document.querySelectorAll("#results tbody tr").length > 0);
+    const routed = await table(page);
+    const sample = readJsonl(path.join(FIXTURES, "sample/requests.jsonl"));
+    assert.equal(routed.length, sample.length);
+    const largeIds = routed.filter((r) => r.route === "large").map((r) => r.id);
+    assert.equal(largeIds.length, Math.floor(0.5 * sample.length + 0.5));
+
+    await page.type("#large-url", large.url);
+    await page.type("#large-key", LARGE_KEY);
+    await page.type("#small-url", small.url);
+    await page.type("#small-key", SMALL_KEY);
+    small.failNext = 1; // one small call fails: it keeps its row and a Retry button
+    await page.click("#translate");
+    await page.waitForFunction(() => !document.getElementById("translate").disabled);
+    let rows = await table(page);
+    assert.equal(rows.filter((r) => r.failed).length, 1);
+    assert.match(await page.$eval("#error", (e) => e.textContent), /1 request\(s\) failed/);
+    await page.click("#results .retry");
+    await page.waitForFunction(() => !document.querySelector("#results .status-failed, #results .status-sending"));
+    rows = await table(page);
+    assert.ok(rows.every((r) => r.out.startsWith(`[${r.route}] `)), JSON.stringify(rows));
+
+    // Exactly the large-routed requests reached the large endpoint, the rest the small one.
+    const srcOf = (call) => call.body.messages[0].content.split("\n")[1];
+    const byId = new Map(sample.map((r) => [String(r.id), r]));
+    const expectSrc = (ids) => ids.map((id) => byId.get(id).src).sort();
+    const largeDone = large.calls.filter((c) => !c.failed).map(srcOf);
+    const smallDone = small.calls.filter((c) => !c.failed).map(srcOf);
+    const smallIds = routed.filter((r) => r.route === "small").map((r) => r.id);
+    assert.deepEqual(largeDone.map((s) => s.replace(/^[^:]+: /, "")).sort(), expectSrc(largeIds));
+    assert.deepEqual(smallDone.map((s) => s.replace(/^[^:]+: /, "")).sort(), expectSrc(smallIds));
+    assert.ok(large.calls.every((c) => c.authorization === `Bearer ${LARGE_KEY}` && c.body.model === "LMT-60-8B"));
+    assert.ok(small.calls.every((c) => c.authorization === `Bearer ${SMALL_KEY}` && c.body.model === "LMT-60-0.6B"));
+
+    // The keys appear in no log, no URL, no storage and no cache entry.
+    const stored = await page.evaluate(async () => {
+      const keys = await caches.keys();
+      const urls = [];
+      for (const k of keys) for (const r of await (await caches.open(k)).keys()) urls.push(r.url);
+      return JSON.stringify({ local: { ...localStorage }, session: { ...sessionStorage }, cookie: document.cookie, urls, href: location.href });
+    });
+    for (const key of [LARGE_KEY, SMALL_KEY]) {
+      assert.ok(!logs.some((l) => l.includes(key)), "a key reached the console");
+      assert.ok(!stored.includes(key), "a key reached storage or a URL");
+      assert.ok(!server.requests.some((p) => p.includes(key)));
+    }
+    await page.screenshot({ path: path.join(ARTIFACTS, "page.png"), fullPage: true });
+    await page.close();
+
+    // Second load: the model files come from the Cache API, not the server.
+    const modelFile = "/models/tiny-default/model.safetensors";
+    const before = server.requests.filter((p) => p === modelFile).length;
+    assert.equal(before, 1);
+    const again = await openPage();
+    const second = await loadOnPage(again.page);
+    assert.match(second.status, /^loaded on/, second.error);
+    assert.equal(server.requests.filter((p) => p === modelFile).length, before, "model re-fetched");
+    await again.page.close();
+  } finally {
+    await large.close();
+    await small.close();
+  }
+});
+
+test("bad inputs give a clear message on the page, and the page keeps working", { timeout: 300_000 }, async () => {
+  const { page } = await openPage();
+  const missing = await loadOnPage(page, { model: "/nope/", router: "" });
+  assert.match(missing.error, /nope\/config\.json: HTTP 404/);
+  const cut = await loadOnPage(page, { model: "/bad/truncated/", router: "" });
+  assert.match(cut.error, /model\.safetensors.*(truncated|not a valid safetensors)/);
+  const wrong = await loadOnPage(page, { model: "/fixtures/models/tiny-gqa/", router: "/demo/router/" });
+  assert.match(wrong.error, /router\.json: .*fingerprint/);
+  const ok = await loadOnPage(page, { model: "models/tiny-default/", router: "demo/router/" });
+  assert.match(ok.status, /^loaded on/, ok.error);
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "routelmt-bad-")), "bad.jsonl");
+  fs.writeFileSync(file, '{"id": 1, "src": "Hallo", "src_lang": "de", "tgt_lang": "en"}\n{"id": 2, "src": "x", "src_lang": "xx", "tgt_lang": "en"}\n');
+  await (await page.$("#jsonl")).uploadFile(file);
+  await page.click("#route");
+  await page.waitForFunction(() => !document.getElementById("error").hidden);
+  assert.match(await page.$eval("#error", (e) => e.textContent), /record 2: unknown language code 'xx'/);
+  await page.screenshot({ path: path.join(ARTIFACTS, "bad-input.png"), fullPage: true });
+  await page.close();
+});
+
+test("a model folder given as picked files loads like its URL", { timeout: 120_000 }, async () => {
+  const page = await harness();
+  const got = await page.evaluate(async (base) => {
+    const names = ["config.json", "model.safetensors", "tokenizer.json"];
+    const files = [];
+    for (const name of names) {
+      const blob = await (await fetch(base + name)).blob();
+      files.push(new File([blob], name));
+    }
+    const records = [{ id: "a", src: "Guten Morgen!", src_lang: "de", tgt_lang: "en" }];
+    const byFiles = await window.routelmt.Router.load({ model: files, device: "cpu" });
+    const byUrl = await window.routelmt.Router.load({ model: base, device: "cpu" });
+    const out = [await byFiles.features(records), await byUrl.features(records)];
+    let missing = null;
+    try {
+      await window.routelmt.Router.load({ model: files.slice(1), device: "cpu" });
+    } catch (e) {
+      missing = e.message;
+    }
+    return { out, missing };
+  }, `${server.url}/models/tiny-default/`);
+  await page.close();
+  assert.deepEqual(got.out[0], got.out[1]);
+  assert.ok(got.out[0][0].n_tokens > 10);
+  assert.match(got.missing, /config\.json: not among the picked files/);
+});

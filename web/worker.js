@@ -1,0 +1,66 @@
+// The page's model thread: every call into the wasm Router runs here, so the page stays
+// responsive while the model loads and scores. Messages in: {id, op, args}; out: {id, ok,
+// result | error} and {id, progress}. A request never carries an API key: the worker only routes.
+import init, { Router, languages, userMessage } from "./pkg/routelmt_web.js";
+
+let ready = null;
+let router = null;
+
+function started() {
+  if (!ready) ready = init();
+  return ready;
+}
+
+const ops = {
+  async languages() {
+    return languages();
+  },
+  async userMessage({ text, src_lang, tgt_lang }) {
+    return userMessage(text, src_lang, tgt_lang);
+  },
+  async load({ model, router: routerSource, tokenizer, device }, id) {
+    if (router) {
+      router.free();
+      router = null;
+    }
+    router = await Router.load({
+      model,
+      router: routerSource,
+      tokenizer,
+      device,
+      onProgress: (p) => postMessage({ id, progress: p }),
+    });
+    return router.info();
+  },
+  async info() {
+    return needRouter().info();
+  },
+  async route({ records, options }) {
+    return needRouter().route(records, options);
+  },
+  async score({ records }) {
+    return needRouter().score(records);
+  },
+  async features({ records, options }) {
+    return needRouter().features(records, options);
+  },
+};
+
+function needRouter() {
+  if (!router) throw new Error("no model loaded yet");
+  return router;
+}
+
+self.onmessage = async (event) => {
+  const { id, op, args } = event.data;
+  try {
+    await started();
+    const fn = ops[op];
+    if (!fn) throw new Error(`unknown operation ${op}`);
+    const t0 = performance.now();
+    const result = await fn(args || {}, id);
+    postMessage({ id, ok: true, result, ms: performance.now() - t0 });
+  } catch (e) {
+    postMessage({ id, ok: false, error: e && e.message ? e.message : String(e) });
+  }
+};
