@@ -29,10 +29,10 @@ if [ "$("$TOOLS/bin/trunk" --version 2>/dev/null | cut -d' ' -f2)" != "$TRUNK_VE
   env -u CARGO_TARGET_DIR cargo install --quiet --locked --root "$TOOLS" trunk \
     --version "=$TRUNK_VERSION" --force
 fi
-if ! command -v chromium >/dev/null; then
+if ! command -v chromium >/dev/null || ! dpkg -s fonts-wqy-microhei >/dev/null 2>&1; then
   say "installing chromium"
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null
 fi
 if [ ! -f web/node_modules/.package-lock.json ] || ! cmp -s web/package-lock.json web/node_modules/.routelmt-lock; then
   say "installing the browser tests' npm packages"
