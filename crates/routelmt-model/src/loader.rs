@@ -313,6 +313,7 @@ impl<'c> ModelBuilder<'c> {
     pub fn add(&mut self, group: usize, ts: &mut Tensors<'_>) -> Result<()> {
         let c = self.config;
         let (h, eps, device) = (c.hidden_size, c.rms_norm_eps, &self.device);
+        let before = ts.used.len();
         match group {
             0 => {
                 // The embedding stays on the host, in its stored precision.
@@ -324,9 +325,8 @@ impl<'c> ModelBuilder<'c> {
             }
             _ => self.norm = Some(RmsNorm::new(ts.vector("model.norm.weight", h, device)?, eps)),
         }
-        self.applied += ts.used.len();
-        self.dtypes.append(&mut ts.dtypes);
-        ts.used.clear();
+        self.applied += ts.used.len() - before;
+        self.dtypes.extend(ts.dtypes.iter().cloned());
         Ok(())
     }
 
