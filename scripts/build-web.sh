@@ -6,7 +6,7 @@
 # Usage: scripts/build-web.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TOOLS="$HOME/.cache/routelmt-tools/bin"
+TOOLS="${ROUTELMT_TOOLS:-$HOME/.cache/routelmt-tools}/bin"
 export PATH="$TOOLS:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/routelmt-target}"
 cargo build --release --locked --target wasm32-unknown-unknown -p routelmt-web

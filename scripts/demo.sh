@@ -32,5 +32,5 @@ echo "demo: router in $OUT/router, routed records in $OUT/routed.jsonl ($(grep -
 echo "demo: the labels are synthetic and the model is random; point --model at LMT-60-0.6B and --train at real scores for a real router." >&2
 
 echo "demo: building the browser page (wasm package + trunk) into web/dist" >&2
-PATH="$HOME/.cache/routelmt-tools/bin:$PATH" trunk build --release --offline
+PATH="${ROUTELMT_TOOLS:-$HOME/.cache/routelmt-tools}/bin:$PATH" trunk build --release --offline
 echo "demo: serve it with: PATH=\"\$HOME/.cache/routelmt-tools/bin:\$PATH\" trunk serve --offline   (then open http://127.0.0.1:8080)" >&2

@@ -10,7 +10,7 @@
 # Usage: scripts/setup-web.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TOOLS="$HOME/.cache/routelmt-tools"
+TOOLS="${ROUTELMT_TOOLS:-$HOME/.cache/routelmt-tools}"
 TRUNK_VERSION=0.21.14
 BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
 say() { printf 'setup-web: %s\n' "$*" >&2; }

@@ -9,7 +9,7 @@ scripts/setup.sh
 scripts/setup-web.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/routelmt-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-export PATH="$HOME/.cache/routelmt-tools/bin:$PATH"
+export PATH="${ROUTELMT_TOOLS:-$HOME/.cache/routelmt-tools}/bin:$PATH"
 set -x
 cargo fmt --all -- --check
 cargo test --workspace --exclude routelmt-web --locked -- --nocapture

@@ -2,7 +2,8 @@
 // package in headless Chromium, on the wasm CPU backend and on WebGPU (SwiftShader here), for
 // the tiny default model and a full-size random Qwen3-0.6B (web/bench/make_full_size.mjs).
 // Prints one JSON line per run and a markdown table. Needs web/dist (trunk build).
-// Run: node web/bench/bench.mjs [--full DIR] [--iters N] [--tokens T] [--devices cpu,webgpu]
+// Run: node web/bench/bench.mjs [--full DIR] [--only tiny|full] [--iters N] [--tokens T]
+//      [--devices cpu,webgpu] [--passes cold,cached]   (--iters 0: load and memory only)
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -19,6 +20,8 @@ const full = arg("full", null);
 const iters = Number(arg("iters", "3"));
 const tokens = Number(arg("tokens", "64"));
 const devices = arg("devices", "cpu,webgpu").split(",");
+const passes = arg("passes", "cold,cached").split(",");
+const only = arg("only", null); // "tiny" or "full": one model only
 
 const routes = {
   "/": path.join(ROOT, "web/dist"),
@@ -35,12 +38,13 @@ const browser = await puppeteer.launch({
   args: ["--no-sandbox", "--disable-dev-shm-usage", "--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-webgpu-adapter=swiftshader"],
 });
 
-const models = [["tiny-default", `${server.url}/models/tiny-default/`]];
-if (full) models.push(["qwen3-0.6b random bf16", `${server.url}/full/`]);
+const models = [];
+if (only !== "full") models.push(["tiny-default", `${server.url}/models/tiny-default/`]);
+if (full && only !== "tiny") models.push(["qwen3-0.6b random bf16", `${server.url}/full/`]);
 const rows = [];
 for (const [name, url] of models) {
   for (const device of devices) {
-    for (const pass of ["cold", "cached"]) {
+    for (const pass of passes) {
       const page = await browser.newPage();
       await page.goto(`${server.url}/harness.html`);
       const r = await page.evaluate(
@@ -52,7 +56,7 @@ for (const [name, url] of models) {
           const info = router.info();
           const ids = Array.from({ length: tokens }, (_, i) => 1000 + ((i * 7919) % 30000));
           const times = [];
-          for (let i = 0; i < iters + 1; i++) {
+          for (let i = 0; iters > 0 && i < iters + 1; i++) {
             const t = performance.now();
             await router.features([{ id: 0, input_ids: ids }]);
             if (i > 0) times.push(performance.now() - t); // the first run compiles shaders
@@ -60,7 +64,7 @@ for (const [name, url] of models) {
           times.sort((a, b) => a - b);
           const memory = window.wasmMemory().buffer.byteLength;
           router.free();
-          return { load, info, median: times[Math.floor(times.length / 2)], memory };
+          return { load, info, median: times.length ? times[Math.floor(times.length / 2)] : null, memory };
         },
         url, device, iters, tokens,
       );
@@ -80,5 +84,6 @@ fs.rmSync(profile, { recursive: true, force: true });
 console.log(`\n| model | device | load | load (s) | prefill ${tokens} tokens (ms, median of ${iters}) | peak wasm memory (MiB) |`);
 console.log("|---|---|---|---:|---:|---:|");
 for (const r of rows) {
-  console.log(`| ${r.model} | ${r.device} | ${r.pass} | ${r.load_s.toFixed(2)} | ${r.prefill_ms.toFixed(1)} | ${r.wasm_memory_mb.toFixed(0)} |`);
+  const prefill = r.prefill_ms === null ? "not run" : r.prefill_ms.toFixed(1);
+  console.log(`| ${r.model} | ${r.device} | ${r.pass} | ${r.load_s.toFixed(2)} | ${prefill} | ${r.wasm_memory_mb.toFixed(0)} |`);
 }

@@ -8,27 +8,15 @@ function joinUrl(base, name) {
   return base.endsWith("/") ? base + name : base + "/" + name;
 }
 
-async function readStream(response, url, phase, onProgress) {
-  const total = Number(response.headers.get("content-length")) || 0;
-  if (!response.body) {
-    const blob = await response.blob();
-    if (onProgress) onProgress({ phase, file: url, loaded: blob.size, total: blob.size });
-    return blob;
-  }
-  const reader = response.body.getReader();
-  const chunks = [];
-  let loaded = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    loaded += value.length;
-    if (onProgress) onProgress({ phase, file: url, loaded, total });
-  }
-  if (total && loaded !== total) {
-    throw new Error(`${url}: truncated download (${loaded} of ${total} bytes)`);
-  }
-  return new Blob(chunks);
+// Downloads are stored in the Cache API as chunks of CHUNK bytes plus a small entry saying the
+// file is complete, not as one response: a browser may page a large body out and fail to read it
+// back, and a loader reading one tensor at a time then holds at most two chunks.
+const CHUNK = 8 << 20;
+
+function chunkKey(url, what) {
+  const u = new URL(url);
+  u.searchParams.set("routelmt-cache", what);
+  return u.href;
 }
 
 async function openCache() {
@@ -39,32 +27,88 @@ async function openCache() {
   }
 }
 
+/** Streams a response into chunks (into the cache when there is one), with byte progress. */
+async function download(response, url, cache, phase, onProgress) {
+  const total = Number(response.headers.get("content-length")) || 0;
+  const parts = [];
+  let buf = new Uint8Array(CHUNK);
+  let fill = 0;
+  let index = 0;
+  let loaded = 0;
+  const flush = async () => {
+    const piece = buf.slice(0, fill);
+    if (cache) await cache.put(chunkKey(url, String(index)), new Response(piece));
+    else parts.push(piece);
+    index += 1;
+    fill = 0;
+  };
+  const reader = response.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    let at = 0;
+    while (at < value.length) {
+      const n = Math.min(CHUNK - fill, value.length - at);
+      buf.set(value.subarray(at, at + n), fill);
+      fill += n;
+      at += n;
+      if (fill === CHUNK) await flush();
+    }
+    loaded += value.length;
+    if (onProgress) onProgress({ phase, file: url, loaded, total });
+  }
+  if (fill > 0 || index === 0) await flush();
+  buf = null;
+  if (total && loaded !== total) {
+    throw new Error(`${url}: truncated download (${loaded} of ${total} bytes)`);
+  }
+  if (cache) {
+    const meta = JSON.stringify({ size: loaded, chunks: index });
+    await cache.put(chunkKey(url, "complete"), new Response(meta));
+  }
+  return { url, label: url, size: loaded, cache, parts, memo: new Map() };
+}
+
 async function fromUrl(base, name, phase, onProgress, optional) {
   const url = joinUrl(base, name);
   const cache = await openCache();
-  const hit = cache ? await cache.match(url) : undefined;
-  if (hit) {
-    const blob = await hit.blob();
-    if (onProgress) onProgress({ phase, file: url, loaded: blob.size, total: blob.size });
-    return { blob, label: url };
+  const meta = cache ? await cache.match(chunkKey(url, "complete")) : undefined;
+  if (meta) {
+    const { size } = await meta.json();
+    if (onProgress) onProgress({ phase, file: url, loaded: size, total: size });
+    return { url, label: url, size, cache, parts: [], memo: new Map() };
   }
-  let response;
+  const response = await get(url);
+  if (response.status === 404 && optional) return null;
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status} ${response.statusText}`.trim());
   try {
-    response = await fetch(url);
+    return await download(response, url, cache, phase, onProgress);
+  } catch (e) {
+    if (!cache || /truncated/.test(e.message)) throw e;
+    // A full or unavailable cache only costs a download next time: keep this one in memory.
+    return download(await get(url), url, null, phase, onProgress);
+  }
+}
+
+async function get(url) {
+  try {
+    return await fetch(url);
   } catch (e) {
     throw new Error(`${url}: cannot fetch (${e.message}; network error or CORS)`);
   }
-  if (response.status === 404 && optional) return null;
-  if (!response.ok) throw new Error(`${url}: HTTP ${response.status} ${response.statusText}`.trim());
-  const blob = await readStream(response, url, phase, onProgress);
-  if (cache) {
-    try {
-      await cache.put(url, new Response(blob, { headers: { "content-length": String(blob.size) } }));
-    } catch (_) {
-      // A full or unavailable cache only costs a download next time.
-    }
+}
+
+async function chunk(handle, i) {
+  if (!handle.cache) return handle.parts[i];
+  let bytes = handle.memo.get(i);
+  if (!bytes) {
+    const hit = await handle.cache.match(chunkKey(handle.url, String(i)));
+    if (!hit) throw new Error(`${handle.url}: the cached copy lost a piece; reload to download again`);
+    bytes = new Uint8Array(await hit.arrayBuffer());
+    if (handle.memo.size >= 2) handle.memo.delete(handle.memo.keys().next().value);
+    handle.memo.set(i, bytes);
   }
-  return { blob, label: url };
+  return bytes;
 }
 
 function pickedName(file) {
@@ -80,7 +124,7 @@ async function fromFiles(files, name, phase, onProgress, optional) {
     throw new Error(`${name}: not among the picked files (${names})`);
   }
   if (onProgress) onProgress({ phase, file: name, loaded: file.size, total: file.size });
-  return { blob: file, label: pickedName(file) };
+  return { blob: file, label: pickedName(file), size: file.size };
 }
 
 /**
@@ -97,18 +141,21 @@ export async function openSource(source, name, phase, onProgress, optional) {
 
 /** The size in bytes of an opened file. */
 export function sizeOf(handle) {
-  return handle.blob.size;
+  return handle.size;
 }
 
 /** Bytes [start, end) of an opened file. */
 export async function readRange(handle, start, end) {
-  return new Uint8Array(await handle.blob.slice(start, end).arrayBuffer());
-}
-
-/** All bytes of `name` in `source`; null when optional and absent. */
-export async function readSource(source, name, phase, onProgress, optional) {
-  const handle = await openSource(source, name, phase, onProgress, optional);
-  return handle ? new Uint8Array(await handle.blob.arrayBuffer()) : null;
+  if (handle.blob) return new Uint8Array(await handle.blob.slice(start, end).arrayBuffer());
+  const out = new Uint8Array(end - start);
+  for (let i = Math.floor(start / CHUNK); i * CHUNK < end; i++) {
+    const bytes = await chunk(handle, i);
+    const from = i * CHUNK;
+    const a = Math.max(start, from);
+    const b = Math.min(end, from + bytes.length);
+    out.set(bytes.subarray(a - from, b - from), a - start);
+  }
+  return out;
 }
 
 /** A description of a source for info(): the URL, or the picked file names. */

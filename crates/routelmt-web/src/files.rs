@@ -14,15 +14,6 @@ use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(module = "/js/io.js")]
 extern "C" {
-    #[wasm_bindgen(catch, js_name = readSource)]
-    async fn read_source(
-        source: &JsValue,
-        name: &str,
-        phase: &str,
-        on_progress: &JsValue,
-        optional: bool,
-    ) -> Result<JsValue, JsValue>;
-
     #[wasm_bindgen(catch, js_name = openSource)]
     async fn open_source(
         source: &JsValue,
@@ -79,13 +70,10 @@ pub fn js_message(e: &JsValue) -> String {
 impl Source<'_> {
     /// The bytes of `name`, or `None` when `optional` and the source has no such file.
     pub async fn read(&self, name: &str, optional: bool) -> Result<Option<Vec<u8>>, String> {
-        let v = read_source(self.value, name, self.phase, self.on_progress, optional)
-            .await
-            .map_err(|e| js_message(&e))?;
-        if v.is_null() || v.is_undefined() {
-            return Ok(None);
+        match self.open(name, optional).await? {
+            Some(file) => Ok(Some(file.range(0, file.size).await?)),
+            None => Ok(None),
         }
-        Ok(Some(js_sys::Uint8Array::new(&v).to_vec()))
     }
 
     /// An opened file, or `None` when `optional` and the source has no such file.
