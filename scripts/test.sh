@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of RouteLMT (the README's test command; .ci/run calls it):
-# set-up, unit/parity/e2e tests (CPU and wgpu on lavapipe), the wasm32 build and lint, the
+# set-up, unit/parity/e2e tests (CPU and wgpu on lavapipe), lint (the browser crate too), the
 # browser page built with trunk and tested in headless Chromium (WebGPU on SwiftShader and
 # wasm CPU), fmt and clippy.
 set -euo pipefail
@@ -13,7 +13,8 @@ export PATH="${ROUTELMT_TOOLS:-$HOME/.cache/routelmt-tools}/bin:$PATH"
 set -x
 cargo fmt --all -- --check
 cargo test --workspace --exclude routelmt-web --locked -- --nocapture
-cargo clippy --workspace --exclude routelmt-web --all-targets --locked -- -D warnings
-cargo clippy --locked --target wasm32-unknown-unknown -p routelmt-web -p routelmt-model -p routelmt-route -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# The wasm32 build of the browser package (trunk's pre-build hook) also compiles the model and
+# route crates for wasm32.
 trunk build --release --offline
 ROUTELMT_BIN="$CARGO_TARGET_DIR/debug/routelmt" node --test --test-concurrency=1 web/tests/
