@@ -14,6 +14,10 @@ TOOLS="${ROUTELMT_TOOLS:-$HOME/.cache/routelmt-tools}"
 TRUNK_VERSION=0.21.14
 BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
 say() { printf 'setup-web: %s\n' "$*" >&2; }
+[ -n "$BINDGEN_VERSION" ] || { say "no wasm-bindgen entry in Cargo.lock"; exit 1; }
+# The browser tests use node's test runner with --test-concurrency (Node >= 20.10).
+node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 10) ? 0 : 1)' \
+  || { say "Node.js >= 20.10 is needed for the browser tests (found $(node --version 2>/dev/null || echo none))"; exit 1; }
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
     say "need root for: $*"; return 1; fi
@@ -32,7 +36,7 @@ fi
 if ! command -v chromium >/dev/null || ! dpkg -s fonts-wqy-microhei >/dev/null 2>&1; then
   say "installing chromium"
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null
 fi
 if [ ! -f web/node_modules/.package-lock.json ] || ! cmp -s web/package-lock.json web/node_modules/.routelmt-lock; then
   say "installing the browser tests' npm packages"

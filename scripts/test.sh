@@ -17,4 +17,4 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The wasm32 build of the browser package (trunk's pre-build hook) also compiles the model and
 # route crates for wasm32.
 trunk build --release --offline
-ROUTELMT_BIN="$CARGO_TARGET_DIR/debug/routelmt" node --test --test-concurrency=1 web/tests/
+ROUTELMT_BIN="$CARGO_TARGET_DIR/debug/routelmt" node --test --test-concurrency=1 web/tests/browser.test.mjs

@@ -38,23 +38,32 @@ function source(urlInput, filesInput) {
   return url ? new URL(url, location.href).href : undefined;
 }
 
+/** Disables the buttons that would race the model work in progress. */
+function busy(on) {
+  for (const id of ["load", "route", "clear-cache"]) $(id).disabled = on;
+  if (!on) $("route").disabled = !loadedInfo;
+}
+
 async function load() {
   showError("");
   const bar = $("load-progress");
   bar.hidden = false;
   bar.value = 0;
-  $("load").disabled = true;
+  busy(true);
   setStatus("load-status", "loading…");
-  const options = {
-    model: source($("model-url"), $("model-files")),
-    router: source($("router-url"), $("router-files")),
-    device: $("device").value,
-  };
   try {
+    const options = {
+      model: source($("model-url"), $("model-files")),
+      router: source($("router-url"), $("router-files")),
+      device: $("device").value,
+    };
+    loadedInfo = null; // the worker frees the previous model first
     loadedInfo = await client.load(options, (p) => {
       bar.max = p.total || 1;
       bar.value = p.total ? p.loaded : 1;
-      setStatus("load-status", `${p.phase}: ${p.file.split("/").pop()} ${(p.loaded / 1e6).toFixed(1)} MB`);
+      const what = p.phase === "load" ? "tensors" : p.file.split("/").pop();
+      const amount = p.phase === "load" ? `${p.loaded}/${p.total}` : `${(p.loaded / 1e6).toFixed(1)} MB`;
+      setStatus("load-status", `${p.phase}: ${what} ${amount}`);
     });
     $("info").textContent = JSON.stringify(loadedInfo, null, 2);
     const m = loadedInfo.model;
@@ -65,15 +74,20 @@ async function load() {
       ` — ${loadedInfo.device}${loadedInfo.adapter ? ` (${loadedInfo.adapter})` : ""}`;
     $("info-box").hidden = false;
     setStatus("load-status", `loaded on ${loadedInfo.device} (${loadedInfo.reason})`);
-    $("route").disabled = false;
     $("use-tau").disabled = !(loadedInfo.router && loadedInfo.router.threshold);
   } catch (e) {
+    $("info-box").hidden = true;
     setStatus("load-status", "not loaded");
     showError(e.message);
   } finally {
     bar.hidden = true;
-    $("load").disabled = false;
+    busy(false);
   }
+}
+
+async function clearCache() {
+  await client.clearCache();
+  setStatus("load-status", "download cache cleared");
 }
 
 async function requests() {
@@ -100,7 +114,7 @@ async function requests() {
 
 async function route() {
   showError("");
-  $("route").disabled = true;
+  busy(true);
   setStatus("route-status", "routing…");
   try {
     const records = await requests();
@@ -118,7 +132,7 @@ async function route() {
     showError(e.message);
     setStatus("route-status", "");
   } finally {
-    $("route").disabled = false;
+    busy(false);
   }
 }
 
@@ -182,10 +196,17 @@ async function translateRow(row) {
   render();
 }
 
+/** At most this many calls in flight: browsers queue more per host, and their timers would run. */
+const IN_FLIGHT = 6;
+
 async function translateAll() {
   showError("");
   $("translate").disabled = true;
-  await Promise.all(rows.filter((r) => r.status !== "done").map(translateRow));
+  const todo = rows.filter((r) => r.status !== "done");
+  const lane = async () => {
+    while (todo.length) await translateRow(todo.shift());
+  };
+  await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, todo.length) }, lane));
   $("translate").disabled = false;
   const failed = rows.filter((r) => r.status === "failed").length;
   if (failed) showError(`${failed} request(s) failed; each keeps its Retry button`);
@@ -237,6 +258,7 @@ function render() {
 
 $("budget").oninput = () => setStatus("budget-value", `${$("budget").value}%`);
 $("load").onclick = load;
+$("clear-cache").onclick = () => clearCache().catch((e) => showError(e.message));
 $("route").onclick = route;
 $("translate").onclick = translateAll;
 fillLanguages().catch((e) => showError(e.message));

@@ -5,9 +5,10 @@ export class RouterClient {
     this.next = 1;
     this.pending = new Map();
     this.worker.onmessage = (event) => this.#receive(event.data);
+    this.failed = null;
     this.worker.onerror = (event) => {
-      const error = new Error(`model worker failed: ${event.message || "unknown error"}`);
-      for (const { reject } of this.pending.values()) reject(error);
+      this.failed = new Error(`model worker failed: ${event.message || "unknown error"}; reload the page`);
+      for (const { reject } of this.pending.values()) reject(this.failed);
       this.pending.clear();
     };
   }
@@ -25,6 +26,7 @@ export class RouterClient {
   }
 
   call(op, args, onProgress) {
+    if (this.failed) return Promise.reject(this.failed);
     const id = this.next++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, onProgress });
@@ -40,6 +42,9 @@ export class RouterClient {
   }
   async load(options, onProgress) {
     return (await this.call("load", options, onProgress)).result;
+  }
+  async clearCache() {
+    return (await this.call("clearCache")).result;
   }
   async info() {
     return (await this.call("info")).result;

@@ -1,7 +1,7 @@
 // The page's model thread: every call into the wasm Router runs here, so the page stays
 // responsive while the model loads and scores. Messages in: {id, op, args}; out: {id, ok,
 // result | error} and {id, progress}. A request never carries an API key: the worker only routes.
-import init, { Router, languages, userMessage } from "./pkg/routelmt_web.js";
+import init, { Router, clearCache, languages, userMessage } from "./pkg/routelmt_web.js";
 
 let ready = null;
 let router = null;
@@ -19,10 +19,9 @@ const ops = {
     return userMessage(text, src_lang, tgt_lang);
   },
   async load({ model, router: routerSource, tokenizer, device }, id) {
-    if (router) {
-      router.free();
-      router = null;
-    }
+    // The previous model is freed before the next loads: two full-size models need not fit.
+    if (router) router.free();
+    router = null;
     router = await Router.load({
       model,
       router: routerSource,
@@ -31,6 +30,10 @@ const ops = {
       onProgress: (p) => postMessage({ id, progress: p }),
     });
     return router.info();
+  },
+  async clearCache() {
+    await clearCache();
+    return true;
   },
   async info() {
     return needRouter().info();
@@ -51,8 +54,10 @@ function needRouter() {
   return router;
 }
 
-self.onmessage = async (event) => {
-  const { id, op, args } = event.data;
+// One operation at a time, in arrival order: a load never frees the model a route is using.
+let queue = Promise.resolve();
+
+async function handle({ id, op, args }) {
   try {
     await started();
     const fn = ops[op];
@@ -63,4 +68,8 @@ self.onmessage = async (event) => {
   } catch (e) {
     postMessage({ id, ok: false, error: e && e.message ? e.message : String(e) });
   }
+}
+
+self.onmessage = (event) => {
+  queue = queue.then(() => handle(event.data));
 };

@@ -1,7 +1,7 @@
 // The browser package and the page in real headless Chromium (Debian's), on WebGPU
 // (SwiftShader) and on the wasm CPU backend, against transformers' goldens and the native
 // binary. Every server runs on 127.0.0.1 and is stopped at the end.
-// Run: scripts/test-web.sh (builds the page first), or `node --test web/tests/` after it.
+// Run: scripts/test.sh, or `node --test web/tests/browser.test.mjs` after `trunk build --release --offline`.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -28,12 +28,27 @@ let server;
 let browser;
 let profile;
 
-function truncated(rest) {
+/** Broken checkpoints: the tiny fixture's config with a damaged model.safetensors. */
+function broken(rest) {
   const dir = path.join(FIXTURES, "models/tiny-gqa");
-  if (rest === "config.json") return fs.readFileSync(path.join(dir, "config.json"));
-  if (rest === "model.safetensors") {
-    const bytes = fs.readFileSync(path.join(dir, "model.safetensors"));
-    return bytes.subarray(0, Math.floor(bytes.length / 2));
+  const [kind, file] = rest.split("/");
+  if (file === "config.json") return fs.readFileSync(path.join(dir, "config.json"));
+  if (file !== "model.safetensors") return null;
+  const bytes = fs.readFileSync(path.join(dir, "model.safetensors"));
+  const n = Number(bytes.readBigUInt64LE(0));
+  if (kind === "truncated") return bytes.subarray(0, Math.floor(bytes.length / 2));
+  if (kind === "short") return bytes.subarray(0, 5);
+  if (kind === "header") return bytes.subarray(0, 8 + Math.floor(n / 2));
+  if (kind === "offsets") {
+    // One tensor claims fewer bytes than its shape needs.
+    const header = JSON.parse(bytes.subarray(8, 8 + n).toString());
+    const t = header["model.norm.weight"];
+    t.data_offsets = [t.data_offsets[0], t.data_offsets[0] + 4];
+    let json = JSON.stringify(header);
+    json += " ".repeat(Math.max(0, n - json.length));
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(json.length));
+    return Buffer.concat([len, Buffer.from(json), bytes.subarray(8 + n)]);
   }
   return null;
 }
@@ -44,7 +59,7 @@ before(async () => {
     "/": DIST,
     "/fixtures/": FIXTURES,
     "/harness.html": () => fs.readFileSync(path.join(ROOT, "web/tests/harness.html")),
-    "/bad/truncated/": truncated,
+    "/bad/": broken,
   });
   profile = fs.mkdtempSync(path.join(os.tmpdir(), "routelmt-chromium-"));
   browser = await puppeteer.launch({
@@ -220,7 +235,12 @@ test("the built page loads, routes, translates each request on its side, keeps k
   const small = await stubOpenAI("small");
   try {
     const { page, logs } = await openPage();
+    await page.evaluate(() => caches.delete("routelmt-files-v1")); // earlier tests cached it
+    const modelFile = "/models/tiny-default/model.safetensors";
+    const fetched = () => server.requests.filter((p) => p === modelFile).length;
+    const before = fetched();
     const first = await loadOnPage(page);
+    assert.equal(fetched(), before + 1, "the first load downloads the weights once");
     assert.match(first.status, /^loaded on (webgpu|cpu)/, first.error);
 
     const input = await page.$("#jsonl");
@@ -275,19 +295,16 @@ test("the built page loads, routes, translates each request on its side, keeps k
     for (const key of [LARGE_KEY, SMALL_KEY]) {
       assert.ok(!logs.some((l) => l.includes(key)), "a key reached the console");
       assert.ok(!stored.includes(key), "a key reached storage or a URL");
-      assert.ok(!server.requests.some((p) => p.includes(key)));
+      assert.ok(!server.raw.some((line) => line.includes(key)), "a key reached the page's server");
     }
     await page.screenshot({ path: path.join(ARTIFACTS, "page.png"), fullPage: true });
     await page.close();
 
     // Second load: the model files come from the Cache API, not the server.
-    const modelFile = "/models/tiny-default/model.safetensors";
-    const before = server.requests.filter((p) => p === modelFile).length;
-    assert.equal(before, 1);
     const again = await openPage();
     const second = await loadOnPage(again.page);
     assert.match(second.status, /^loaded on/, second.error);
-    assert.equal(server.requests.filter((p) => p === modelFile).length, before, "model re-fetched");
+    assert.equal(fetched(), before + 1, "model re-fetched");
     await again.page.close();
   } finally {
     await large.close();
@@ -300,7 +317,13 @@ test("bad inputs give a clear message on the page, and the page keeps working", 
   const missing = await loadOnPage(page, { model: "/nope/", router: "" });
   assert.match(missing.error, /nope\/config\.json: HTTP 404/);
   const cut = await loadOnPage(page, { model: "/bad/truncated/", router: "" });
-  assert.match(cut.error, /model\.safetensors.*(truncated|not a valid safetensors)/);
+  assert.match(cut.error, /model\.safetensors: truncated: tensor '.*' ends at byte/);
+  const short = await loadOnPage(page, { model: "/bad/short/", router: "" });
+  assert.match(short.error, /model\.safetensors: not a valid safetensors file \(too short\)/);
+  const header = await loadOnPage(page, { model: "/bad/header/", router: "" });
+  assert.match(header.error, /model\.safetensors: truncated: the header needs/);
+  const offsets = await loadOnPage(page, { model: "/bad/offsets/", router: "" });
+  assert.match(offsets.error, /tensor 'model\.norm\.weight': data_offsets .* do not hold/);
   const wrong = await loadOnPage(page, { model: "/fixtures/models/tiny-gqa/", router: "/demo/router/" });
   assert.match(wrong.error, /router\.json: .*fingerprint/);
   const ok = await loadOnPage(page, { model: "models/tiny-default/", router: "demo/router/" });

@@ -25,9 +25,11 @@ function listen(server) {
  */
 export async function staticServer(routes) {
   const requests = [];
+  const raw = []; // whole request lines with query strings and headers, for secrets checks
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, "http://x");
     requests.push(url.pathname);
+    raw.push(`${req.url} ${JSON.stringify(req.headers)}`);
     const prefix = Object.keys(routes)
       .filter((p) => url.pathname.startsWith(p))
       .sort((a, b) => b.length - a.length)[0];
@@ -54,7 +56,7 @@ export async function staticServer(routes) {
     res.end(body);
   });
   const port = await listen(server);
-  return { url: `http://127.0.0.1:${port}`, requests, close: () => new Promise((r) => server.close(r)) };
+  return { url: `http://127.0.0.1:${port}`, requests, raw, close: () => new Promise((r) => server.close(r)) };
 }
 
 /**

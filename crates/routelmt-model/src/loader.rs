@@ -418,7 +418,19 @@ pub fn header_entries(header: &[u8], file_size: u64, file: &str) -> Result<Vec<(
     for (name, v) in map.into_iter().filter(|(k, _)| k != "__metadata__") {
         let info: HeaderInfo =
             serde_json::from_value(v).map_err(|e| bad(format!("tensor '{name}': {e}")))?;
-        let (start, end) = (base + info.data_offsets.0, base + info.data_offsets.1);
+        let (off0, off1) = info.data_offsets;
+        let numel = info.shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64));
+        let need = numel.and_then(|n| n.checked_mul(info.dtype.bitsize() as u64 / 8));
+        if off0 > off1 || need != Some(off1 - off0) {
+            return Err(bad(format!(
+                "tensor '{name}': data_offsets [{off0}, {off1}] do not hold a {:?} tensor of shape {:?}",
+                info.dtype, info.shape
+            )));
+        }
+        let (start, end) = match (base.checked_add(off0), base.checked_add(off1)) {
+            (Some(s), Some(e)) => (s, e),
+            _ => return Err(bad(format!("tensor '{name}': data_offsets out of range"))),
+        };
         if end > file_size {
             return Err(ModelError::weights(
                 file,

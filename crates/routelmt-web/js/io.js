@@ -29,7 +29,10 @@ async function openCache() {
 
 /** Streams a response into chunks (into the cache when there is one), with byte progress. */
 async function download(response, url, cache, phase, onProgress) {
-  const total = Number(response.headers.get("content-length")) || 0;
+  // With a content encoding, content-length counts compressed bytes: no check is possible then.
+  const encoding = response.headers.get("content-encoding");
+  const plain = !encoding || encoding === "identity";
+  const total = plain ? Number(response.headers.get("content-length")) || 0 : 0;
   const parts = [];
   let buf = new Uint8Array(CHUNK);
   let fill = 0;
@@ -59,7 +62,7 @@ async function download(response, url, cache, phase, onProgress) {
   }
   if (fill > 0 || index === 0) await flush();
   buf = null;
-  if (total && loaded !== total) {
+  if (total && loaded < total) {
     throw new Error(`${url}: truncated download (${loaded} of ${total} bytes)`);
   }
   if (cache) {
@@ -79,15 +82,32 @@ async function fromUrl(base, name, phase, onProgress, optional) {
     return { url, label: url, size, cache, parts: [], memo: new Map() };
   }
   const response = await get(url);
-  if (response.status === 404 && optional) return null;
+  // A missing optional file is 404 on most hosts, 403 on S3-style buckets.
+  if ((response.status === 404 || response.status === 403) && optional) return null;
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status} ${response.statusText}`.trim());
   try {
     return await download(response, url, cache, phase, onProgress);
   } catch (e) {
-    if (!cache || /truncated/.test(e.message)) throw e;
-    // A full or unavailable cache only costs a download next time: keep this one in memory.
-    return download(await get(url), url, null, phase, onProgress);
+    if (cache) await forget(cache, url);
+    if (!cache || e.name !== "QuotaExceededError") throw e;
+    // A full cache only costs a download next time: keep this one in memory.
+    const again = await get(url);
+    if (!again.ok) throw new Error(`${url}: HTTP ${again.status} ${again.statusText}`.trim());
+    return download(again, url, null, phase, onProgress);
   }
+}
+
+/** Removes a file's cached chunks and its completion entry. */
+async function forget(cache, url) {
+  const prefix = chunkKey(url, "");
+  for (const request of await cache.keys()) {
+    if (request.url.startsWith(prefix)) await cache.delete(request);
+  }
+}
+
+/** Empties the cache of downloaded model and router files. */
+export async function clearCache() {
+  if (typeof caches !== "undefined") await caches.delete(CACHE);
 }
 
 async function get(url) {
@@ -103,8 +123,12 @@ async function chunk(handle, i) {
   let bytes = handle.memo.get(i);
   if (!bytes) {
     const hit = await handle.cache.match(chunkKey(handle.url, String(i)));
-    if (!hit) throw new Error(`${handle.url}: the cached copy lost a piece; reload to download again`);
-    bytes = new Uint8Array(await hit.arrayBuffer());
+    bytes = hit ? new Uint8Array(await hit.arrayBuffer()) : null;
+    const expected = Math.min(CHUNK, handle.size - i * CHUNK);
+    if (!bytes || bytes.length !== expected) {
+      await forget(handle.cache, handle.url);
+      throw new Error(`${handle.url}: the cached copy is damaged and was removed; load again to download it`);
+    }
     if (handle.memo.size >= 2) handle.memo.delete(handle.memo.keys().next().value);
     handle.memo.set(i, bytes);
   }

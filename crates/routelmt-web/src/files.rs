@@ -31,6 +31,9 @@ extern "C" {
 
     #[wasm_bindgen(js_name = describeSource)]
     pub fn describe_source(source: &JsValue) -> String;
+
+    #[wasm_bindgen(catch, js_name = clearCache)]
+    pub async fn clear_cache() -> Result<JsValue, JsValue>;
 }
 
 /// An opened file: read in byte ranges, never whole.

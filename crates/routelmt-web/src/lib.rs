@@ -376,3 +376,10 @@ pub fn user_message(text: &str, src_lang: &str, tgt_lang: &str) -> Result<String
     routelmt_model::prompt::user_message(text, src_lang, tgt_lang, Default::default())
         .map_err(|e| js_err(one_line(&e)))
 }
+
+/// Removes every downloaded model and router file from the Cache API (a file is otherwise never
+/// downloaded again from the same URL: call this after replacing a router or model there).
+#[wasm_bindgen(js_name = clearCache)]
+pub async fn clear_cache() -> Result<(), JsError> {
+    files::clear_cache().await.map(|_| ()).map_err(|e| js_err(files::js_message(&e)))
+}
