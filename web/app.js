@@ -151,7 +151,14 @@ async function translateOne(row) {
   const content = r.src !== undefined ? await client.userMessage(r.src, r.src_lang, r.tgt_lang) : String(r.prompt ?? "");
   const headers = { "content-type": "application/json" };
   const key = ep.keyInput.value;
-  if (key) headers.authorization = `Bearer ${key}`;
+  if (key) {
+    const host = new URL(ep.url, location.href);
+    const local = ["127.0.0.1", "localhost", "[::1]"].includes(host.hostname);
+    if (host.protocol === "http:" && !local) {
+      throw new Error(`${row.route}: refusing to send an API key over plain http to ${host.host}; use https`);
+    }
+    headers.authorization = `Bearer ${key}`;
+  }
   const timeout = Number($("timeout").value) * 1000;
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), timeout);

@@ -141,7 +141,10 @@ function pickedName(file) {
 
 async function fromFiles(files, name, phase, onProgress, optional) {
   const list = Array.from(files);
-  const file = list.find((f) => f.name === name || pickedName(f).endsWith("/" + name));
+  // A picked folder may hold checkpoints in subfolders: the shallowest match is the folder's own.
+  const depth = (f) => pickedName(f).split("/").length;
+  const matches = list.filter((f) => f.name === name && (pickedName(f) === name || pickedName(f).endsWith("/" + name)));
+  const file = matches.sort((a, b) => depth(a) - depth(b))[0];
   if (!file) {
     if (optional) return null;
     const names = list.map(pickedName).join(", ") || "none";
