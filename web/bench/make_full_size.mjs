@@ -10,23 +10,15 @@ if (!out) {
   console.error("usage: node web/bench/make_full_size.mjs OUT_DIR");
   process.exit(2);
 }
+// Qwen3-0.6B: vocab, hidden, MLP, layers, query heads, KV heads, head_dim.
+const [vocab, hidden, mlp, layers, heads, kvHeads, headDim] = [151936, 1024, 3072, 28, 16, 8, 128];
 const C = {
   architectures: ["Qwen3ForCausalLM"],
   model_type: "qwen3",
-  vocab_size: 151936,
-  hidden_size: 1024,
-  intermediate_size: 3072,
-  num_hidden_layers: 28,
-  num_attention_heads: 16,
-  num_key_value_heads: 8,
-  head_dim: 128,
-  rms_norm_eps: 1e-6,
-  rope_theta: 1000000,
-  tie_word_embeddings: true,
-  max_position_embeddings: 40960,
-  torch_dtype: "bfloat16",
-  hidden_act: "silu",
-  attention_bias: false,
+  ...{ vocab_size: vocab, hidden_size: hidden, intermediate_size: mlp, num_hidden_layers: layers },
+  ...{ num_attention_heads: heads, num_key_value_heads: kvHeads, head_dim: headDim },
+  ...{ rms_norm_eps: 1e-6, rope_theta: 1000000, tie_word_embeddings: true },
+  ...{ max_position_embeddings: 40960, torch_dtype: "bfloat16", hidden_act: "silu", attention_bias: false },
 };
 const h = C.hidden_size;
 const d = C.head_dim;
