@@ -30,7 +30,9 @@ if [ "$("$TOOLS/bin/wasm-bindgen" --version 2>/dev/null | cut -d' ' -f2)" != "$B
 fi
 if [ "$("$TOOLS/bin/trunk" --version 2>/dev/null | cut -d' ' -f2)" != "$TRUNK_VERSION" ]; then
   say "installing trunk $TRUNK_VERSION (several minutes, once)"
-  env -u CARGO_TARGET_DIR cargo install --quiet --locked --root "$TOOLS" trunk \
+  # A debug build: trunk only copies files and runs the hook, and it compiles in 4 minutes
+  # instead of 9 on two cores.
+  env -u CARGO_TARGET_DIR cargo install --quiet --locked --debug --root "$TOOLS" trunk \
     --version "=$TRUNK_VERSION" --force
 fi
 if ! command -v chromium >/dev/null || ! dpkg -s fonts-wqy-microhei >/dev/null 2>&1; then

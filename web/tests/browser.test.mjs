@@ -23,6 +23,8 @@ const BIN = process.env.ROUTELMT_BIN || path.join(TARGET, "debug/routelmt");
 const GOLDEN_TOL = 1e-4;
 const LARGE_KEY = "sk-large-SECRET-4711";
 const SMALL_KEY = "sk-small-SECRET-0815";
+/** Poll on a timer: animation frames are throttled in pages headless Chromium backgrounds. */
+const POLL = { polling: 200, timeout: 60_000 };
 
 let server;
 let browser;
@@ -203,7 +205,7 @@ async function openPage() {
   page.on("pageerror", (e) => logs.push(`pageerror: ${e.message}`));
   page.on("request", (r) => logs.push(`request: ${r.url()}`));
   await page.goto(`${server.url}/index.html`);
-  await page.waitForFunction(() => document.getElementById("src-lang").options.length === 60);
+  await page.waitForFunction(() => document.getElementById("src-lang").options.length === 60, POLL);
   return { page, logs };
 }
 
@@ -214,7 +216,7 @@ async function loadOnPage(page, { model, router } = {}) {
     document.getElementById("error").textContent = "";
   }, model, router);
   await page.click("#load");
-  await page.waitForFunction(() => !document.getElementById("load").disabled, { timeout: 120_000 });
+  await page.waitForFunction(() => !document.getElementById("load").disabled, { ...POLL, timeout: 120_000 });
   return page.evaluate(() => ({
     status: document.getElementById("load-status").textContent,
     error: document.getElementById("error").hidden ? "" : document.getElementById("error").textContent,
@@ -230,7 +232,7 @@ async function table(page) {
   );
 }
 
-test("the built page loads, routes, translates each request on its side, keeps keys secret, and reads the model from the cache on reload", { timeout: 300_000 }, async () => {
+test("the built page loads, routes, translates each request on its side, keeps keys secret, and reads the model from the cache on reload", { timeout: 600_000 }, async () => {
   const large = await stubOpenAI("large");
   const small = await stubOpenAI("small");
   try {
@@ -251,7 +253,7 @@ test("the built page loads, routes, translates each request on its side, keeps k
       b.dispatchEvent(new Event("input"));
     });
     await page.click("#route");
-    await page.waitForFunction(() => document.querySelectorAll("#results tbody tr").length > 0);
+    await page.waitForFunction(() => document.querySelectorAll("#results tbody tr").length > 0, POLL);
     const routed = await table(page);
     const sample = readJsonl(path.join(FIXTURES, "sample/requests.jsonl"));
     assert.equal(routed.length, sample.length);
@@ -264,12 +266,12 @@ test("the built page loads, routes, translates each request on its side, keeps k
     await page.type("#small-key", SMALL_KEY);
     small.failNext = 1; // one small call fails: it keeps its row and a Retry button
     await page.click("#translate");
-    await page.waitForFunction(() => !document.getElementById("translate").disabled);
+    await page.waitForFunction(() => !document.getElementById("translate").disabled, POLL);
     let rows = await table(page);
     assert.equal(rows.filter((r) => r.failed).length, 1);
     assert.match(await page.$eval("#error", (e) => e.textContent), /1 request\(s\) failed/);
     await page.click("#results .retry");
-    await page.waitForFunction(() => !document.querySelector("#results .status-failed, #results .status-sending"));
+    await page.waitForFunction(() => !document.querySelector("#results .status-failed, #results .status-sending"), POLL);
     rows = await table(page);
     assert.ok(rows.every((r) => r.out.startsWith(`[${r.route}] `)), JSON.stringify(rows));
 
@@ -332,7 +334,7 @@ test("bad inputs give a clear message on the page, and the page keeps working", 
   fs.writeFileSync(file, '{"id": 1, "src": "Hallo", "src_lang": "de", "tgt_lang": "en"}\n{"id": 2, "src": "x", "src_lang": "xx", "tgt_lang": "en"}\n');
   await (await page.$("#jsonl")).uploadFile(file);
   await page.click("#route");
-  await page.waitForFunction(() => !document.getElementById("error").hidden);
+  await page.waitForFunction(() => !document.getElementById("error").hidden, POLL);
   assert.match(await page.$eval("#error", (e) => e.textContent), /record 2: unknown language code 'xx'/);
   await page.screenshot({ path: path.join(ARTIFACTS, "bad-input.png"), fullPage: true });
   await page.close();
