@@ -160,9 +160,10 @@ impl Checkpoints {
             .from_bytes(burn::tensor::Bytes::from_bytes_vec(read_file(OPTIMIZER_FILE)?))
             .map_err(|e| TrainError::checkpoint(&dir.join(OPTIMIZER_FILE), format!("{e:?}")))?;
         let best_dir = self.work.join("best");
-        let best = match state.history.is_empty() {
-            true => None,
-            false => Some(routelmt_model::hf::read_router(&best_dir, config, device)?),
+        let best = if state.history.is_empty() {
+            None // no epoch finished yet
+        } else {
+            Some(routelmt_model::hf::read_router(&best_dir, config, device)?)
         };
         Ok(Restored { adapter, head, state, optim, best })
     }

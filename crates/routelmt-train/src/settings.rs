@@ -106,8 +106,7 @@ pub(crate) fn adamw(weight_decay: f64) -> ModuleOptimizer {
     AdamWConfig::new().with_weight_decay(weight_decay as f32).with_epsilon(1e-8).init()
 }
 
-/// The regression targets of a head kind for one example: `[gain]`, `[score_small]` or
-/// `[gain, score_small]`.
+/// The label names of a head kind's outputs, in output order (for messages).
 pub(crate) fn label_names(head: HeadKind) -> &'static [&'static str] {
     match head {
         HeadKind::Gain => &["gain"],

@@ -124,10 +124,11 @@ pub async fn config(model: &Source<'_>) -> Result<Qwen3Config, String> {
     Qwen3Config::from_json(&bytes, "config.json").map_err(|e| routelmt_model::one_line(&e))
 }
 
-/// The tokenizer: `tokenizer.json` of `source`.
-pub async fn tokenizer(source: &Source<'_>) -> Result<Tokenizer, String> {
-    let bytes = source.require("tokenizer.json").await?;
-    Tokenizer::from_bytes(&bytes, "tokenizer.json").map_err(|e| routelmt_model::one_line(&e))
+/// The tokenizer: `tokenizer.json` of `source` (`None` when `optional` and absent).
+pub async fn tokenizer(source: &Source<'_>, optional: bool) -> Result<Option<Tokenizer>, String> {
+    let Some(bytes) = source.read("tokenizer.json", optional).await? else { return Ok(None) };
+    let tokenizer = Tokenizer::from_bytes(&bytes, "tokenizer.json");
+    tokenizer.map(Some).map_err(|e| routelmt_model::one_line(&e))
 }
 
 /// The weights of a model source (`model.safetensors`, or the sharded index and its shards),

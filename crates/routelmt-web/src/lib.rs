@@ -66,20 +66,19 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
         .map_err(|e| js_err(format!("cannot return the result: {e}")))
 }
 
-fn field(options: &JsValue, name: &str) -> JsValue {
-    if options.is_object() {
-        js_sys::Reflect::get(options, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
-    } else {
-        JsValue::UNDEFINED
-    }
+/// An option's value; `None` when absent, undefined or null.
+fn field(options: &JsValue, name: &str) -> Option<JsValue> {
+    let v = match options.is_object() {
+        true => js_sys::Reflect::get(options, &JsValue::from_str(name)).ok()?,
+        false => return None,
+    };
+    (!v.is_undefined() && !v.is_null()).then_some(v)
 }
 
 fn number_option(options: &JsValue, name: &str) -> Result<Option<f64>, JsError> {
-    let v = field(options, name);
-    if v.is_undefined() || v.is_null() {
-        return Ok(None);
-    }
-    v.as_f64().map(Some).ok_or_else(|| js_err(format!("option '{name}' must be a number")))
+    field(options, name)
+        .map(|v| v.as_f64().ok_or_else(|| js_err(format!("option '{name}' must be a number"))))
+        .transpose()
 }
 
 /// The loaded model, with the router's adapter merged when a router was given.
@@ -117,44 +116,30 @@ impl Router {
         #[wasm_bindgen(unchecked_param_type = "LoadOptions")] options: JsValue,
     ) -> Result<Router, JsError> {
         console_error_panic_hook::set_once();
-        let progress = field(&options, "onProgress");
-        let model_value = field(&options, "model");
-        if model_value.is_undefined() || model_value.is_null() {
+        let progress = field(&options, "onProgress").unwrap_or(JsValue::UNDEFINED);
+        let Some(model_value) = field(&options, "model") else {
             return Err(js_err("option 'model' is required: a base URL or a list of files"));
-        }
-        let want = device::Want::parse(field(&options, "device").as_string().as_deref())
-            .map_err(js_err)?;
+        };
+        let want =
+            device::Want::parse(field(&options, "device").and_then(|d| d.as_string()).as_deref())
+                .map_err(js_err)?;
         let model = Source { value: &model_value, phase: "model", on_progress: &progress };
         let config = files::config(&model).await.map_err(js_err)?;
         let chosen = device::choose(want).await.map_err(js_err)?;
-        let router_value = field(&options, "router");
-        let router = match router_value.is_undefined() || router_value.is_null() {
-            true => None,
-            false => {
-                let source =
-                    Source { value: &router_value, phase: "router", on_progress: &progress };
+        let router = match field(&options, "router") {
+            Some(value) => {
+                let source = Source { value: &value, phase: "router", on_progress: &progress };
                 Some(files::router(&source, &config, &chosen.device).await.map_err(js_err)?)
             }
+            None => None,
         };
-        let tok_value = field(&options, "tokenizer");
-        let tokenizer = match tok_value.is_undefined() || tok_value.is_null() {
-            true => {
-                let source =
-                    Source { value: &model_value, phase: "tokenizer", on_progress: &progress };
-                match source.read("tokenizer.json", true).await.map_err(js_err)? {
-                    Some(bytes) => Some(
-                        Tokenizer::from_bytes(&bytes, "tokenizer.json")
-                            .map_err(|e| js_err(one_line(&e)))?,
-                    ),
-                    None => None,
-                }
-            }
-            false => {
-                let source =
-                    Source { value: &tok_value, phase: "tokenizer", on_progress: &progress };
-                Some(files::tokenizer(&source).await.map_err(js_err)?)
-            }
+        // tokenizer.json from the `tokenizer` option, else (if it has one) the model folder.
+        let (tok_value, optional) = match field(&options, "tokenizer") {
+            Some(value) => (value, false),
+            None => (model_value.clone(), true),
         };
+        let source = Source { value: &tok_value, phase: "tokenizer", on_progress: &progress };
+        let tokenizer = files::tokenizer(&source, optional).await.map_err(js_err)?;
         let (loaded_model, report) =
             files::model(&model, &config, &chosen.device).await.map_err(js_err)?;
         let loaded = match router {
