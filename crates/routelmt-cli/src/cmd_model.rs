@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use routelmt_model::{PrepareOptions, TokenizerSource, hf};
+use routelmt_model::{ChatMode, LoadOptions, PrepareOptions, TokenizerSource, hf};
 use serde_json::json;
 
 use crate::args::{BatchOpt, DeviceOpt, ModelArgs, RecordsIo, StyleOpt};
@@ -31,12 +31,16 @@ pub struct FeaturesArgs {
     /// Model.
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Input and output: requests -> {"id", "n_tokens", "hidden"}.
+    /// Input and output: requests -> {"id", "n_tokens", "hidden"} (+ "top_ids", "top_logits").
     #[command(flatten)]
     pub io: RecordsIo,
     /// hidden_states index: 0 = embeddings, num_hidden_layers = final (default).
     #[arg(long)]
     pub layer: Option<usize>,
+    /// Also write the K most likely next tokens after the prompt ("top_ids", most likely
+    /// first) and their logits ("top_logits"), from the LM head.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub logits: Option<u64>,
     /// Compute device.
     #[command(flatten)]
     pub device: DeviceOpt,
@@ -51,7 +55,7 @@ pub struct FeaturesArgs {
 /// Arguments of `routelmt info`.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// Model folder.
+    /// Model folder or .gguf file.
     #[arg(long, env = "ROUTELMT_MODEL")]
     pub model: std::path::PathBuf,
     /// Compute device the model is loaded on.
@@ -64,7 +68,8 @@ pub struct InfoArgs {
 
 /// `routelmt tokenize`.
 pub fn tokenize(a: TokenizeArgs) -> Result<()> {
-    let tok = LazyTokenizer::new(&a.model.model, &a.model.tokenizer);
+    let tok =
+        LazyTokenizer::new(&a.model.model, &a.model.tokenizer, a.model.chat_mode(ChatMode::Auto));
     tok.tokenizer()?; // fail early on a bad tokenizer, before reading input
     let opts = PrepareOptions { style: a.style.prompt_style.into(), allow_ids: false, vocab: None };
     let n = write_records(&a.io, 1, &tok, opts, |batch, w| {
@@ -90,9 +95,12 @@ pub fn features(a: FeaturesArgs) -> Result<()> {
     }
     let dev = a.device.device.select()?;
     let started = Instant::now();
-    let (model, report) = hf::load_folder(dir, &dev.device)?;
+    let opts = LoadOptions { lm_head: a.logits.is_some() };
+    let (model, report) = hf::load_with(dir, opts, &dev.device)?;
     tracing::info!(?report, "loaded in {:.2?}", started.elapsed());
-    let tok = LazyTokenizer::new(dir, &a.model.tokenizer);
+    let top_k = a.logits.map(|k| k as usize);
+    let final_layer = config.num_hidden_layers;
+    let tok = LazyTokenizer::new(dir, &a.model.tokenizer, a.model.chat_mode(ChatMode::Auto));
     let opts = PrepareOptions {
         style: a.style.prompt_style.into(),
         allow_ids: true,
@@ -102,8 +110,19 @@ pub fn features(a: FeaturesArgs) -> Result<()> {
     let n = write_records(&a.io, batch_size, &tok, opts, |batch, w| {
         let ids: Vec<Vec<u32>> = batch.iter().map(|(p, _)| p.ids.clone()).collect();
         let hidden = model.last_hidden(&ids, layer, batch_size)?;
+        let top = match top_k {
+            Some(k) if layer == final_layer => model.top_logits(&hidden, k)?,
+            Some(k) => model.top_logits(&model.last_hidden(&ids, final_layer, batch_size)?, k)?,
+            None => Vec::new(),
+        };
+        let mut top = top.into_iter();
         for ((p, _), h) in batch.into_iter().zip(hidden) {
-            write_json_line(w, &json!({"id": p.id, "n_tokens": p.ids.len(), "hidden": h}))?;
+            let mut rec = json!({"id": p.id, "n_tokens": p.ids.len(), "hidden": h});
+            if let Some((ids, logits)) = top.next() {
+                rec["top_ids"] = json!(ids);
+                rec["top_logits"] = json!(logits);
+            }
+            write_json_line(w, &rec)?;
         }
         Ok(())
     })?;
@@ -122,9 +141,15 @@ pub fn info(a: InfoArgs) -> Result<()> {
     let (model, report) = hf::load_folder(&a.model, &dev.device)?;
     drop(model);
     let c = &config;
+    let format = if hf::is_gguf(&a.model) { "gguf" } else { "hf" };
+    let template = hf::model_tokenizer(&a.model, None, ChatMode::Auto)
+        .ok()
+        .and_then(|t| t.chat_template().map(|t| t.origin().to_string()));
     let v = json!({
         "model": a.model.display().to_string(),
-        "architecture": "qwen3",
+        "format": format,
+        "architecture": c.family.name(),
+        "chat_template": template.clone(),
         "layers": c.num_hidden_layers,
         "hidden_size": c.hidden_size,
         "intermediate_size": c.intermediate_size,
@@ -149,7 +174,8 @@ pub fn info(a: InfoArgs) -> Result<()> {
     }
     println!("model          {}", a.model.display());
     println!(
-        "architecture   qwen3: {} layers, hidden {}, {} query / {} kv heads, head_dim {}, mlp {}",
+        "architecture   {} ({format}): {} layers, hidden {}, {} query / {} kv heads, head_dim {}, mlp {}",
+        c.family.name(),
         c.num_hidden_layers,
         c.hidden_size,
         c.num_attention_heads,
@@ -174,6 +200,7 @@ pub fn info(a: InfoArgs) -> Result<()> {
         report.unused.len(),
         report.unused
     );
+    println!("chat template  {}", template.as_deref().unwrap_or("none (bare instruction)"));
     println!("fingerprint    {}", c.fingerprint());
     println!("device         {dev}");
     Ok(())

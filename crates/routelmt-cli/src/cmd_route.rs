@@ -386,7 +386,7 @@ fn route_with_router(a: &RouteArgs, input: &Path, model: &Path, router: &Path) -
         ),
         _ => rule(a, "score", asc || a.asc)?,
     };
-    let tok = LazyTokenizer::new(model, &a.tokenizer);
+    let tok = LazyTokenizer::new(model, &a.tokenizer, scorer.chat_mode());
     let vocab = Some(scorer.model().config.vocab_size);
     let opts = PrepareOptions { style: scorer.prompt_style(), allow_ids: true, vocab };
     let batch_size = a.batch.get();

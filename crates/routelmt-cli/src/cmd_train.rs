@@ -114,6 +114,7 @@ fn settings(a: &TrainArgs, layers: usize) -> TrainSettings {
         head: a.head,
         layer: a.layer.unwrap_or(layers),
         prompt_style: a.style.prompt_style.into(),
+        chat_template: a.model.chat_mode(routelmt_model::ChatMode::Auto),
         epochs: a.epochs,
         lr: a.lr,
         weight_decay: a.weight_decay,
@@ -189,7 +190,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     }
 
     // Data first: a bad record fails before the model loads.
-    let tok = LazyTokenizer::new(dir, &a.model.tokenizer);
+    let tok = LazyTokenizer::new(dir, &a.model.tokenizer, settings.chat_template);
     let style: PromptStyle = settings.prompt_style;
     let mut encode = |src: &str, sl: &str, tl: &str| -> std::result::Result<Vec<u32>, String> {
         use routelmt_model::TokenizerSource;
@@ -234,7 +235,8 @@ pub fn score(a: ScoreArgs) -> Result<()> {
     let started = Instant::now();
     let dev = a.device.device.select()?;
     let scorer = hf::load_scorer(&a.model.model, &a.router, &dev.device)?;
-    let tok = LazyTokenizer::new(&a.model.model, &a.model.tokenizer);
+    let mode = a.model.chat_mode(scorer.chat_mode());
+    let tok = LazyTokenizer::new(&a.model.model, &a.model.tokenizer, mode);
     let vocab = Some(scorer.model().config.vocab_size);
     let opts = PrepareOptions { style: scorer.prompt_style(), allow_ids: true, vocab };
     let batch_size = a.batch.get();

@@ -6,22 +6,26 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
-use routelmt_model::{ModelError, PrepareOptions, Prepared, Tokenizer, TokenizerSource, hf};
+use routelmt_model::{
+    ChatMode, ModelError, PrepareOptions, Prepared, Tokenizer, TokenizerSource, hf,
+};
 
 use crate::args::RecordsIo;
 use crate::io::{Line, Rejects, progress, read_lines, write_atomic};
 
 /// The tokenizer, loaded on first use (a file of only `input_ids` never needs one).
 pub struct LazyTokenizer {
-    path: PathBuf,
+    model: PathBuf,
+    over: Option<PathBuf>,
+    mode: ChatMode,
     cell: std::cell::OnceCell<Tokenizer>,
 }
 
 impl LazyTokenizer {
-    /// `over`, or `MODEL/tokenizer.json`.
-    pub fn new(model: &Path, over: &Option<PathBuf>) -> Self {
-        let path = over.clone().unwrap_or_else(|| model.join("tokenizer.json"));
-        Self { path, cell: std::cell::OnceCell::new() }
+    /// `over` (a tokenizer.json or its folder), or the model's own (its folder's tokenizer.json,
+    /// or the GGUF's), with chat template use `mode`.
+    pub fn new(model: &Path, over: &Option<PathBuf>, mode: ChatMode) -> Self {
+        Self { model: model.to_path_buf(), over: over.clone(), mode, cell: Default::default() }
     }
 }
 
@@ -30,7 +34,7 @@ impl TokenizerSource for LazyTokenizer {
         if let Some(t) = self.cell.get() {
             return Ok(t);
         }
-        let t = hf::read_tokenizer(&self.path)?;
+        let t = hf::model_tokenizer(&self.model, self.over.as_deref(), self.mode)?;
         Ok(self.cell.get_or_init(|| t))
     }
 }

@@ -1,8 +1,9 @@
-//! One Qwen3 decoder block (transformers `Qwen3DecoderLayer`), prefill only:
-//! `x + attn(input_layernorm(x))`, then `x + mlp(post_attention_layernorm(x))`.
+//! One decoder block (transformers `Qwen3DecoderLayer`, `Qwen2DecoderLayer`,
+//! `LlamaDecoderLayer`), prefill only: `x + attn(input_layernorm(x))`, then
+//! `x + mlp(post_attention_layernorm(x))`.
 //!
-//! Attention: q/k/v projections, per-head RMSNorm on q and k over `head_dim` **before** RoPE,
-//! grouped-query attention, scale `head_dim^-0.5`, causal mask, softmax in f32. With right
+//! Attention: q/k/v projections (with biases where the family has them), for Qwen3 a per-head
+//! RMSNorm on q and k over `head_dim` **before** RoPE, grouped-query attention, scale `head_dim^-0.5`, causal mask, softmax in f32. With right
 //! padding the causal mask alone keeps real tokens from seeing padding (pad keys sit after
 //! every real query), so no key-padding mask is needed.
 
@@ -14,7 +15,7 @@ use burn::tensor::activation::{silu, softmax};
 use crate::norm::RmsNorm;
 use crate::rope::Rope;
 
-/// Self-attention with Qwen3's q/k norms; field names mirror HF (`self_attn.q_proj`, ...).
+/// Self-attention (with Qwen3's q/k norms when present); field names mirror HF (`self_attn.q_proj`, ...).
 #[derive(Module, Debug)]
 pub struct Attention {
     /// `[hidden, heads * head_dim]` (burn's row layout: input first).
@@ -25,10 +26,10 @@ pub struct Attention {
     pub v_proj: Linear,
     /// `[heads * head_dim, hidden]`.
     pub o_proj: Linear,
-    /// Per-head norm of queries, over `head_dim`.
-    pub q_norm: RmsNorm,
-    /// Per-head norm of keys, over `head_dim`.
-    pub k_norm: RmsNorm,
+    /// Per-head norm of queries, over `head_dim` (Qwen3 only).
+    pub q_norm: Option<RmsNorm>,
+    /// Per-head norm of keys, over `head_dim` (Qwen3 only).
+    pub k_norm: Option<RmsNorm>,
     /// Query heads.
     pub num_heads: usize,
     /// Key/value heads.
@@ -50,8 +51,12 @@ impl Attention {
         let g = h / kv;
 
         // 1. Project and split heads: [B, T, H*D] -> [B, T, H, D], norm over D, -> [B, H, T, D].
-        let q = self.q_norm.forward(self.q_proj.forward(x.clone()).reshape([b, t, h, d]));
-        let k = self.k_norm.forward(self.k_proj.forward(x.clone()).reshape([b, t, kv, d]));
+        let norm = |n: &Option<RmsNorm>, x: Tensor<4>| match n {
+            Some(n) => n.forward(x),
+            None => x,
+        };
+        let q = norm(&self.q_norm, self.q_proj.forward(x.clone()).reshape([b, t, h, d]));
+        let k = norm(&self.k_norm, self.k_proj.forward(x.clone()).reshape([b, t, kv, d]));
         let v = self.v_proj.forward(x).reshape([b, t, kv, d]).swap_dims(1, 2);
         let q = rope.apply(q.swap_dims(1, 2));
         let k = rope.apply(k.swap_dims(1, 2));

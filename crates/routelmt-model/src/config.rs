@@ -1,18 +1,70 @@
-//! The Qwen3 `config.json`, deserialized with Hugging Face field names.
+//! The decoder's `config.json`, deserialized with Hugging Face field names, for the three
+//! families one decoder serves (docs/architecture.md, The decoder families):
+//!
+//! | `model_type` | q/k norm | q/k/v bias          | o bias              | `head_dim` default |
+//! |--------------|----------|---------------------|---------------------|--------------------|
+//! | `qwen3`      | yes      | `attention_bias`    | `attention_bias`    | required           |
+//! | `qwen2`      | no       | always              | no                  | hidden / heads     |
+//! | `llama`      | no       | `attention_bias`    | `attention_bias`    | hidden / heads     |
 //!
 //! Accepts what transformers 4.51+ and 5.x write: `torch_dtype` or `dtype`, and the RoPE theta
 //! either top-level (`rope_theta`) or nested (`rope_parameters.rope_theta`). Features the
-//! router's prefill does not implement (sliding window, RoPE scaling, biases, another
-//! architecture) are rejected once, here, with the field named.
+//! router's prefill does not implement (sliding window, RoPE scaling other than Llama 3's,
+//! MLP biases, another architecture) are rejected once, here, with the field named.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{ModelError, Result};
 
-/// The architecture of a Qwen3 decoder, as far as prefill needs it.
+/// The decoder family, from `model_type` (or a GGUF's `general.architecture`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// Qwen3 / LMT-60: per-head RMSNorm on q and k before RoPE.
+    #[default]
+    Qwen3,
+    /// Qwen2 / Qwen2.5: biases on q, k and v.
+    Qwen2,
+    /// Llama 2/3, SmolLM, TinyLlama: plain attention.
+    Llama,
+}
+
+impl Family {
+    /// The `model_type` spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Qwen3 => "qwen3",
+            Self::Qwen2 => "qwen2",
+            Self::Llama => "llama",
+        }
+    }
+
+    /// The family of a `model_type` (or GGUF architecture) name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Qwen3, Self::Qwen2, Self::Llama].into_iter().find(|f| f.name() == name)
+    }
+}
+
+/// Llama 3's RoPE frequency scaling (`rope_type: "llama3"`), as transformers applies it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Llama3Rope {
+    /// `factor`.
+    pub factor: f64,
+    /// `low_freq_factor`.
+    pub low_freq_factor: f64,
+    /// `high_freq_factor`.
+    pub high_freq_factor: f64,
+    /// `original_max_position_embeddings`.
+    pub original_max_position_embeddings: f64,
+}
+
+/// The architecture of a decoder, as far as prefill needs it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Qwen3Config {
+pub struct ModelConfig {
+    /// The family (from `model_type`).
+    #[serde(skip)]
+    pub family: Family,
     /// Token vocabulary size (rows of the embedding table).
     pub vocab_size: usize,
     /// Model width.
@@ -23,16 +75,24 @@ pub struct Qwen3Config {
     pub num_hidden_layers: usize,
     /// Query heads.
     pub num_attention_heads: usize,
-    /// Key/value heads (GQA when fewer than query heads).
+    /// Key/value heads (GQA when fewer than query heads; defaults to the query heads).
+    #[serde(default)]
     pub num_key_value_heads: usize,
     /// Per-head width. Qwen3 sets it explicitly and it need not be hidden/heads.
+    #[serde(default)]
     pub head_dim: usize,
     /// RMSNorm epsilon.
     pub rms_norm_eps: f64,
     /// RoPE base, resolved from `rope_theta` or `rope_parameters.rope_theta`.
     #[serde(default)]
     pub rope_theta: Option<f64>,
-    /// Whether `lm_head` shares the embedding (irrelevant to prefill; reported by `info`).
+    /// Llama 3 RoPE scaling, when the config asks for it.
+    #[serde(skip)]
+    pub rope_llama3: Option<Llama3Rope>,
+    /// `attention_bias` as written (Qwen2 has q/k/v biases whatever it says).
+    #[serde(default)]
+    pub attention_bias: bool,
+    /// Whether `lm_head` shares the embedding (used by `features --logits`).
     #[serde(default)]
     pub tie_word_embeddings: bool,
     /// On-disk dtype as declared by the config (`dtype` in transformers 5, `torch_dtype` before).
@@ -43,10 +103,7 @@ pub struct Qwen3Config {
     pub max_position_embeddings: Option<usize>,
 }
 
-/// `model_type` values this decoder implements (the field must be one of them).
-const MODEL_TYPES: &[&str] = &["qwen3"];
-
-impl Qwen3Config {
+impl ModelConfig {
     /// Parses and validates a `config.json`. `file` names the source in error messages.
     pub fn from_json(bytes: &[u8], file: &str) -> Result<Self> {
         let value: Value = serde_json::from_slice(bytes)
@@ -56,15 +113,15 @@ impl Qwen3Config {
             .ok_or_else(|| ModelError::config(file, "expected a JSON object at the top level"))?;
         let err = |m: String| ModelError::config(file, m);
 
-        match obj.get("model_type").and_then(Value::as_str) {
-            Some(t) if MODEL_TYPES.contains(&t) => {}
-            Some(t) => {
-                return Err(err(format!(
-                    "field 'model_type' is '{t}'; only 'qwen3' (Qwen3 / LMT-60) is supported"
-                )));
-            }
+        let family = match obj.get("model_type").and_then(Value::as_str) {
+            Some(t) => Family::from_name(t).ok_or_else(|| {
+                err(format!(
+                    "field 'model_type' is '{t}'; supported: qwen3 (Qwen3 / LMT-60), qwen2 \
+                     (Qwen2, Qwen2.5), llama (Llama, SmolLM, TinyLlama)"
+                ))
+            })?,
             None => return Err(err("field 'model_type' is missing".into())),
-        }
+        };
         if let Some(act) = obj.get("hidden_act").and_then(Value::as_str)
             && act != "silu"
         {
@@ -83,31 +140,61 @@ impl Qwen3Config {
                 "field 'layer_types' contains {bad}; only 'full_attention' layers are supported"
             )));
         }
-        if obj.get("attention_bias").and_then(Value::as_bool) == Some(true) {
-            return Err(err(
-                "field 'attention_bias' is true; biased projections are not supported".into(),
-            ));
+        if obj.get("mlp_bias").and_then(Value::as_bool) == Some(true) {
+            return Err(err("field 'mlp_bias' is true; biased MLPs are not supported".into()));
         }
-        check_rope_scaling(obj.get("rope_scaling"), "rope_scaling").map_err(err)?;
+        let mut rope_llama3 = rope_scaling(obj.get("rope_scaling"), "rope_scaling").map_err(err)?;
 
-        let mut config: Qwen3Config = serde_json::from_value(value.clone())
+        let mut config: ModelConfig = serde_json::from_value(value.clone())
             .map_err(|e| err(format!("missing or mistyped field: {e}")))?;
+        config.family = family;
 
         // transformers 5 nests RoPE settings under `rope_parameters`.
         if let Some(params) = obj.get("rope_parameters").filter(|v| !v.is_null()) {
-            check_rope_scaling(Some(params), "rope_parameters").map_err(err)?;
+            if let Some(l3) = rope_scaling(Some(params), "rope_parameters").map_err(err)? {
+                rope_llama3 = Some(l3);
+            }
             if let Some(theta) = params.get("rope_theta").and_then(Value::as_f64) {
                 config.rope_theta = Some(theta);
             }
         }
+        config.rope_llama3 = rope_llama3;
         if config.rope_theta.is_none() {
-            return Err(err(
-                "field 'rope_theta' is missing (looked top-level and under 'rope_parameters')"
-                    .into(),
-            ));
+            if family == Family::Llama {
+                config.rope_theta = Some(10_000.0); // LlamaConfig's default
+            } else {
+                return Err(err(
+                    "field 'rope_theta' is missing (looked top-level and under 'rope_parameters')"
+                        .into(),
+                ));
+            }
         }
-        config.validate().map_err(err)?;
+        if config.num_key_value_heads == 0 && !obj.contains_key("num_key_value_heads") {
+            config.num_key_value_heads = config.num_attention_heads;
+        }
+        if config.head_dim == 0 && obj.get("head_dim").is_none_or(Value::is_null) {
+            if family == Family::Qwen3 {
+                return Err(err("missing or mistyped field: missing field `head_dim`".into()));
+            }
+            config.head_dim = config.hidden_size / config.num_attention_heads.max(1);
+        }
+        config.check().map_err(err)?;
         Ok(config)
+    }
+
+    /// Whether q and k are RMS-normed per head before RoPE (Qwen3).
+    pub fn qk_norm(&self) -> bool {
+        self.family == Family::Qwen3
+    }
+
+    /// Whether the q, k and v projections carry biases.
+    pub fn qkv_bias(&self) -> bool {
+        self.family == Family::Qwen2 || self.attention_bias
+    }
+
+    /// Whether the output projection carries a bias.
+    pub fn o_bias(&self) -> bool {
+        self.family != Family::Qwen2 && self.attention_bias
     }
 
     /// RoPE base.
@@ -124,7 +211,10 @@ impl Qwen3Config {
     pub fn non_embedding_params(&self) -> usize {
         let (h, d, i) = (self.hidden_size, self.head_dim, self.intermediate_size);
         let (nq, nkv) = (self.num_attention_heads, self.num_key_value_heads);
-        let attn = h * nq * d + 2 * h * nkv * d + nq * d * h + 2 * d;
+        let norms = if self.qk_norm() { 2 * d } else { 0 };
+        let biases = if self.qkv_bias() { (nq + 2 * nkv) * d } else { 0 }
+            + if self.o_bias() { h } else { 0 };
+        let attn = h * nq * d + 2 * h * nkv * d + nq * d * h + norms + biases;
         let mlp = 3 * h * i;
         self.num_hidden_layers * (attn + mlp + 2 * h) + h
     }
@@ -134,7 +224,8 @@ impl Qwen3Config {
         self.vocab_size * self.hidden_size
     }
 
-    fn validate(&self) -> std::result::Result<(), String> {
+    /// Checks the numbers are usable (positive sizes, heads divisible, even head_dim, ...).
+    pub fn check(&self) -> std::result::Result<(), String> {
         let positive = [
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
@@ -169,6 +260,7 @@ impl Qwen3Config {
     /// weights.
     pub fn qwen3_0_6b() -> Self {
         Self {
+            family: Family::Qwen3,
             vocab_size: 151_936,
             hidden_size: 1024,
             intermediate_size: 3072,
@@ -178,6 +270,8 @@ impl Qwen3Config {
             head_dim: 128,
             rms_norm_eps: 1e-6,
             rope_theta: Some(1_000_000.0),
+            rope_llama3: None,
+            attention_bias: false,
             tie_word_embeddings: true,
             dtype: Some("bfloat16".into()),
             max_position_embeddings: Some(32_768),
@@ -187,11 +281,14 @@ impl Qwen3Config {
     /// A stable identity of the architecture and its numbers, used to tie a router folder to the
     /// base model it was trained on: FNV-1a (64-bit) over a canonical text of the numbers that
     /// change the math (`qwen3;v{vocab};h{hidden};i{mlp};l{layers};q{heads};kv{kv heads};
-    /// d{head_dim};eps{eps};theta{theta}`). Weights are not hashed: a fine-tuned checkpoint of
-    /// the same architecture has the same fingerprint.
+    /// d{head_dim};eps{eps};theta{theta}`), with the family's name first and, for options that
+    /// change the math beyond Qwen3's defaults, `;bias` and `;rope3{...}` appended (so every
+    /// Qwen3 fingerprint is what it was before other families existed). Weights are not hashed:
+    /// a fine-tuned checkpoint of the same architecture has the same fingerprint.
     pub fn fingerprint(&self) -> String {
-        let canonical = format!(
-            "qwen3;v{};h{};i{};l{};q{};kv{};d{};eps{:e};theta{:e}",
+        let mut canonical = format!(
+            "{};v{};h{};i{};l{};q{};kv{};d{};eps{:e};theta{:e}",
+            self.family.name(),
             self.vocab_size,
             self.hidden_size,
             self.intermediate_size,
@@ -202,6 +299,15 @@ impl Qwen3Config {
             self.rms_norm_eps,
             self.theta()
         );
+        if self.attention_bias {
+            canonical.push_str(";bias");
+        }
+        if let Some(r) = &self.rope_llama3 {
+            canonical.push_str(&format!(
+                ";rope3{:e},{:e},{:e},{:e}",
+                r.factor, r.low_freq_factor, r.high_freq_factor, r.original_max_position_embeddings
+            ));
+        }
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for b in canonical.bytes() {
             h ^= u64::from(b);
@@ -211,14 +317,29 @@ impl Qwen3Config {
     }
 }
 
-/// `rope_scaling` (or a nested `rope_parameters`) may only be absent, null or the default type.
-fn check_rope_scaling(v: Option<&Value>, field: &str) -> std::result::Result<(), String> {
-    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(()) };
+/// `rope_scaling` (or a nested `rope_parameters`) may be absent, null, the default type, or
+/// Llama 3's scaling (returned).
+fn rope_scaling(v: Option<&Value>, field: &str) -> std::result::Result<Option<Llama3Rope>, String> {
+    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(None) };
     let kind = v.get("rope_type").or_else(|| v.get("type")).and_then(Value::as_str);
     match kind {
-        None | Some("default") => Ok(()),
+        None | Some("default") => Ok(None),
+        Some("llama3") => {
+            let num = |k: &str| {
+                v.get(k)
+                    .and_then(Value::as_f64)
+                    .ok_or_else(|| format!("field '{field}.{k}' is missing (rope_type llama3)"))
+            };
+            Ok(Some(Llama3Rope {
+                factor: num("factor")?,
+                low_freq_factor: num("low_freq_factor")?,
+                high_freq_factor: num("high_freq_factor")?,
+                original_max_position_embeddings: num("original_max_position_embeddings")?,
+            }))
+        }
         Some(other) => Err(format!(
-            "field '{field}' asks for RoPE scaling type '{other}'; only the default RoPE is supported"
+            "field '{field}' asks for RoPE scaling type '{other}'; only the default RoPE and \
+             'llama3' are supported"
         )),
     }
 }
@@ -236,8 +357,8 @@ mod tests {
         .unwrap()
     }
 
-    fn parse(m: &serde_json::Map<String, Value>) -> Result<Qwen3Config> {
-        Qwen3Config::from_json(serde_json::to_string(m).unwrap().as_bytes(), "config.json")
+    fn parse(m: &serde_json::Map<String, Value>) -> Result<ModelConfig> {
+        ModelConfig::from_json(serde_json::to_string(m).unwrap().as_bytes(), "config.json")
     }
 
     #[test]
@@ -266,8 +387,8 @@ mod tests {
                 serde_json::json!({"rope_type": "yarn", "factor": 4.0}),
                 "rope_scaling",
             ),
-            ("model_type", "llama".into(), "model_type"),
-            ("attention_bias", Value::Bool(true), "attention_bias"),
+            ("model_type", "gemma".into(), "model_type"),
+            ("mlp_bias", Value::Bool(true), "mlp_bias"),
             (
                 "layer_types",
                 serde_json::json!(["full_attention", "sliding_attention"]),
@@ -288,7 +409,7 @@ mod tests {
         m.insert("num_key_value_heads".into(), 3.into());
         assert!(parse(&m).unwrap_err().to_string().contains("num_key_value_heads"));
         assert!(
-            Qwen3Config::from_json(b"{not json", "x/config.json")
+            ModelConfig::from_json(b"{not json", "x/config.json")
                 .unwrap_err()
                 .to_string()
                 .starts_with("x/config.json: not valid JSON")
@@ -297,7 +418,7 @@ mod tests {
 
     #[test]
     fn qwen3_0_6b_counts_match_the_reference() {
-        let c = Qwen3Config::qwen3_0_6b();
+        let c = ModelConfig::qwen3_0_6b();
         // docs/method.md (The small model): 440M non-embedding parameters.
         let n = c.non_embedding_params() as f64 / 1e6;
         assert!((n - 440.0).abs() < 1.0, "{n}");

@@ -71,4 +71,23 @@ impl HostEmbedding {
             }
         }
     }
+
+    /// The `k` rows with the largest dot product with `h` (`h.len() == dim`), largest first,
+    /// with the products: next-token logits when the table is an LM head. Rows are widened a
+    /// row at a time (no f32 copy of the table); ties go to the lower id.
+    pub fn top_dot(&self, h: &[f32], k: usize) -> (Vec<u32>, Vec<f32>) {
+        let mut row = vec![0f32; self.dim];
+        let mut best: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
+        for id in 0..self.vocab as u32 {
+            self.gather_row(id, &mut row);
+            let dot: f32 = row.iter().zip(h).map(|(a, b)| a * b).sum();
+            if best.len() == k && best.last().is_none_or(|&(v, _)| dot <= v) {
+                continue;
+            }
+            let at = best.partition_point(|&(v, _)| v >= dot);
+            best.insert(at, (dot, id));
+            best.truncate(k);
+        }
+        best.into_iter().map(|(v, id)| (id, v)).unzip()
+    }
 }

@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use burn::module::{Module, Param, ParamId};
 use burn::nn::Linear;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
-use safetensors::{Dtype, SafeTensors};
+use safetensors::Dtype;
+
+use crate::tensors::{Tensors, safetensors_sources};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
@@ -167,41 +169,12 @@ impl RouterHead {
         kind: HeadKind,
         device: &Device,
     ) -> Result<Self> {
-        let st = SafeTensors::deserialize(bytes)
-            .map_err(|e| ModelError::weights(file, format!("not a valid safetensors file: {e}")))?;
-        let outputs = kind.outputs();
-        let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
-            let t = st
-                .tensor(name)
-                .map_err(|_| ModelError::weights(file, format!("missing tensor '{name}'")))?;
-            if t.shape() != shape || t.dtype() != Dtype::F32 {
-                return Err(ModelError::weights(
-                    file,
-                    format!(
-                        "tensor '{name}' is {:?} {:?}, expected F32 {shape:?}",
-                        t.dtype(),
-                        t.shape()
-                    ),
-                ));
-            }
-            Ok(t.data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect())
-        };
-        let w = get("head.weight", &[outputs, hidden])?;
-        let b = get("head.bias", &[outputs])?;
-        let mut wt = vec![0f32; w.len()];
-        for o in 0..outputs {
-            for i in 0..hidden {
-                wt[i * outputs + o] = w[o * hidden + i];
-            }
+        let mut ts = Tensors::new(safetensors_sources(file, bytes)?)?;
+        let linear = ts.linear("head", hidden, kind.outputs(), true, device)?;
+        if let Some(extra) = ts.unused().first() {
+            return Err(ModelError::weights(file, format!("unexpected tensor '{extra}'")));
         }
-        let w = Tensor::from_data(TensorData::new(wt, [hidden, outputs]), device);
-        let b = Tensor::from_data(TensorData::new(b, [outputs]), device);
-        Ok(Self {
-            linear: Linear { weight: Param::from_tensor(w), bias: Some(Param::from_tensor(b)) },
-        })
+        Ok(Self { linear })
     }
 }
 

@@ -1,25 +1,25 @@
-//! Strict loading of Qwen3 weights from safetensors bytes (one file or several shards).
+//! Strict loading of a decoder from stored tensors (safetensors shards, a GGUF file, or
+//! random values for benchmarks), one tensor group at a time, through the one door of
+//! [`crate::tensors`]. The module tree is spelled here once: [`ModelBuilder::names`] lists a
+//! group's tensors and [`ModelBuilder::add`] reads exactly those.
 //!
 //! Tensor names are the Hugging Face ones (`model.layers.N.self_attn.q_proj.weight`, ...).
-//! Stored dtypes f32, bf16 and f16 are widened to f32; HF Linear weights `[out, in]` are
-//! transposed to burn's `[in, out]`. A missing tensor, a wrong shape, a corrupt or truncated
-//! file, or an unsupported dtype is an error naming the file and tensor. Tensors we do not use
-//! (`lm_head.weight`, stray buffers) are listed in the [`LoadReport`], not silently dropped.
+//! A missing tensor, a wrong shape, a corrupt or truncated file, or an unsupported dtype is an
+//! error naming the file and tensor. Tensors we do not use (`lm_head.weight` unless asked
+//! for, stray buffers) are listed in the [`LoadReport`], not silently dropped.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use burn::module::Param;
-use burn::nn::Linear;
-use burn::tensor::{Device, Tensor, TensorData};
-use half::{bf16, f16};
-use safetensors::{Dtype, SafeTensors};
+use burn::tensor::Device;
+use safetensors::Dtype;
 
 use crate::block::{Attention, DecoderLayer, Mlp};
-use crate::config::Qwen3Config;
-use crate::embedding::{EmbeddingData, HostEmbedding};
+use crate::config::ModelConfig;
+use crate::embedding::HostEmbedding;
 use crate::error::{ModelError, Result};
-use crate::model::{MAX_BUFFER_BYTES, Qwen3Decoder, Qwen3Model};
+use crate::model::{Decoder, Model};
 use crate::norm::RmsNorm;
+pub use crate::tensors::{Layout, Source, Tensors};
 
 /// One safetensors file's bytes and the name to use in errors.
 pub struct Shard<'a> {
@@ -36,176 +36,8 @@ pub struct LoadReport {
     pub applied: usize,
     /// Tensors present in the files but not used (e.g. `lm_head.weight`).
     pub unused: Vec<String>,
-    /// Dtypes found on disk.
+    /// Stored types found (`f32`, `bf16`, `q4_1`, ...).
     pub dtypes: BTreeSet<String>,
-}
-
-/// One tensor's bytes as stored, with its dtype, shape and the file it came from.
-pub struct Source<'a> {
-    /// The file's name, for messages.
-    pub file: &'a str,
-    /// Stored dtype.
-    pub dtype: Dtype,
-    /// Stored shape.
-    pub shape: Vec<usize>,
-    /// The tensor's bytes (little-endian, row-major).
-    pub data: &'a [u8],
-}
-
-/// The tensors available to a load, by name: all of a checkpoint's, or one group's at a time
-/// when the bytes are fetched per group (the browser). Records which were used.
-pub struct Tensors<'a> {
-    by_name: BTreeMap<String, Source<'a>>,
-    used: BTreeSet<String>,
-    dtypes: BTreeSet<String>,
-}
-
-impl<'a> Tensors<'a> {
-    /// Tensors from sources by name; a name given twice is an error naming both files.
-    pub fn new(sources: impl IntoIterator<Item = (String, Source<'a>)>) -> Result<Self> {
-        let mut by_name = BTreeMap::new();
-        for (name, src) in sources {
-            let file = src.file;
-            if let Some(prev) = by_name.insert(name.clone(), src) {
-                return Err(ModelError::weights(
-                    file,
-                    format!("tensor '{name}' also appears in {}", prev.file),
-                ));
-            }
-        }
-        Ok(Self { by_name, used: BTreeSet::new(), dtypes: BTreeSet::new() })
-    }
-
-    /// All tensors of whole safetensors files.
-    pub fn parse(shards: &'a [Shard<'a>]) -> Result<Self> {
-        let mut sources = Vec::new();
-        for shard in shards {
-            let st = SafeTensors::deserialize(shard.bytes).map_err(|e| {
-                ModelError::weights(
-                    &shard.name,
-                    format!("not a valid safetensors file (corrupt or truncated?): {e}"),
-                )
-            })?;
-            for (name, view) in st.tensors() {
-                let (dtype, shape, data) = (view.dtype(), view.shape().to_vec(), view.data());
-                sources.push((name, Source { file: &shard.name, dtype, shape, data }));
-            }
-        }
-        Self::new(sources)
-    }
-
-    /// Names present but not read by the load (e.g. `lm_head.weight`).
-    pub fn unused(&self) -> Vec<String> {
-        self.by_name.keys().filter(|k| !self.used.contains(*k)).cloned().collect()
-    }
-
-    fn files(&self) -> String {
-        let files: BTreeSet<&str> = self.by_name.values().map(|s| s.file).collect();
-        files.into_iter().collect::<Vec<_>>().join(", ")
-    }
-
-    /// The stored bytes of `name`, checked against `shape` and the supported dtypes, and
-    /// marked as used.
-    fn raw(&mut self, name: &str, shape: &[usize]) -> Result<(&'a [u8], Dtype)> {
-        let src = self.by_name.get(name).ok_or_else(|| {
-            ModelError::weights(
-                self.files(),
-                format!("missing tensor '{name}' (expected shape {shape:?})"),
-            )
-        })?;
-        if src.shape != shape {
-            return Err(ModelError::weights(
-                src.file,
-                format!("tensor '{name}' has shape {:?}, expected {shape:?}", src.shape),
-            ));
-        }
-        if !matches!(src.dtype, Dtype::F32 | Dtype::BF16 | Dtype::F16) {
-            return Err(ModelError::weights(
-                src.file,
-                format!(
-                    "tensor '{name}' has dtype {:?}; only F32, BF16 and F16 are supported",
-                    src.dtype
-                ),
-            ));
-        }
-        let (data, dtype) = (src.data, src.dtype);
-        self.dtypes.insert(format!("{dtype:?}").to_lowercase());
-        self.used.insert(name.to_string());
-        Ok((data, dtype))
-    }
-
-    /// Row-major f32 values of `name`, checked against `shape`.
-    fn take(&mut self, name: &str, shape: &[usize]) -> Result<(Vec<f32>, Dtype)> {
-        let (bytes, dtype) = self.raw(name, shape)?;
-        let values = match dtype {
-            Dtype::BF16 => {
-                bytes.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
-            }
-            Dtype::F16 => {
-                bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
-            }
-            _ => bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-        };
-        Ok((values, dtype))
-    }
-
-    /// The embedding table in its stored precision (no f32 copy of a bf16 table).
-    fn embedding(&mut self, name: &str, vocab: usize, h: usize) -> Result<HostEmbedding> {
-        let (bytes, dtype) = self.raw(name, &[vocab, h])?;
-        let halves = || bytes.chunks_exact(2).map(|c| [c[0], c[1]]);
-        let data = match dtype {
-            Dtype::BF16 => EmbeddingData::Bf16(halves().map(bf16::from_le_bytes).collect()),
-            Dtype::F16 => EmbeddingData::F16(halves().map(f16::from_le_bytes).collect()),
-            _ => EmbeddingData::F32(
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            ),
-        };
-        Ok(HostEmbedding::new(vocab, h, data))
-    }
-
-    fn vector(&mut self, name: &str, len: usize, device: &Device) -> Result<Tensor<1>> {
-        let (v, _) = self.take(name, &[len])?;
-        Ok(Tensor::from_data(TensorData::new(v, [len]), device))
-    }
-
-    /// An HF `[out, in]` Linear weight as a burn `[in, out]` Linear without bias.
-    fn linear(&mut self, name: &str, d_in: usize, d_out: usize, device: &Device) -> Result<Linear> {
-        let (v, _) = self.take(name, &[d_out, d_in])?;
-        if 4 * d_in * d_out > MAX_BUFFER_BYTES {
-            return Err(ModelError::weights(
-                self.by_name[name].file,
-                format!(
-                    "tensor '{name}' would need a device buffer over {} MiB",
-                    MAX_BUFFER_BYTES >> 20
-                ),
-            ));
-        }
-        let t = transpose(&v, d_out, d_in);
-        let weight = Tensor::from_data(TensorData::new(t, [d_in, d_out]), device);
-        Ok(Linear { weight: Param::from_tensor(weight), bias: None })
-    }
-}
-
-/// `[rows, cols]` -> `[cols, rows]`, blocked for cache locality.
-fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    const B: usize = 32;
-    let mut out = vec![0f32; v.len()];
-    for r0 in (0..rows).step_by(B) {
-        for c0 in (0..cols).step_by(B) {
-            for r in r0..(r0 + B).min(rows) {
-                for c in c0..(c0 + B).min(cols) {
-                    out[c * rows + r] = v[r * cols + c];
-                }
-            }
-        }
-    }
-    out
 }
 
 /// The shard file names of a sharded checkpoint, from its `model.safetensors.index.json`
@@ -234,16 +66,34 @@ pub fn shard_names(bytes: &[u8], index: &str) -> Result<Vec<String>> {
     Ok(files.into_iter().collect())
 }
 
-/// Loads a Qwen3 model from the safetensors `shards` of one checkpoint onto `device`.
+/// What to load beyond the prefill's needs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Keep an untied `lm_head.weight` on the host (for next-token logits). A tied head is
+    /// the embedding table and always available.
+    pub lm_head: bool,
+}
+
+/// Loads a model from the safetensors `shards` of one checkpoint onto `device`.
 pub fn load_model(
-    config: &Qwen3Config,
+    config: &ModelConfig,
     shards: &[Shard<'_>],
     device: &Device,
-) -> Result<(Qwen3Model, LoadReport)> {
+) -> Result<(Model, LoadReport)> {
     let mut ts = Tensors::parse(shards)?;
-    let mut builder = ModelBuilder::new(config, device);
+    load_tensors(config, &mut ts, LoadOptions::default(), device)
+}
+
+/// Loads a model from tensors already by HF name (a GGUF file's, a checkpoint's, or random).
+pub fn load_tensors(
+    config: &ModelConfig,
+    ts: &mut Tensors<'_>,
+    opts: LoadOptions,
+    device: &Device,
+) -> Result<(Model, LoadReport)> {
+    let mut builder = ModelBuilder::new(config, device).with_options(opts);
     for group in 0..builder.groups() {
-        builder.add(group, &mut ts)?;
+        builder.add(group, ts)?;
     }
     let unused = ts.unused();
     builder.finish(unused)
@@ -251,69 +101,90 @@ pub fn load_model(
 
 /// Builds a model one group of tensors at a time (the host embedding, each decoder layer, the
 /// final norm), so that a loader that fetches bytes per group (the browser) holds one group's
-/// source bytes at a time. Each tensor is widened, transposed and uploaded as it is read.
+/// source bytes at a time. Each tensor is decoded, transposed and uploaded as it is read.
 pub struct ModelBuilder<'c> {
-    config: &'c Qwen3Config,
+    config: &'c ModelConfig,
     device: Device,
+    opts: LoadOptions,
     embed: Option<HostEmbedding>,
     layers: Vec<DecoderLayer>,
     norm: Option<RmsNorm>,
+    lm_head: Option<HostEmbedding>,
     applied: usize,
     dtypes: BTreeSet<String>,
 }
 
+/// The tensors of one decoder layer as (HF name without the `model.layers.N.` prefix), for a
+/// config's family.
+fn layer_tensors(c: &ModelConfig) -> Vec<String> {
+    let mut names = Vec::new();
+    for proj in ["q_proj", "k_proj", "v_proj", "o_proj"] {
+        names.push(format!("self_attn.{proj}.weight"));
+        let bias = if proj == "o_proj" { c.o_bias() } else { c.qkv_bias() };
+        if bias {
+            names.push(format!("self_attn.{proj}.bias"));
+        }
+    }
+    if c.qk_norm() {
+        names.extend(["self_attn.q_norm.weight".into(), "self_attn.k_norm.weight".into()]);
+    }
+    for t in ["mlp.gate_proj", "mlp.up_proj", "mlp.down_proj", "input_layernorm"] {
+        names.push(format!("{t}.weight"));
+    }
+    names.push("post_attention_layernorm.weight".into());
+    names
+}
+
 impl<'c> ModelBuilder<'c> {
     /// A builder for `config` on `device`.
-    pub fn new(config: &'c Qwen3Config, device: &Device) -> Self {
+    pub fn new(config: &'c ModelConfig, device: &Device) -> Self {
         Self {
             config,
             device: device.clone(),
+            opts: LoadOptions::default(),
             embed: None,
             layers: Vec::with_capacity(config.num_hidden_layers),
             norm: None,
+            lm_head: None,
             applied: 0,
             dtypes: BTreeSet::new(),
         }
     }
 
-    /// Groups in load order: embedding, layers 0..L-1, final norm.
+    /// Loads what `opts` asks for beyond the prefill.
+    pub fn with_options(mut self, opts: LoadOptions) -> Self {
+        self.opts = opts;
+        self
+    }
+
+    /// Groups in load order: embedding, layers 0..L-1, final norm (and untied head).
     pub fn groups(&self) -> usize {
         self.config.num_hidden_layers + 2
     }
 
     /// The HF tensor names of a group.
     pub fn names(&self, group: usize) -> Vec<String> {
-        let l = self.config.num_hidden_layers;
+        let c = self.config;
         match group {
             0 => vec!["model.embed_tokens.weight".into()],
-            g if g <= l => {
+            g if g <= c.num_hidden_layers => {
                 let p = format!("model.layers.{}", g - 1);
-                [
-                    "self_attn.q_proj",
-                    "self_attn.k_proj",
-                    "self_attn.v_proj",
-                    "self_attn.o_proj",
-                    "self_attn.q_norm",
-                    "self_attn.k_norm",
-                    "mlp.gate_proj",
-                    "mlp.up_proj",
-                    "mlp.down_proj",
-                    "input_layernorm",
-                    "post_attention_layernorm",
-                ]
-                .iter()
-                .map(|t| format!("{p}.{t}.weight"))
-                .collect()
+                layer_tensors(c).iter().map(|t| format!("{p}.{t}")).collect()
             }
+            _ if self.wants_lm_head() => vec!["model.norm.weight".into(), "lm_head.weight".into()],
             _ => vec!["model.norm.weight".into()],
         }
+    }
+
+    fn wants_lm_head(&self) -> bool {
+        self.opts.lm_head && !self.config.tie_word_embeddings
     }
 
     /// Reads group `group` (in order) from `ts`.
     pub fn add(&mut self, group: usize, ts: &mut Tensors<'_>) -> Result<()> {
         let c = self.config;
         let (h, eps, device) = (c.hidden_size, c.rms_norm_eps, &self.device);
-        let before = ts.used.len();
+        let before = ts.used_count();
         match group {
             0 => {
                 // The embedding stays on the host, in its stored precision.
@@ -323,15 +194,20 @@ impl<'c> ModelBuilder<'c> {
                 let layer = read_layer(c, &format!("model.layers.{}", g - 1), ts, device)?;
                 self.layers.push(layer);
             }
-            _ => self.norm = Some(RmsNorm::new(ts.vector("model.norm.weight", h, device)?, eps)),
+            _ => {
+                self.norm = Some(RmsNorm::new(ts.vector("model.norm.weight", h, device)?, eps));
+                if self.wants_lm_head() {
+                    self.lm_head = Some(ts.embedding("lm_head.weight", c.vocab_size, h)?);
+                }
+            }
         }
-        self.applied += ts.used.len() - before;
-        self.dtypes.extend(ts.dtypes.iter().cloned());
+        self.applied += ts.used_count() - before;
+        self.dtypes.extend(ts.dtypes().iter().cloned());
         Ok(())
     }
 
     /// The model, once every group was added; `unused` lists the tensors never read.
-    pub fn finish(self, unused: Vec<String>) -> Result<(Qwen3Model, LoadReport)> {
+    pub fn finish(self, unused: Vec<String>) -> Result<(Model, LoadReport)> {
         let incomplete =
             || ModelError::Input("model load stopped before every tensor group".into());
         let embed = self.embed.ok_or_else(incomplete)?;
@@ -340,14 +216,16 @@ impl<'c> ModelBuilder<'c> {
             return Err(incomplete());
         }
         let report = LoadReport { applied: self.applied, unused, dtypes: self.dtypes };
-        let decoder = Qwen3Decoder { layers: self.layers, norm };
-        Ok((Qwen3Model::from_parts(self.config.clone(), embed, decoder, self.device), report))
+        let decoder = Decoder { layers: self.layers, norm };
+        let model = Model::from_parts(self.config.clone(), embed, decoder, self.device)
+            .with_lm_head(self.lm_head);
+        Ok((model, report))
     }
 }
 
 /// One decoder layer's tensors (prefix `model.layers.N`).
 fn read_layer(
-    c: &Qwen3Config,
+    c: &ModelConfig,
     p: &str,
     ts: &mut Tensors<'_>,
     device: &Device,
@@ -357,21 +235,25 @@ fn read_layer(
     let norm = |ts: &mut Tensors, name: &str, len| -> Result<RmsNorm> {
         Ok(RmsNorm::new(ts.vector(&format!("{p}.{name}.weight"), len, device)?, eps))
     };
+    let (qkv_bias, o_bias) = (c.qkv_bias(), c.o_bias());
+    let lin = |ts: &mut Tensors, name: &str, d_in, d_out, bias| {
+        ts.linear(&format!("{p}.{name}"), d_in, d_out, bias, device)
+    };
     let self_attn = Attention {
-        q_proj: ts.linear(&format!("{p}.self_attn.q_proj.weight"), h, nq * d, device)?,
-        k_proj: ts.linear(&format!("{p}.self_attn.k_proj.weight"), h, nkv * d, device)?,
-        v_proj: ts.linear(&format!("{p}.self_attn.v_proj.weight"), h, nkv * d, device)?,
-        o_proj: ts.linear(&format!("{p}.self_attn.o_proj.weight"), nq * d, h, device)?,
-        q_norm: norm(ts, "self_attn.q_norm", d)?,
-        k_norm: norm(ts, "self_attn.k_norm", d)?,
+        q_proj: lin(ts, "self_attn.q_proj", h, nq * d, qkv_bias)?,
+        k_proj: lin(ts, "self_attn.k_proj", h, nkv * d, qkv_bias)?,
+        v_proj: lin(ts, "self_attn.v_proj", h, nkv * d, qkv_bias)?,
+        o_proj: lin(ts, "self_attn.o_proj", nq * d, h, o_bias)?,
+        q_norm: if c.qk_norm() { Some(norm(ts, "self_attn.q_norm", d)?) } else { None },
+        k_norm: if c.qk_norm() { Some(norm(ts, "self_attn.k_norm", d)?) } else { None },
         num_heads: nq,
         num_kv_heads: nkv,
         head_dim: d,
     };
     let mlp = Mlp {
-        gate_proj: ts.linear(&format!("{p}.mlp.gate_proj.weight"), h, i, device)?,
-        up_proj: ts.linear(&format!("{p}.mlp.up_proj.weight"), h, i, device)?,
-        down_proj: ts.linear(&format!("{p}.mlp.down_proj.weight"), i, h, device)?,
+        gate_proj: lin(ts, "mlp.gate_proj", h, i, false)?,
+        up_proj: lin(ts, "mlp.up_proj", h, i, false)?,
+        down_proj: lin(ts, "mlp.down_proj", i, h, false)?,
     };
     Ok(DecoderLayer {
         self_attn,
@@ -455,13 +337,29 @@ struct HeaderInfo {
 mod tests {
     use super::*;
 
+    /// `names(group)` is exactly what `add(group)` reads, for every family and group.
     #[test]
-    fn transpose_is_exact() {
-        let v: Vec<f32> = (0..35 * 70).map(|x| x as f32).collect();
-        let t = transpose(&v, 35, 70);
-        for r in 0..35 {
-            for c in 0..70 {
-                assert_eq!(t[c * 35 + r], v[r * 70 + c]);
+    fn names_list_exactly_what_each_group_reads() {
+        let device = Device::flex();
+        for family in ["qwen3", "qwen2", "llama"] {
+            let json = format!(
+                r#"{{"model_type":"{family}","vocab_size":64,"hidden_size":16,
+                "intermediate_size":24,"num_hidden_layers":2,"num_attention_heads":4,
+                "num_key_value_heads":2,"head_dim":4,"rms_norm_eps":1e-6,"rope_theta":10000.0,
+                "tie_word_embeddings":false}}"#
+            );
+            let c = ModelConfig::from_json(json.as_bytes(), "config.json").unwrap();
+            let opts = LoadOptions { lm_head: true };
+            let mut b = ModelBuilder::new(&c, &device).with_options(opts);
+            for g in 0..b.groups() {
+                let mut ts = Tensors::random(7);
+                b.add(g, &mut ts).unwrap();
+                let mut read: Vec<String> = ts.unused(); // empty: nothing stored
+                assert!(read.is_empty());
+                read = ts.used_names();
+                let mut want = b.names(g);
+                want.sort();
+                assert_eq!(read, want, "{family} group {g}");
             }
         }
     }

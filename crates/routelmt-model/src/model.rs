@@ -6,16 +6,17 @@
 //! row run alone. Work is split into chunks so that no device buffer exceeds
 //! [`MAX_BUFFER_BYTES`] (WebGPU's default binding limit), the same on every device.
 
-use burn::module::{Module, Param};
-use burn::nn::Linear;
-use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::block::{Attention, DecoderLayer, Mlp};
-use crate::config::Qwen3Config;
-use crate::embedding::{EmbeddingData, HostEmbedding};
+use crate::block::DecoderLayer;
+use crate::config::ModelConfig;
+use crate::embedding::HostEmbedding;
 use crate::error::{ModelError, Result};
+use crate::loader::LoadOptions;
 use crate::norm::RmsNorm;
 use crate::rope::Rope;
+use crate::tensors::Tensors;
 
 /// Largest device buffer the model creates (WebGPU's default `maxStorageBufferBindingSize`).
 pub const MAX_BUFFER_BYTES: usize = 128 << 20;
@@ -26,14 +27,14 @@ const MASKED: f32 = -1.0e30;
 /// The trainable, device-resident part: decoder blocks and the final norm.
 /// Parameter paths mirror HF without the leading `model.` (`layers.0.self_attn.q_proj.weight`).
 #[derive(Module, Debug)]
-pub struct Qwen3Decoder {
+pub struct Decoder {
     /// Decoder blocks.
     pub layers: Vec<DecoderLayer>,
     /// Final RMSNorm.
     pub norm: RmsNorm,
 }
 
-impl Qwen3Decoder {
+impl Decoder {
     /// Last-real-token hidden states at `layer`, on `device` (autodiff-aware when the device
     /// is). Inputs must be valid (see [`check_batch`]); chunking is the caller's job.
     ///
@@ -42,7 +43,7 @@ impl Qwen3Decoder {
     /// - output: `[B, hidden]`
     pub fn forward_last(
         &self,
-        config: &Qwen3Config,
+        config: &ModelConfig,
         embed: &HostEmbedding,
         batch: &[Vec<u32>],
         layer: usize,
@@ -64,7 +65,7 @@ impl Qwen3Decoder {
         // 2. Blocks 1..=min(layer, L).
         let n_blocks = layer.min(config.num_hidden_layers);
         if n_blocks > 0 {
-            let rope = Rope::new(t, config.head_dim, config.theta(), device);
+            let rope = Rope::new(t, config, device);
             let bias = causal_bias(config.group_size(), t, device);
             for block in &self.layers[..n_blocks] {
                 x = block.forward(x, &rope, &bias);
@@ -94,7 +95,7 @@ fn causal_bias(g: usize, t: usize, device: &Device) -> Tensor<2> {
 
 /// Checks a layer index against transformers' `hidden_states` range and every sequence
 /// against the vocabulary (non-empty, ids below `vocab_size`).
-pub fn check_batch(config: &Qwen3Config, batch: &[Vec<u32>], layer: usize) -> Result<()> {
+pub fn check_batch(config: &ModelConfig, batch: &[Vec<u32>], layer: usize) -> Result<()> {
     let n = config.num_hidden_layers;
     if layer > n {
         return Err(ModelError::Input(format!(
@@ -117,30 +118,31 @@ pub fn check_batch(config: &Qwen3Config, batch: &[Vec<u32>], layer: usize) -> Re
 
 /// A loaded Qwen3 model: host embedding + device decoder.
 #[derive(Debug)]
-pub struct Qwen3Model {
+pub struct Model {
     /// Architecture.
-    pub config: Qwen3Config,
+    pub config: ModelConfig,
     /// Token embeddings (host).
     pub embed_tokens: HostEmbedding,
     /// Decoder (device).
-    pub decoder: Qwen3Decoder,
+    pub decoder: Decoder,
     device: Device,
+    lm_head: Option<HostEmbedding>,
 }
 
-impl Qwen3Model {
+impl Model {
     /// Assembles a model from parts (the loader and the random initializer use this).
     pub fn from_parts(
-        config: Qwen3Config,
+        config: ModelConfig,
         embed_tokens: HostEmbedding,
-        decoder: Qwen3Decoder,
+        decoder: Decoder,
         device: Device,
     ) -> Self {
-        Self { config, embed_tokens, decoder, device }
+        Self { config, embed_tokens, decoder, device, lm_head: None }
     }
 
     /// The parts (config, host embedding, decoder, device), e.g. to train the decoder and
     /// reassemble the model with [`Self::from_parts`].
-    pub fn into_parts(self) -> (Qwen3Config, HostEmbedding, Qwen3Decoder, Device) {
+    pub fn into_parts(self) -> (ModelConfig, HostEmbedding, Decoder, Device) {
         (self.config, self.embed_tokens, self.decoder, self.device)
     }
 
@@ -149,54 +151,39 @@ impl Qwen3Model {
         &self.device
     }
 
-    /// A model with random weights (N(0, 0.02) projections, unit norms, bf16 embedding), for
-    /// benchmarks of the full-size architecture without a download.
-    pub fn random(config: Qwen3Config, device: &Device, seed: u64) -> Self {
-        device.seed(seed);
-        let (h, d, i) = (config.hidden_size, config.head_dim, config.intermediate_size);
-        let (nq, nkv) = (config.num_attention_heads, config.num_key_value_heads);
-        let eps = config.rms_norm_eps;
-        let lin = |d_in: usize, d_out: usize| Linear {
-            weight: Param::from_tensor(Tensor::random(
-                [d_in, d_out],
-                Distribution::Normal(0.0, 0.02),
-                device,
-            )),
-            bias: None,
+    /// A model with random weights (N(0, 0.02) projections, unit norms, zero biases, a bf16
+    /// embedding), built by the loader from [`Tensors::random`], for benchmarks of the
+    /// full-size architecture without a download.
+    pub fn random(config: ModelConfig, device: &Device, seed: u64) -> Self {
+        let mut ts = Tensors::random(seed);
+        let (model, _) =
+            crate::loader::load_tensors(&config, &mut ts, LoadOptions::default(), device)
+                .expect("random tensors have every name and shape");
+        model
+    }
+
+    /// Sets the host copy of an untied `lm_head` (the loader's [`LoadOptions::lm_head`]).
+    pub fn with_lm_head(mut self, lm_head: Option<HostEmbedding>) -> Self {
+        self.lm_head = lm_head;
+        self
+    }
+
+    /// The `k` most likely next tokens after each final hidden state (`hidden_states[L]`,
+    /// already normed), most likely first, with their logits: `h · Wᵀ` over the vocabulary on
+    /// the host, with `W` the embedding table (tied) or the untied `lm_head` (loaded with
+    /// [`LoadOptions::lm_head`]). Ties go to the lower id.
+    pub fn top_logits(&self, hidden: &[Vec<f32>], k: usize) -> Result<Vec<(Vec<u32>, Vec<f32>)>> {
+        let table = match (&self.lm_head, self.config.tie_word_embeddings) {
+            (Some(head), _) => head,
+            (None, true) => &self.embed_tokens,
+            (None, false) => {
+                return Err(ModelError::Input(
+                    "the model has an untied lm_head that was not loaded (LoadOptions::lm_head)"
+                        .into(),
+                ));
+            }
         };
-        let layers = (0..config.num_hidden_layers)
-            .map(|_| DecoderLayer {
-                self_attn: Attention {
-                    q_proj: lin(h, nq * d),
-                    k_proj: lin(h, nkv * d),
-                    v_proj: lin(h, nkv * d),
-                    o_proj: lin(nq * d, h),
-                    q_norm: RmsNorm::ones(d, eps, device),
-                    k_norm: RmsNorm::ones(d, eps, device),
-                    num_heads: nq,
-                    num_kv_heads: nkv,
-                    head_dim: d,
-                },
-                mlp: Mlp { gate_proj: lin(h, i), up_proj: lin(h, i), down_proj: lin(i, h) },
-                input_layernorm: RmsNorm::ones(h, eps, device),
-                post_attention_layernorm: RmsNorm::ones(h, eps, device),
-            })
-            .collect();
-        let decoder = Qwen3Decoder { layers, norm: RmsNorm::ones(h, eps, device) };
-        // xorshift64*: fast host fill of the (large) embedding table.
-        let mut state = seed | 1;
-        let table = (0..config.vocab_size * h)
-            .map(|_| {
-                state ^= state >> 12;
-                state ^= state << 25;
-                state ^= state >> 27;
-                let u =
-                    (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) as f32 / (1u64 << 24) as f32;
-                half::bf16::from_f32((u - 0.5) * 0.07)
-            })
-            .collect();
-        let embed = HostEmbedding::new(config.vocab_size, h, EmbeddingData::Bf16(table));
-        Self::from_parts(config, embed, decoder, device.clone())
+        Ok(hidden.iter().map(|h| table.top_dot(h, k)).collect())
     }
 
     /// Bytes of the largest device buffer a chunk of `rows` sequences padded to `seq` creates.

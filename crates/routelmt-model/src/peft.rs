@@ -13,13 +13,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use burn::module::{Lora, LoraAdapter, Module, Param, ParamGroup, ParamId, Reparameterizer};
 use burn::tensor::{Device, Tensor, TensorData};
-use safetensors::{Dtype, SafeTensors};
+use safetensors::Dtype;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::config::Qwen3Config;
+use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
-use crate::model::Qwen3Decoder;
+use crate::model::Decoder;
+use crate::tensors::{Tensors, safetensors_sources, transpose};
 
 /// The projection modules LoRA may adapt, as (PEFT module name, path inside a layer).
 pub const TARGETS: [(&str, &str); 7] = [
@@ -41,14 +42,14 @@ pub struct LoraSettings {
     pub alpha: f64,
 }
 
-/// Parameter paths (inside [`Qwen3Decoder`]) that LoRA adapts: every projection weight.
+/// Parameter paths (inside [`Decoder`]) that LoRA adapts: every projection weight.
 pub const TARGET_REGEX: &str =
     r"^layers\.[0-9]+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)\.weight$";
 
 /// Attaches fresh LoRA adapters (burn's initialization: `A` random, `B` zero, so the model's
 /// outputs are unchanged until trained) to the seven projection types of every layer, and
 /// nothing else. The one LoRA set-up used by training, benchmarks and tests.
-pub fn apply_new_lora(decoder: Qwen3Decoder, settings: LoraSettings) -> Result<Qwen3Decoder> {
+pub fn apply_new_lora(decoder: Decoder, settings: LoraSettings) -> Result<Decoder> {
     let group = ParamGroup::from_regex(TARGET_REGEX)
         .map_err(|e| ModelError::Input(format!("LoRA target pattern: {e:?}")))?;
     Ok(decoder.apply_lora(Lora::new(settings.rank, settings.alpha).set_param_group(group)))
@@ -81,7 +82,7 @@ pub struct PeftAdapter {
 }
 
 /// (in, out) of a projection.
-fn dims(config: &Qwen3Config, module: &str) -> (usize, usize) {
+fn dims(config: &ModelConfig, module: &str) -> (usize, usize) {
     let (h, d, i) = (config.hidden_size, config.head_dim, config.intermediate_size);
     let (nq, nkv) = (config.num_attention_heads, config.num_key_value_heads);
     match module {
@@ -93,33 +94,6 @@ fn dims(config: &Qwen3Config, module: &str) -> (usize, usize) {
     }
 }
 
-fn f32s(view: &safetensors::tensor::TensorView<'_>, name: &str, file: &str) -> Result<Vec<f32>> {
-    use half::{bf16, f16};
-    let b = view.data();
-    Ok(match view.dtype() {
-        Dtype::F32 => {
-            b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-        }
-        Dtype::BF16 => {
-            b.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
-        }
-        Dtype::F16 => {
-            b.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
-        }
-        o => return Err(ModelError::weights(file, format!("tensor '{name}' has dtype {o:?}"))),
-    })
-}
-
-fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0f32; v.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = v[r * cols + c];
-        }
-    }
-    out
-}
-
 impl PeftAdapter {
     /// Reads `adapter_config.json` and `adapter_model.safetensors` (bytes; names for errors)
     /// and checks every factor against the base model's shapes.
@@ -128,7 +102,7 @@ impl PeftAdapter {
         config_file: &str,
         weights: &[u8],
         weights_file: &str,
-        base: &Qwen3Config,
+        base: &ModelConfig,
     ) -> Result<Self> {
         let cfg: Value = serde_json::from_slice(config_json)
             .map_err(|e| ModelError::config(config_file, format!("not valid JSON: {e}")))?;
@@ -162,15 +136,11 @@ impl PeftAdapter {
         let rslora = cfg.get("use_rslora").and_then(Value::as_bool).unwrap_or(false);
         let scale = if rslora { alpha / (rank as f64).sqrt() } else { alpha / rank as f64 };
 
-        let st = SafeTensors::deserialize(weights).map_err(|e| {
-            ModelError::weights(
-                weights_file,
-                format!("not a valid safetensors file (corrupt or truncated?): {e}"),
-            )
-        })?;
+        let sources = safetensors_sources(weights_file, weights)?;
+        let names: Vec<String> = sources.iter().map(|(n, _)| n.clone()).collect();
+        let mut ts = Tensors::new(sources)?;
         let mut factors = BTreeMap::new();
-        let mut seen = 0usize;
-        for (name, view) in st.tensors() {
+        for name in &names {
             if !name.ends_with(".lora_A.weight") {
                 if !name.ends_with(".lora_B.weight") {
                     return Err(ModelError::weights(
@@ -206,38 +176,25 @@ impl PeftAdapter {
             }
             let (d_in, d_out) = dims(base, module);
             let b_name = format!("base_model.model.model.{path}.lora_B.weight");
-            let b_view = st.tensor(&b_name).map_err(|_| {
-                ModelError::weights(weights_file, format!("missing tensor '{b_name}'"))
-            })?;
-            if view.shape() != [rank, d_in] {
-                return Err(ModelError::weights(
-                    weights_file,
-                    format!(
-                        "tensor '{name}' has shape {:?}, expected {:?} for this base model",
-                        view.shape(),
-                        [rank, d_in]
-                    ),
-                ));
+            for (n, shape) in [(name.as_str(), [rank, d_in]), (b_name.as_str(), [d_out, rank])] {
+                if let Some(src) = ts.get(n).filter(|s| s.shape != shape) {
+                    return Err(ModelError::weights(
+                        weights_file,
+                        format!(
+                            "tensor '{n}' has shape {:?}, expected {shape:?} for this base model",
+                            src.shape
+                        ),
+                    ));
+                }
             }
-            if b_view.shape() != [d_out, rank] {
-                return Err(ModelError::weights(
-                    weights_file,
-                    format!(
-                        "tensor '{b_name}' has shape {:?}, expected {:?} for this base model",
-                        b_view.shape(),
-                        [d_out, rank]
-                    ),
-                ));
-            }
-            let a = transpose(&f32s(&view, &name, weights_file)?, rank, d_in);
-            let b = transpose(&f32s(&b_view, &b_name, weights_file)?, d_out, rank);
+            let a = transpose(&ts.take(name, &[rank, d_in])?, rank, d_in);
+            let b = transpose(&ts.take(&b_name, &[d_out, rank])?, d_out, rank);
             factors.insert(path.to_string(), Factors { a, b, d_in, d_out });
-            seen += 2;
         }
-        if seen != st.len() {
+        if !ts.unused().is_empty() {
             return Err(ModelError::weights(
                 weights_file,
-                "a lora_B tensor has no matching lora_A",
+                format!("tensor '{}' (a lora_B) has no matching lora_A", ts.unused()[0]),
             ));
         }
         if factors.is_empty() {
@@ -303,7 +260,7 @@ impl PeftAdapter {
 
     /// Merges the adapter into the decoder's weights (`W + scale·a·b`): same outputs as the
     /// unmerged model, no extra cost per request.
-    pub fn merge_into(&self, mut decoder: Qwen3Decoder, device: &Device) -> Qwen3Decoder {
+    pub fn merge_into(&self, mut decoder: Decoder, device: &Device) -> Decoder {
         for (n, layer) in decoder.layers.iter_mut().enumerate() {
             for (module, lin) in projections_mut(layer) {
                 if let Some(f) = self.factors.get(&format!("layers.{n}.{module}")) {
@@ -318,7 +275,7 @@ impl PeftAdapter {
 
     /// Attaches the factors as burn LoRA adapters (unmerged: `W` stays, the delta is added at
     /// use), e.g. to continue training or to check against an unmerged reference.
-    pub fn attach(&self, decoder: Qwen3Decoder, device: &Device) -> Qwen3Decoder {
+    pub fn attach(&self, decoder: Decoder, device: &Device) -> Decoder {
         decoder.apply_reparameterization(Attach {
             adapter: self,
             device: device.clone(),
@@ -331,10 +288,10 @@ impl PeftAdapter {
     /// the re-attached factors, so training resumes exactly.
     pub fn attach_with_ids(
         &self,
-        decoder: Qwen3Decoder,
+        decoder: Decoder,
         device: &Device,
         ids: &BTreeMap<String, [u64; 2]>,
-    ) -> Qwen3Decoder {
+    ) -> Decoder {
         decoder.apply_reparameterization(Attach {
             adapter: self,
             device: device.clone(),
@@ -343,7 +300,7 @@ impl PeftAdapter {
     }
 
     /// Parameter ids `[a, b]` of every attached adapter, by module path.
-    pub fn param_ids(decoder: &Qwen3Decoder) -> BTreeMap<String, [u64; 2]> {
+    pub fn param_ids(decoder: &Decoder) -> BTreeMap<String, [u64; 2]> {
         let mut ids = BTreeMap::new();
         for (n, layer) in decoder.layers.iter().enumerate() {
             for (module, lin) in projections(layer) {
@@ -357,7 +314,7 @@ impl PeftAdapter {
 
     /// Reads the LoRA adapters of a decoder (after `apply_lora` and training) back into
     /// PEFT-ready factors. `None` when the decoder carries no adapters.
-    pub fn extract(decoder: &Qwen3Decoder, rank: usize, alpha: f64) -> Result<Option<Self>> {
+    pub fn extract(decoder: &Decoder, rank: usize, alpha: f64) -> Result<Option<Self>> {
         let mut factors = BTreeMap::new();
         for (n, layer) in decoder.layers.iter().enumerate() {
             for (module, lin) in projections(layer) {

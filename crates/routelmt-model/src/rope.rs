@@ -8,21 +8,58 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-/// `cos` and `sin` tables for positions `0..seq_len`, each `[seq_len, head_dim]`, on the host.
-pub fn tables(seq_len: usize, head_dim: usize, theta: f64) -> (Vec<f32>, Vec<f32>) {
-    let half = head_dim / 2;
-    let inv_freq: Vec<f32> = (0..half)
+use crate::config::{Llama3Rope, ModelConfig};
+
+/// The `head_dim / 2` inverse frequencies of a config: the default table, then Llama 3's
+/// scaling when the config asks for it (transformers `_compute_llama3_parameters`, in f32).
+pub fn inv_freq(config: &ModelConfig) -> Vec<f32> {
+    let default = default_inv_freq(config.head_dim, config.theta());
+    match &config.rope_llama3 {
+        Some(r) => llama3(&default, r),
+        None => default,
+    }
+}
+
+fn default_inv_freq(head_dim: usize, theta: f64) -> Vec<f32> {
+    (0..head_dim / 2)
         .map(|i| {
             let exponent = (2 * i) as f32 / head_dim as f32;
             1.0 / (theta as f32).powf(exponent)
         })
-        .collect();
+        .collect()
+}
+
+fn llama3(inv_freq: &[f32], r: &Llama3Rope) -> Vec<f32> {
+    let (factor, low, high) =
+        (r.factor as f32, r.low_freq_factor as f32, r.high_freq_factor as f32);
+    let old = r.original_max_position_embeddings as f32;
+    let (low_wavelen, high_wavelen) = (old / low, old / high);
+    inv_freq
+        .iter()
+        .map(|&f| {
+            let wavelen = 2.0 * std::f32::consts::PI / f;
+            let scaled = if wavelen > low_wavelen { f / factor } else { f };
+            let medium = wavelen >= high_wavelen && wavelen <= low_wavelen;
+            if medium {
+                let smooth = (old / wavelen - low) / (high - low);
+                (1.0 - smooth) * scaled / factor + smooth * scaled
+            } else {
+                scaled
+            }
+        })
+        .collect()
+}
+
+/// `cos` and `sin` tables for positions `0..seq_len`, each `[seq_len, 2 * inv_freq.len()]`,
+/// on the host.
+pub fn tables(seq_len: usize, inv_freq: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let head_dim = 2 * inv_freq.len();
     let mut cos = Vec::with_capacity(seq_len * head_dim);
     let mut sin = Vec::with_capacity(seq_len * head_dim);
     for pos in 0..seq_len {
         // transformers concatenates (freqs, freqs): both halves share the angles.
         for _ in 0..2 {
-            for f in &inv_freq {
+            for f in inv_freq {
                 let angle = pos as f32 * f;
                 cos.push(angle.cos());
                 sin.push(angle.sin());
@@ -41,8 +78,9 @@ pub struct Rope {
 
 impl Rope {
     /// Tables for positions `0..seq_len`, shaped `[1, 1, seq_len, head_dim]` for broadcasting.
-    pub fn new(seq_len: usize, head_dim: usize, theta: f64, device: &Device) -> Self {
-        let (cos, sin) = tables(seq_len, head_dim, theta);
+    pub fn new(seq_len: usize, config: &ModelConfig, device: &Device) -> Self {
+        let head_dim = config.head_dim;
+        let (cos, sin) = tables(seq_len, &inv_freq(config));
         let shape = [1, 1, seq_len, head_dim];
         Self {
             cos: Tensor::from_data(TensorData::new(cos, shape), device),
@@ -72,12 +110,29 @@ mod tests {
 
     #[test]
     fn position_zero_is_identity_and_halves_share_angles() {
-        let (cos, sin) = tables(3, 8, 10_000.0);
+        let (cos, sin) = tables(3, &default_inv_freq(8, 10_000.0));
         assert!(cos[..8].iter().all(|c| *c == 1.0) && sin[..8].iter().all(|s| *s == 0.0));
         // position 1, i = 0: angle 1 rad in both halves
         assert_eq!(cos[8], 1f32.cos());
         assert_eq!(cos[8 + 4], 1f32.cos());
         // i = 1: inv_freq = 1/10000^(2/8) = 0.1
         assert!((sin[9] - 0.1f32.sin()).abs() < 1e-7);
+    }
+
+    #[test]
+    fn llama3_scaling_keeps_high_and_divides_low_frequencies() {
+        // Llama 3.2's settings: factor 32, low 1, high 4, original context 8192.
+        let r = Llama3Rope {
+            factor: 32.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 8192.0,
+        };
+        let base = default_inv_freq(64, 500_000.0);
+        let scaled = llama3(&base, &r);
+        assert_eq!(scaled[0], base[0]); // wavelength 2π < 2048: unchanged
+        assert_eq!(scaled[31], base[31] / 32.0); // wavelength > 8192: divided by the factor
+        let mid = (0..32).find(|&i| scaled[i] != base[i] && scaled[i] != base[i] / 32.0);
+        assert!(mid.is_some(), "some frequency is smoothed between the two");
     }
 }

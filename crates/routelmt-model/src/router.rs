@@ -14,10 +14,10 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::Qwen3Config;
+use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::head::{HeadKind, RouterHead};
-use crate::model::{Qwen3Model, split_rows};
+use crate::model::{Model, split_rows};
 use crate::peft::{LoraSettings, PeftAdapter};
 use crate::prompt::PromptStyle;
 
@@ -43,7 +43,11 @@ pub struct RouterConfig {
     pub layer: usize,
     /// Prompt revision the router was trained with.
     pub prompt_style: PromptStyle,
-    /// [`Qwen3Config::fingerprint`] of the base model.
+    /// Whether the prompt was placed in the model's chat template (`auto`, the default and
+    /// what routers written before this field used) or left bare (`none`).
+    #[serde(default)]
+    pub chat_template: crate::chat::ChatMode,
+    /// [`ModelConfig::fingerprint`] of the base model.
     pub base_fingerprint: String,
     /// Where the base model came from (informational).
     #[serde(default)]
@@ -74,7 +78,7 @@ impl RouterConfig {
     }
 
     /// Errors unless `base` is the model this router was trained on.
-    pub fn check_base(&self, base: &Qwen3Config, file: &str) -> Result<()> {
+    pub fn check_base(&self, base: &ModelConfig, file: &str) -> Result<()> {
         let fp = base.fingerprint();
         if fp != self.base_fingerprint {
             return Err(ModelError::config(
@@ -127,7 +131,7 @@ pub struct Router {
 
 impl Router {
     /// Builds a router from its files and checks it against the base model.
-    pub fn from_files(files: RouterFiles<'_>, base: &Qwen3Config, device: &Device) -> Result<Self> {
+    pub fn from_files(files: RouterFiles<'_>, base: &ModelConfig, device: &Device) -> Result<Self> {
         let (bytes, name) = files.router_json;
         let config = RouterConfig::from_json(bytes, name)?;
         config.check_base(base, name)?;
@@ -186,7 +190,7 @@ impl Router {
 
     /// Prepares a base model for scoring: the adapter is merged into the weights, so a request
     /// costs exactly one plain prefill.
-    pub fn prepare(&self, mut model: Qwen3Model) -> Qwen3Model {
+    pub fn prepare(&self, mut model: Model) -> Model {
         if let Some(a) = &self.adapter {
             let device = model.device().clone();
             model.decoder = a.merge_into(model.decoder, &device);
@@ -206,7 +210,7 @@ impl Router {
     /// chunks that fit the buffer limit (not read back yet).
     fn pending(
         &self,
-        model: &Qwen3Model,
+        model: &Model,
         batch: &[Vec<u32>],
         max_rows: usize,
     ) -> Result<Vec<Tensor<2>>> {
@@ -217,7 +221,7 @@ impl Router {
     /// [`Self::score`] without blocking on the read-back (the browser's way).
     pub async fn score_async(
         &self,
-        model: &Qwen3Model,
+        model: &Model,
         batch: &[Vec<u32>],
         max_rows: usize,
     ) -> Result<Vec<Vec<f32>>> {
@@ -234,7 +238,7 @@ impl Router {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn score(
         &self,
-        model: &Qwen3Model,
+        model: &Model,
         batch: &[Vec<u32>],
         max_rows: usize,
     ) -> Result<Vec<Vec<f32>>> {

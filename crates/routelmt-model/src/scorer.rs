@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use crate::head::HeadKind;
-use crate::model::Qwen3Model;
+use crate::model::Model;
 use crate::prompt::PromptStyle;
 use crate::router::Router;
 
@@ -14,14 +14,14 @@ use crate::router::Router;
 #[derive(Debug)]
 pub struct Scorer {
     router: Router,
-    model: Qwen3Model,
+    model: Model,
 }
 
 impl Scorer {
     /// Merges the router's adapter (if any) into `model`: a request then costs exactly one
     /// plain prefill. The router must have been checked against this base model
     /// ([`Router::from_files`] does).
-    pub fn new(model: Qwen3Model, router: Router) -> Self {
+    pub fn new(model: Model, router: Router) -> Self {
         let model = router.prepare(model);
         Self { router, model }
     }
@@ -32,13 +32,18 @@ impl Scorer {
     }
 
     /// The prepared model.
-    pub fn model(&self) -> &Qwen3Model {
+    pub fn model(&self) -> &Model {
         &self.model
     }
 
     /// The prompt revision the router was trained with.
     pub fn prompt_style(&self) -> PromptStyle {
         self.router.config.prompt_style
+    }
+
+    /// Whether the router's prompts use the model's chat template.
+    pub fn chat_mode(&self) -> crate::chat::ChatMode {
+        self.router.config.chat_template
     }
 
     /// Whether the router routes the lowest score first (a quality head).

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::device::{DeviceChoice, select};
 use crate::hf;
-use crate::model::Qwen3Model;
+use crate::model::Model;
 
 /// Max |ours − transformers| on hidden states (f32 on both sides).
 const PARITY_TOL: f32 = 1e-4;
@@ -25,6 +25,20 @@ pub(crate) fn fixtures() -> PathBuf {
 struct Golden {
     cases: Vec<Case>,
     batch: Option<Batch>,
+    /// Next-token ids and logits per case (models other than the first Qwen3 fixtures).
+    #[serde(default)]
+    top5: Vec<Top5>,
+}
+
+#[derive(Deserialize)]
+struct Top5 {
+    ids: Vec<u32>,
+    logits: Vec<f32>,
+}
+
+/// A small config for tests that need one (tiny-gqa's).
+pub(crate) fn tiny_config() -> crate::ModelConfig {
+    hf::read_config(&fixtures().join("models/tiny-gqa")).unwrap()
 }
 
 #[derive(Deserialize)]
@@ -39,10 +53,9 @@ struct Batch {
     hidden_final: Vec<Vec<f32>>,
 }
 
-fn golden(dir: &Path) -> Golden {
-    let path = dir.join("golden.json");
+fn golden(path: &Path) -> Golden {
     serde_json::from_slice(
-        &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
     )
     .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -52,19 +65,40 @@ pub(crate) fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
-const PARITY_MODELS: [&str; 4] = ["tiny-gqa", "tiny-bf16", "tiny-sharded", "tiny-f16"];
+/// Checkpoints (HF folders and GGUF files) and their transformers goldens.
+fn parity_models() -> Vec<(String, PathBuf, PathBuf)> {
+    let m = |n: &str| {
+        let dir = fixtures().join("models").join(n);
+        (n.to_string(), dir.clone(), dir.join("golden.json"))
+    };
+    let g = |n: &str| {
+        let dir = fixtures().join("gguf");
+        (format!("{n}.gguf"), dir.join(format!("{n}.gguf")), dir.join(format!("{n}.golden.json")))
+    };
+    vec![
+        m("tiny-gqa"),
+        m("tiny-bf16"),
+        m("tiny-sharded"),
+        m("tiny-f16"),
+        m("tiny-llama"),
+        m("tiny-qwen2"),
+        g("tiny-llama"),
+        g("tiny-qwen2"),
+        g("tiny-qwen3"),
+    ]
+}
 
 fn check_parity(device: &Device, label: &str) {
-    for name in PARITY_MODELS {
-        let dir = fixtures().join("models").join(name);
+    for (name, path, golden_path) in parity_models() {
+        let opts = crate::LoadOptions { lm_head: true };
         let (model, report) =
-            hf::load_folder(&dir, device).unwrap_or_else(|e| panic!("{name}: {e}"));
+            hf::load_with(&path, opts, device).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(
-            report.unused.iter().all(|u| u == "lm_head.weight"),
+            report.unused.is_empty() || report.unused == ["lm_head.weight"],
             "{name}: unused {:?}",
             report.unused
         );
-        let g = golden(&dir);
+        let g = golden(&golden_path);
         let mut worst = 0f32;
         for case in &g.cases {
             for (layer, want) in &case.hidden {
@@ -89,6 +123,17 @@ fn check_parity(device: &Device, label: &str) {
                 worst = worst.max(d);
             }
         }
+        for (case, want) in g.cases.iter().zip(&g.top5) {
+            let l = model.config.num_hidden_layers;
+            let h = model.last_hidden(std::slice::from_ref(&case.input_ids), l, 1).unwrap();
+            let (ids, logits) = model.top_logits(&h, 5).unwrap().remove(0);
+            assert_eq!(ids, want.ids, "{label} {name}: top-5 ids");
+            let d = max_abs_diff(&logits, &want.logits);
+            assert!(
+                d <= PARITY_TOL * want.logits[0].abs().max(1.0),
+                "{label} {name}: logits {d:e}"
+            );
+        }
         println!("{label} {name}: {} cases, worst max abs diff {worst:e}", g.cases.len());
     }
 }
@@ -106,7 +151,7 @@ fn parity_with_transformers_wgpu() {
     check_parity(&dev.device, "wgpu");
 }
 
-fn batch_invariance(model: &Qwen3Model, label: &str) {
+fn batch_invariance(model: &Model, label: &str) {
     let v = model.config.vocab_size as u32;
     let seqs: Vec<Vec<u32>> = [5usize, 1, 17, 9, 17, 2]
         .iter()
@@ -146,8 +191,8 @@ fn batch_equals_single_and_padding_is_invisible() {
 #[test]
 fn chunks_respect_the_buffer_limit() {
     let dev = select(DeviceChoice::Cpu).unwrap();
-    let model = Qwen3Model::random(
-        crate::Qwen3Config { vocab_size: 64, ..crate::Qwen3Config::qwen3_0_6b() },
+    let model = Model::random(
+        crate::ModelConfig { vocab_size: 64, ..crate::ModelConfig::qwen3_0_6b() },
         &dev.device,
         1,
     );
@@ -362,7 +407,7 @@ fn sharded_folder_errors_name_the_shard() {
 
 // ---- PEFT adapters: read what PEFT wrote, match transformers+PEFT, round-trip our export. ----
 
-fn lora_fixture(base: &crate::Qwen3Config) -> crate::PeftAdapter {
+fn lora_fixture(base: &crate::ModelConfig) -> crate::PeftAdapter {
     let dir = fixtures().join("models/tiny-gqa-lora");
     let c = std::fs::read(dir.join("adapter_config.json")).unwrap();
     let w = std::fs::read(dir.join("adapter_model.safetensors")).unwrap();
@@ -373,21 +418,21 @@ fn lora_fixture(base: &crate::Qwen3Config) -> crate::PeftAdapter {
 #[test]
 fn peft_adapter_matches_transformers_peft_merged_and_unmerged() {
     let dir = fixtures().join("models/tiny-gqa-lora");
-    let g = golden(&dir);
+    let g = golden(&dir.join("golden.json"));
     for choice in [DeviceChoice::Cpu, DeviceChoice::Gpu] {
         let dev = select(choice).unwrap();
         let device = &dev.device;
         let (base, _) = hf::load_folder(&fixtures().join("models/tiny-gqa"), device).unwrap();
         let adapter = lora_fixture(&base.config);
         assert_eq!((adapter.rank, adapter.scale, adapter.factors.len()), (8, 4.0, 3 * 7));
-        let Qwen3Model { config, embed_tokens, decoder, .. } = base;
-        let unmerged = Qwen3Model::from_parts(
+        let Model { config, embed_tokens, decoder, .. } = base;
+        let unmerged = Model::from_parts(
             config.clone(),
             embed_tokens.clone(),
             adapter.attach(decoder.clone(), device),
             device.clone(),
         );
-        let merged = Qwen3Model::from_parts(
+        let merged = Model::from_parts(
             config,
             embed_tokens,
             adapter.merge_into(decoder, device),

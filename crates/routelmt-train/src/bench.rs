@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 use routelmt_model::head::read;
-use routelmt_model::{HeadKind, LoraSettings, Qwen3Model, RouterHead, peft};
+use routelmt_model::{HeadKind, LoraSettings, Model, RouterHead, peft};
 
 use crate::error::Result;
 use crate::settings::adamw;
@@ -15,7 +15,7 @@ use crate::step::Trainable;
 /// with LoRA, forward + backward through the decoder + AdamW on adapters and head; without, a
 /// plain prefill (no autodiff) + the head's step.
 pub fn time_steps(
-    model: Qwen3Model,
+    model: Model,
     lora: Option<LoraSettings>,
     layer: usize,
     batch: &[Vec<u32>],

@@ -12,7 +12,7 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 use routelmt_model::router::{ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEAD_FILE};
-use routelmt_model::{PeftAdapter, Qwen3Config, Router, RouterHead};
+use routelmt_model::{ModelConfig, PeftAdapter, Router, RouterHead};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
@@ -118,7 +118,7 @@ impl Checkpoints {
     pub fn restore(
         &self,
         expect: &State,
-        config: &Qwen3Config,
+        config: &ModelConfig,
         device: &Device,
     ) -> Result<Restored> {
         let dir = [self.work.join("last"), self.work.join("last.old")]

@@ -16,6 +16,9 @@ pub struct TrainSettings {
     pub layer: usize,
     /// Prompt revision (recorded in the router; prompts are built by the caller).
     pub prompt_style: PromptStyle,
+    /// Chat template use (recorded in the router; prompts are built by the caller).
+    #[serde(default)]
+    pub chat_template: routelmt_model::ChatMode,
     /// Passes over the training set.
     pub epochs: usize,
     /// Peak learning rate (linear warm-up, then linear decay to zero).

@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use routelmt_model::head::read;
-use routelmt_model::{HeadKind, Qwen3Decoder, Qwen3Model, RouterHead};
+use routelmt_model::{Decoder, HeadKind, Model, RouterHead};
 use serde::{Deserialize, Serialize};
 
 use crate::data::Example;
@@ -49,7 +49,7 @@ impl std::fmt::Display for EpochReport {
 /// The trainable part: decoder (carrying LoRA adapters, or frozen) and head.
 #[derive(Module, Debug)]
 pub(crate) struct Trainable {
-    pub decoder: Qwen3Decoder,
+    pub decoder: Decoder,
     pub head: RouterHead,
 }
 
@@ -58,7 +58,7 @@ pub(crate) enum Inputs<'a> {
     /// Prompts run through the trainable decoder on every pass (LoRA).
     Prefill {
         /// The base model (for its config and host embedding).
-        base: &'a Qwen3Model,
+        base: &'a Model,
         /// The examples, indexed by row.
         examples: &'a [Example],
         /// hidden_states index.
@@ -188,7 +188,7 @@ pub(crate) fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
 }
 
 /// Errors before a micro-batch would exceed the device's buffer limit (a panic on wgpu).
-fn check_buffers(model: &Qwen3Model, ids: &[Vec<u32>]) -> Result<()> {
+fn check_buffers(model: &Model, ids: &[Vec<u32>]) -> Result<()> {
     let t = ids.iter().map(Vec::len).max().unwrap_or(0);
     let need = model.peak_buffer_bytes(ids.len(), t);
     if need > routelmt_model::MAX_BUFFER_BYTES {

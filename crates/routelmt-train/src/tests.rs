@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use routelmt_model::{HeadKind, LoraSettings, PromptStyle, Qwen3Model, hf};
+use routelmt_model::{HeadKind, LoraSettings, Model, PromptStyle, hf};
 
 use crate::TrainSettings;
 use crate::data::Example;
@@ -17,7 +17,7 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
 
-fn tiny() -> Qwen3Model {
+fn tiny() -> Model {
     hf::load_folder(&fixtures().join("models/tiny-gqa"), &Device::flex()).unwrap().0
 }
 
@@ -55,6 +55,7 @@ fn settings(epochs: usize, lora: bool) -> TrainSettings {
         head: HeadKind::Gain,
         layer: 3,
         prompt_style: PromptStyle::Card,
+        chat_template: routelmt_model::ChatMode::Auto,
         epochs,
         lr: 3e-3,
         weight_decay: 0.01,
@@ -70,7 +71,7 @@ fn settings(epochs: usize, lora: bool) -> TrainSettings {
 /// Runs a job; `stop_after` stops it after that optimizer step, as an interrupt would.
 #[allow(clippy::too_many_arguments)]
 fn run(
-    model: Qwen3Model,
+    model: Model,
     train_set: &[Example],
     valid: &[Example],
     s: &TrainSettings,
@@ -107,7 +108,7 @@ fn spearman(a: &[f64], b: &[f64]) -> f64 {
     routelmt_route::spearman(a, b)
 }
 
-fn scores(router: &routelmt_model::Router, model: Qwen3Model, set: &[Example]) -> Vec<f64> {
+fn scores(router: &routelmt_model::Router, model: Model, set: &[Example]) -> Vec<f64> {
     let model = router.prepare(model);
     let ids: Vec<Vec<u32>> = set.iter().map(|e| e.ids.clone()).collect();
     router.score(&model, &ids, 32).unwrap().iter().map(|s| f64::from(s[0])).collect()

@@ -15,7 +15,7 @@ use burn::module::Module;
 use burn::optim::{GradientsAccumulator, ModuleOptimizer};
 use burn::tensor::Device;
 use routelmt_model::router::FORMAT;
-use routelmt_model::{PeftAdapter, Qwen3Model, Router, RouterConfig, RouterHead, peft};
+use routelmt_model::{Model, PeftAdapter, Router, RouterConfig, RouterHead, peft};
 use serde_json::json;
 
 use crate::checkpoint::{Checkpoints, STATE_FORMAT, State};
@@ -29,7 +29,7 @@ use crate::step::{
 /// One training run: the base model, the data, the settings, where the router goes.
 pub struct TrainJob<'a> {
     /// The base model, on the device to train on.
-    pub model: Qwen3Model,
+    pub model: Model,
     /// Training examples.
     pub train: &'a [Example],
     /// Validation examples (the best epoch by their Spearman is kept).
@@ -197,7 +197,7 @@ pub fn train(
 
 /// The trainable module, state and optimizer: fresh, or restored from the checkpoint with
 /// the parameter ids the optimizer state refers to.
-fn start(model: &Qwen3Model, fresh: State, checkpoints: &Checkpoints, resume: bool) -> Result<Run> {
+fn start(model: &Model, fresh: State, checkpoints: &Checkpoints, resume: bool) -> Result<Run> {
     let settings = fresh.settings.clone();
     let plain = model.device();
     // The base decoder's tensors are shared, not copied, by the clone.
@@ -232,7 +232,7 @@ fn start(model: &Qwen3Model, fresh: State, checkpoints: &Checkpoints, resume: bo
 
 /// Head-only runs: the frozen model's hidden states of (train, valid), computed once.
 fn frozen_features(
-    model: &Qwen3Model,
+    model: &Model,
     settings: &TrainSettings,
     train: &[Example],
     valid: &[Example],
@@ -256,7 +256,7 @@ fn frozen_features(
 fn optimizer_step(
     mut run: Run,
     ctx: &Ctx<'_>,
-    model: &Qwen3Model,
+    model: &Model,
     order: &[usize],
     batches: usize,
     total: usize,
@@ -286,7 +286,7 @@ fn optimizer_step(
 
 /// Validates the epoch just finished, keeps its router if it is the best so far, and
 /// checkpoints. Validation runs a plain (no autodiff) copy of the trained module.
-fn end_epoch(run: &mut Run, ctx: &Ctx<'_>, model: &mut Qwen3Model) -> Result<EpochReport> {
+fn end_epoch(run: &mut Run, ctx: &Ctx<'_>, model: &mut Model) -> Result<EpochReport> {
     let s = ctx.settings;
     let snapshot = run.trainable.valid();
     let valid_pred = match &ctx.frozen {
@@ -324,7 +324,7 @@ fn end_epoch(run: &mut Run, ctx: &Ctx<'_>, model: &mut Qwen3Model) -> Result<Epo
 }
 
 /// The router of a (plain) trained module: adapter extracted, head in label units.
-fn export(m: &Trainable, state: &State, model: &Qwen3Model, ctx: &Ctx<'_>) -> Result<Router> {
+fn export(m: &Trainable, state: &State, model: &Model, ctx: &Ctx<'_>) -> Result<Router> {
     let s = ctx.settings;
     let adapter = match s.lora {
         Some(l) => PeftAdapter::extract(&m.decoder, l.rank, l.alpha)?,
@@ -337,6 +337,7 @@ fn export(m: &Trainable, state: &State, model: &Qwen3Model, ctx: &Ctx<'_>) -> Re
         head: s.head,
         layer: s.layer,
         prompt_style: s.prompt_style,
+        chat_template: s.chat_template,
         base_fingerprint: model.config.fingerprint(),
         base_model: Some(ctx.base_name.to_string()),
         lora: s.lora,

