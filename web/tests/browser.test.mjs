@@ -343,7 +343,7 @@ test("bad inputs give a clear message on the page, and the page keeps working", 
 test("a model folder given as picked files loads like its URL", { timeout: 120_000 }, async () => {
   const page = await harness();
   const got = await page.evaluate(async (base) => {
-    const names = ["config.json", "model.safetensors", "tokenizer.json"];
+    const names = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"];
     const files = [];
     for (const name of names) {
       const blob = await (await fetch(base + name)).blob();

@@ -417,6 +417,62 @@ mod tests {
     }
 
     #[test]
+    fn families_fill_their_defaults() {
+        let mut m = base();
+        m.insert("model_type".into(), "qwen2".into());
+        m.remove("head_dim");
+        let c = parse(&m).unwrap();
+        assert_eq!(
+            (c.family, c.head_dim, c.qkv_bias(), c.o_bias(), c.qk_norm()),
+            (Family::Qwen2, 16, true, false, false)
+        );
+        let mut m = base();
+        m.insert("model_type".into(), "llama".into());
+        m.remove("rope_theta");
+        m.remove("num_key_value_heads");
+        m.insert("attention_bias".into(), true.into());
+        let c = parse(&m).unwrap();
+        assert_eq!(
+            (c.theta(), c.num_key_value_heads, c.qkv_bias(), c.o_bias()),
+            (10_000.0, 4, true, true)
+        );
+        // Qwen3 still needs head_dim, and another family changes the fingerprint.
+        let mut m = base();
+        m.remove("head_dim");
+        assert!(parse(&m).unwrap_err().to_string().contains("head_dim"));
+        let q3 = parse(&base()).unwrap();
+        let mut m = base();
+        m.insert("model_type".into(), "llama".into());
+        assert_ne!(parse(&m).unwrap().fingerprint(), q3.fingerprint());
+    }
+
+    #[test]
+    fn llama3_rope_scaling_is_read_and_fingerprinted() {
+        let mut m = base();
+        m.insert("model_type".into(), "llama".into());
+        m.insert(
+            "rope_scaling".into(),
+            serde_json::json!({"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}),
+        );
+        let c = parse(&m).unwrap();
+        assert_eq!(c.rope_llama3.unwrap().factor, 32.0);
+        m.remove("rope_scaling");
+        assert_ne!(parse(&m).unwrap().fingerprint(), c.fingerprint());
+    }
+
+    /// Routers written before other families existed still match their Qwen3 base.
+    #[test]
+    fn qwen3_fingerprints_are_unchanged() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/models/tiny-default");
+        let bytes = std::fs::read(format!("{dir}/config.json")).unwrap();
+        let c = ModelConfig::from_json(&bytes, "config.json").unwrap();
+        let router = concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/demo/router/router.json");
+        let r: Value = serde_json::from_slice(&std::fs::read(router).unwrap()).unwrap();
+        assert_eq!(r["base_fingerprint"].as_str(), Some(c.fingerprint().as_str()));
+    }
+
+    #[test]
     fn qwen3_0_6b_counts_match_the_reference() {
         let c = ModelConfig::qwen3_0_6b();
         // docs/method.md (The small model): 440M non-embedding parameters.

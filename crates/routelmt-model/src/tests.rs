@@ -408,7 +408,10 @@ fn sharded_folder_errors_name_the_shard() {
 // ---- PEFT adapters: read what PEFT wrote, match transformers+PEFT, round-trip our export. ----
 
 fn lora_fixture(base: &crate::ModelConfig) -> crate::PeftAdapter {
-    let dir = fixtures().join("models/tiny-gqa-lora");
+    lora_adapter(&fixtures().join("models/tiny-gqa-lora"), base)
+}
+
+fn lora_adapter(dir: &Path, base: &crate::ModelConfig) -> crate::PeftAdapter {
     let c = std::fs::read(dir.join("adapter_config.json")).unwrap();
     let w = std::fs::read(dir.join("adapter_model.safetensors")).unwrap();
     crate::PeftAdapter::from_peft(&c, "adapter_config.json", &w, "adapter_model.safetensors", base)
@@ -417,14 +420,24 @@ fn lora_fixture(base: &crate::ModelConfig) -> crate::PeftAdapter {
 
 #[test]
 fn peft_adapter_matches_transformers_peft_merged_and_unmerged() {
-    let dir = fixtures().join("models/tiny-gqa-lora");
+    for (base_name, adapter_name) in
+        [("tiny-gqa", "tiny-gqa-lora"), ("tiny-llama", "tiny-llama-lora")]
+    {
+        check_peft(base_name, adapter_name);
+    }
+}
+
+fn check_peft(base_name: &str, adapter_name: &str) {
+    let dir = fixtures().join("models").join(adapter_name);
     let g = golden(&dir.join("golden.json"));
     for choice in [DeviceChoice::Cpu, DeviceChoice::Gpu] {
         let dev = select(choice).unwrap();
         let device = &dev.device;
-        let (base, _) = hf::load_folder(&fixtures().join("models/tiny-gqa"), device).unwrap();
-        let adapter = lora_fixture(&base.config);
-        assert_eq!((adapter.rank, adapter.scale, adapter.factors.len()), (8, 4.0, 3 * 7));
+        let (base, _) =
+            hf::load_folder(&fixtures().join("models").join(base_name), device).unwrap();
+        let adapter = lora_adapter(&dir, &base.config);
+        let n = 7 * base.config.num_hidden_layers;
+        assert_eq!((adapter.rank, adapter.scale, adapter.factors.len()), (8, 4.0, n));
         let Model { config, embed_tokens, decoder, .. } = base;
         let unmerged = Model::from_parts(
             config.clone(),
@@ -452,7 +465,7 @@ fn peft_adapter_matches_transformers_peft_merged_and_unmerged() {
                 );
                 assert!(
                     du <= PARITY_TOL && dm <= PARITY_TOL,
-                    "{}: layer {layer}: {du:e} {dm:e}",
+                    "{adapter_name} {}: layer {layer}: {du:e} {dm:e}",
                     dev.description
                 );
                 assert!(dd <= 1e-5, "merged vs unmerged {dd:e}");

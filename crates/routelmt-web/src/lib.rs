@@ -30,7 +30,7 @@ export interface Progress { phase: "model" | "router" | "tokenizer" | "load"; fi
 export interface LoadOptions {
   model: Source;
   router?: Source;
-  /** tokenizer.json's folder or files, if not in `model`. */
+  /** tokenizer.json's folder or files (with tokenizer_config.json for the chat template), if not in `model`. */
   tokenizer?: Source;
   device?: "auto" | "webgpu" | "cpu";
   onProgress?: (p: Progress) => void;
@@ -140,6 +140,11 @@ impl Router {
         };
         let source = Source { value: &tok_value, phase: "tokenizer", on_progress: &progress };
         let tokenizer = files::tokenizer(&source, optional).await.map_err(js_err)?;
+        // A router's prompts use the chat template as it was trained (`chat_template` in
+        // router.json).
+        let mode =
+            router.as_ref().map_or(routelmt_model::ChatMode::Auto, |r| r.config.chat_template);
+        let tokenizer = tokenizer.map(|t| t.with_mode(mode));
         let (loaded_model, report) =
             files::model(&model, &config, &chosen.device).await.map_err(js_err)?;
         let loaded = match router {
