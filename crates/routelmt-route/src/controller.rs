@@ -188,26 +188,34 @@ impl BudgetController {
     /// Decides one request from its router score (higher = more to gain from the large model).
     /// A non-finite score is treated as the lowest possible (it is never preferred large).
     pub fn decide(&mut self, score: f64) -> Decision {
+        let (preferred, threshold) = self.prefer(score, None);
+        let large = self.band_decision(preferred);
+        self.record(large, preferred);
+        Decision {
+            route: if large { Route::Large } else { Route::Small },
+            threshold,
+            forced: large != preferred,
+        }
+    }
+
+    /// The tracker's preference for `score` (large if above its threshold) and the threshold,
+    /// with the feedback computed from `share` (the realized large share of the recent
+    /// decisions; `None`: this controller's own). The score enters the tracker. A controller
+    /// whose band is held elsewhere (a fleet sharing one budget) calls this, applies the shared
+    /// band, and reports the outcome with [`Self::record`].
+    pub fn prefer(&mut self, score: f64, share: Option<f64>) -> (bool, f64) {
         let score = if score.is_finite() { score } else { f64::MIN };
-        let c = self.recent_large;
-        let r = self.cfg.window - 1 - self.recent.len();
         let p = self.cfg.budget;
-        let share = if self.recent.is_empty() { p } else { c as f64 / self.recent.len() as f64 };
+        let own = if self.recent.is_empty() {
+            p
+        } else {
+            self.recent_large as f64 / self.recent.len() as f64
+        };
+        let share = share.unwrap_or(own);
         let p_eff = (p + self.cfg.feedback * (p - share)).clamp(0.0, 1.0);
         let threshold = self.threshold(p_eff);
         // A score tied with the threshold (discrete scores) goes large while below target.
         let preferred = score > threshold || (score == threshold && share < p);
-        let large = if c + 1 > self.hi {
-            false
-        } else if c + r < self.lo {
-            // (`c + r < lo` can only be met by a large decision: see the module docs.)
-            true
-        } else {
-            preferred
-        };
-        let forced = large != preferred;
-
-        self.push_decision(large);
         // Slide the score window.
         let at = self.sorted.partition_point(|&x| x < score);
         self.sorted.insert(at, score);
@@ -217,8 +225,27 @@ impl BudgetController {
             let at = self.sorted.partition_point(|&x| x < old);
             self.sorted.remove(at);
         }
-        self.forced += u64::from(forced);
-        Decision { route: if large { Route::Large } else { Route::Small }, threshold, forced }
+        (preferred, threshold)
+    }
+
+    /// The hard band applied to a preference, over this controller's own recent decisions.
+    fn band_decision(&self, preferred: bool) -> bool {
+        let c = self.recent_large;
+        let r = self.cfg.window - 1 - self.recent.len();
+        if c + 1 > self.hi {
+            false
+        } else if c + r < self.lo {
+            // (`c + r < lo` can only be met by a large decision: see the module docs.)
+            true
+        } else {
+            preferred
+        }
+    }
+
+    /// Records a decision (`large`) made for a request the tracker preferred `preferred`.
+    pub fn record(&mut self, large: bool, preferred: bool) {
+        self.push_decision(large);
+        self.forced += u64::from(large != preferred);
     }
 
     /// Sends a request to the small model without consulting the tracker (a quality guard

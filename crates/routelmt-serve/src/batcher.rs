@@ -1,0 +1,105 @@
+//! The prefill worker: one OS thread owns the scorer (model + router) and the decider. Requests
+//! arrive on a channel; the worker takes up to `max_size` of them, waiting at most
+//! `max_wait` after the first, scores them in one batched prefill, and decides each in arrival
+//! order (so the budget controller sees one sequence). A batch that fails is rescored row by
+//! row, so one bad request cannot fail its neighbours.
+
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use routelmt_model::Scorer;
+use tokio::sync::oneshot;
+
+use crate::decide::{Decided, Decider};
+use crate::metrics::Metrics;
+
+/// A routed request.
+#[derive(Debug, Clone, Copy)]
+pub struct Routed {
+    /// The router's score.
+    pub score: f32,
+    /// The decision.
+    pub decided: Decided,
+}
+
+struct Job {
+    ids: Vec<u32>,
+    reply: oneshot::Sender<Result<Routed, String>>,
+}
+
+/// Handle to the prefill worker; cheap to clone.
+#[derive(Clone)]
+pub struct Batcher {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Batcher {
+    /// Starts the worker thread.
+    pub fn spawn(
+        scorer: Scorer,
+        decider: Decider,
+        max_size: usize,
+        max_wait: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("routelmt-prefill".into())
+            .spawn(move || worker(rx, scorer, decider, max_size.max(1), max_wait, &metrics))
+            .expect("spawn the prefill thread");
+        Self { tx }
+    }
+
+    /// Scores and decides one request.
+    pub async fn route(&self, ids: Vec<u32>) -> Result<Routed, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Job { ids, reply }).map_err(|_| "the prefill worker stopped".to_string())?;
+        rx.await.map_err(|_| "the prefill worker stopped".to_string())?
+    }
+}
+
+fn worker(
+    rx: mpsc::Receiver<Job>,
+    scorer: Scorer,
+    mut decider: Decider,
+    max_size: usize,
+    max_wait: Duration,
+    metrics: &Metrics,
+) {
+    while let Ok(first) = rx.recv() {
+        let deadline = Instant::now() + max_wait;
+        let mut jobs = vec![first];
+        while jobs.len() < max_size {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(j) => jobs.push(j),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let started = Instant::now();
+        let ids: Vec<Vec<u32>> = jobs.iter().map(|j| j.ids.clone()).collect();
+        let scores: Vec<Result<f32, String>> = match scorer.score(&ids, max_size) {
+            Ok(rows) => rows.into_iter().map(|r| Ok(r[0])).collect(),
+            Err(_) => ids
+                .iter()
+                .map(|one| {
+                    scorer
+                        .score(std::slice::from_ref(one), 1)
+                        .map(|r| r[0][0])
+                        .map_err(|e| routelmt_model::one_line(&e))
+                })
+                .collect(),
+        };
+        metrics.prefill(started.elapsed(), jobs.len());
+        for (job, score) in jobs.into_iter().zip(scores) {
+            let routed = score.and_then(|score| {
+                let decided = decider.decide(f64::from(score))?;
+                metrics.decision(&decided, decider.budget());
+                Ok(Routed { score, decided })
+            });
+            // A client that went away no longer waits for its answer.
+            let _ = job.reply.send(routed);
+        }
+    }
+}

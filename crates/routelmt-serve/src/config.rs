@@ -1,0 +1,431 @@
+//! The gateway's settings: one TOML file (`--config`), every key overridable by a flag and by
+//! an environment variable (flag > environment > file > default). Secrets never appear here:
+//! upstream keys and inbound tokens are named by the environment variables that hold them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+/// One upstream OpenAI-compatible endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// Base URL as OpenAI clients take it (`http://127.0.0.1:8001/v1`); requests go to
+    /// `{base_url}/chat/completions`.
+    pub base_url: String,
+    /// The model name the upstream expects (replaces the client's `model`).
+    pub model: String,
+    /// The name of the environment variable holding the upstream's API key (optional).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+}
+
+/// Both sides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Upstreams {
+    /// The small model's endpoint.
+    #[serde(default)]
+    pub small: Upstream,
+    /// The large model's endpoint.
+    #[serde(default)]
+    pub large: Upstream,
+}
+
+/// How the large share is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetSettings {
+    /// Target large share `p` for the streaming controller.
+    pub budget: Option<f64>,
+    /// Window `W` over which the share holds within `p ± tolerance`.
+    pub window: usize,
+    /// Half-width of the guaranteed band.
+    pub tolerance: f64,
+    /// A fixed threshold on the router score instead of a budget.
+    pub threshold: Option<f64>,
+    /// `redis://HOST:PORT`: replicas share one budget through Redis.
+    pub store: Option<String>,
+    /// Key prefix in Redis (replicas with the same prefix share a budget).
+    pub store_key: String,
+}
+
+impl Default for BudgetSettings {
+    fn default() -> Self {
+        Self {
+            budget: None,
+            window: 200,
+            tolerance: 0.02,
+            threshold: None,
+            store: None,
+            store_key: "routelmt:budget".into(),
+        }
+    }
+}
+
+/// Prefill micro-batching.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchSettings {
+    /// At most this many requests per prefill.
+    pub max_size: usize,
+    /// Wait at most this long after the first request for more.
+    pub max_wait_ms: u64,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        Self { max_size: 16, max_wait_ms: 5 }
+    }
+}
+
+/// Upstream timeouts, retries and the cool-down of a failing upstream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamPolicy {
+    /// Connection timeout.
+    pub connect_timeout_ms: u64,
+    /// Whole-request timeout (until the response headers, and for a non-streamed body).
+    pub timeout_ms: u64,
+    /// Retries on the routed side before falling back to the other side.
+    pub retries: u32,
+    /// Backoff before retry k is `backoff_ms · 2^k`.
+    pub backoff_ms: u64,
+    /// Consecutive failures after which an upstream cools down.
+    pub cooldown_after: u32,
+    /// How long a cooled-down upstream is skipped.
+    pub cooldown_ms: u64,
+}
+
+impl Default for UpstreamPolicy {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 2_000,
+            timeout_ms: 60_000,
+            retries: 1,
+            backoff_ms: 50,
+            cooldown_after: 5,
+            cooldown_ms: 10_000,
+        }
+    }
+}
+
+/// Request limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Longest text scored (characters of the routed message).
+    pub max_text_chars: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_body_bytes: 1 << 20, max_text_chars: 20_000 }
+    }
+}
+
+/// The whole configuration (the TOML file's schema).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// The small model: a Hugging Face folder or a GGUF file.
+    pub model: Option<PathBuf>,
+    /// The router folder trained on it.
+    pub router: Option<PathBuf>,
+    /// tokenizer.json (or its folder) instead of the model's own.
+    pub tokenizer: Option<PathBuf>,
+    /// `auto`, `cpu` or `gpu`.
+    pub device: String,
+    /// Budget policy.
+    pub budget: BudgetSettings,
+    /// Prefill micro-batching.
+    pub batch: BatchSettings,
+    /// The two upstreams.
+    pub upstreams: Upstreams,
+    /// Timeouts, retries, cool-down.
+    pub upstream: UpstreamPolicy,
+    /// Request limits.
+    pub limits: Limits,
+    /// Origins allowed by CORS (`*` for any), so that a browser page can call the gateway.
+    pub cors_origins: Vec<String>,
+    /// The name of an environment variable holding comma-separated inbound bearer tokens;
+    /// when set, a request without one of them gets 401.
+    pub tokens_env: Option<String>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            model: None,
+            router: None,
+            tokenizer: None,
+            device: "auto".into(),
+            budget: BudgetSettings::default(),
+            batch: BatchSettings::default(),
+            upstreams: Upstreams::default(),
+            upstream: UpstreamPolicy::default(),
+            limits: Limits::default(),
+            cors_origins: Vec::new(),
+            tokens_env: None,
+        }
+    }
+}
+
+/// `routelmt serve` flags; each also reads the environment variable shown in `--help`.
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// TOML configuration file (flags and environment override its keys).
+    #[arg(long, env = "ROUTELMT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Validate the configuration (files exist, URLs parse, keys are set) and exit.
+    #[arg(long)]
+    pub check: bool,
+    /// Small model: Hugging Face folder or GGUF file.
+    #[arg(long, env = "ROUTELMT_MODEL")]
+    pub model: Option<PathBuf>,
+    /// Router folder.
+    #[arg(long, env = "ROUTELMT_ROUTER")]
+    pub router: Option<PathBuf>,
+    /// tokenizer.json (or its folder) instead of the model's own.
+    #[arg(long, env = "ROUTELMT_TOKENIZER")]
+    pub tokenizer: Option<PathBuf>,
+    /// HOST:PORT to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "ROUTELMT_LISTEN")]
+    pub listen: Option<String>,
+    /// Compute device: auto, cpu or gpu.
+    #[arg(long, env = "ROUTELMT_DEVICE")]
+    pub device: Option<String>,
+    /// Small upstream base URL (e.g. http://127.0.0.1:8001/v1).
+    #[arg(long, env = "ROUTELMT_SMALL_URL")]
+    pub small_url: Option<String>,
+    /// Small upstream model name.
+    #[arg(long, env = "ROUTELMT_SMALL_MODEL")]
+    pub small_model: Option<String>,
+    /// Name of the environment variable holding the small upstream's key.
+    #[arg(long, env = "ROUTELMT_SMALL_KEY_ENV")]
+    pub small_key_env: Option<String>,
+    /// Large upstream base URL.
+    #[arg(long, env = "ROUTELMT_LARGE_URL")]
+    pub large_url: Option<String>,
+    /// Large upstream model name.
+    #[arg(long, env = "ROUTELMT_LARGE_MODEL")]
+    pub large_model: Option<String>,
+    /// Name of the environment variable holding the large upstream's key.
+    #[arg(long, env = "ROUTELMT_LARGE_KEY_ENV")]
+    pub large_key_env: Option<String>,
+    /// Target large share p (streaming controller).
+    #[arg(long, env = "ROUTELMT_BUDGET")]
+    pub budget: Option<f64>,
+    /// Controller window W in requests [default: 200].
+    #[arg(long, env = "ROUTELMT_WINDOW")]
+    pub window: Option<usize>,
+    /// Fixed threshold on the router score instead of a budget.
+    #[arg(long, env = "ROUTELMT_THRESHOLD", allow_negative_numbers = true)]
+    pub threshold: Option<f64>,
+    /// Share one budget across replicas: redis://HOST:PORT.
+    #[arg(long, env = "ROUTELMT_BUDGET_STORE")]
+    pub budget_store: Option<String>,
+    /// Most requests per prefill batch [default: 16].
+    #[arg(long, env = "ROUTELMT_BATCH_SIZE")]
+    pub batch_size: Option<usize>,
+    /// Longest wait for a batch to fill, in ms [default: 5].
+    #[arg(long, env = "ROUTELMT_BATCH_WAIT_MS")]
+    pub batch_wait_ms: Option<u64>,
+    /// Upstream request timeout in ms [default: 60000].
+    #[arg(long, env = "ROUTELMT_TIMEOUT_MS")]
+    pub timeout_ms: Option<u64>,
+    /// Retries before falling back to the other side [default: 1].
+    #[arg(long, env = "ROUTELMT_RETRIES")]
+    pub retries: Option<u32>,
+    /// CORS origin to allow (repeatable; `*` for any).
+    #[arg(long = "cors-origin", env = "ROUTELMT_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// Name of the environment variable holding comma-separated inbound bearer tokens.
+    #[arg(long, env = "ROUTELMT_TOKENS_ENV")]
+    pub tokens_env: Option<String>,
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+impl ServeConfig {
+    /// Parses a TOML file (`path` names it in errors).
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, String> {
+        toml::from_str(text)
+            .map_err(|e| format!("{}: {}", path.display(), e.to_string().replace('\n', " ").trim()))
+    }
+
+    /// The file (if any) with the flags and environment applied over it.
+    pub fn resolve(args: &ServeArgs) -> Result<Self, String> {
+        let mut c = match &args.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("{}: cannot read ({e})", p.display()))?;
+                Self::from_toml(&text, p)?
+            }
+            None => Self::default(),
+        };
+        let a = args;
+        c.model = a.model.clone().or(c.model);
+        c.router = a.router.clone().or(c.router);
+        c.tokenizer = a.tokenizer.clone().or(c.tokenizer);
+        set(&mut c.listen, a.listen.clone());
+        set(&mut c.device, a.device.clone());
+        set(&mut c.upstreams.small.base_url, a.small_url.clone());
+        set(&mut c.upstreams.small.model, a.small_model.clone());
+        c.upstreams.small.api_key_env = a.small_key_env.clone().or(c.upstreams.small.api_key_env);
+        set(&mut c.upstreams.large.base_url, a.large_url.clone());
+        set(&mut c.upstreams.large.model, a.large_model.clone());
+        c.upstreams.large.api_key_env = a.large_key_env.clone().or(c.upstreams.large.api_key_env);
+        if a.budget.is_some() {
+            c.budget.budget = a.budget;
+            c.budget.threshold = None;
+        }
+        if a.threshold.is_some() {
+            c.budget.threshold = a.threshold;
+            c.budget.budget = None;
+        }
+        if a.budget.is_some() && a.threshold.is_some() {
+            return Err("--budget and --threshold exclude each other".into());
+        }
+        set(&mut c.budget.window, a.window);
+        c.budget.store = a.budget_store.clone().or(c.budget.store);
+        set(&mut c.batch.max_size, a.batch_size);
+        set(&mut c.batch.max_wait_ms, a.batch_wait_ms);
+        set(&mut c.upstream.timeout_ms, a.timeout_ms);
+        set(&mut c.upstream.retries, a.retries);
+        if !a.cors_origins.is_empty() {
+            c.cors_origins = a.cors_origins.clone();
+        }
+        c.tokens_env = a.tokens_env.clone().or(c.tokens_env);
+        Ok(c)
+    }
+
+    /// Checks everything that can be checked without loading the model: required keys, file
+    /// and folder existence, URLs, the budget, and that every named environment variable is
+    /// set. Each problem is one line naming the key.
+    pub fn check(&self) -> Result<(), String> {
+        let _: SocketAddr = self
+            .listen
+            .parse()
+            .map_err(|_| format!("listen: '{}' is not HOST:PORT", self.listen))?;
+        let model = self.model.as_ref().ok_or("model: missing (--model or `model` in the file)")?;
+        if !model.exists() {
+            return Err(format!("model: {} does not exist", model.display()));
+        }
+        let router =
+            self.router.as_ref().ok_or("router: missing (--router or `router` in the file)")?;
+        if !router.is_dir() {
+            return Err(format!("router: {} is not a folder", router.display()));
+        }
+        if !matches!(self.device.as_str(), "auto" | "cpu" | "gpu") {
+            return Err(format!("device: '{}' is not auto, cpu or gpu", self.device));
+        }
+        for (side, u) in [("small", &self.upstreams.small), ("large", &self.upstreams.large)] {
+            let url = reqwest::Url::parse(&u.base_url).map_err(|e| {
+                format!("upstreams.{side}.base_url: '{}' is not a URL ({e})", u.base_url)
+            })?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(format!("upstreams.{side}.base_url: scheme must be http or https"));
+            }
+            if u.model.is_empty() {
+                return Err(format!("upstreams.{side}.model: missing"));
+            }
+            if let Some(var) = &u.api_key_env
+                && std::env::var_os(var).is_none()
+            {
+                return Err(format!("upstreams.{side}.api_key_env: ${var} is not set"));
+            }
+        }
+        if let Some(p) = self.budget.budget
+            && !(0.0..=1.0).contains(&p)
+        {
+            return Err(format!("budget.budget: {p} is not in [0, 1]"));
+        }
+        if self.budget.budget.is_some() && self.budget.threshold.is_some() {
+            return Err("budget: give budget or threshold, not both".into());
+        }
+        if let Some(s) = &self.budget.store
+            && !s.starts_with("redis://")
+        {
+            return Err(format!("budget.store: '{s}' is not a redis:// URL"));
+        }
+        if self.batch.max_size == 0 {
+            return Err("batch.max_size: must be at least 1".into());
+        }
+        if let Some(var) = &self.tokens_env {
+            match std::env::var(var) {
+                Ok(v) if v.split(',').any(|t| !t.trim().is_empty()) => {}
+                _ => return Err(format!("tokens_env: ${var} is not set or holds no token")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The inbound tokens (empty when none are configured).
+    pub fn inbound_tokens(&self) -> Vec<String> {
+        let Some(var) = &self.tokens_env else { return Vec::new() };
+        std::env::var(var)
+            .unwrap_or_default()
+            .split(',')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_flags_override() {
+        let toml = r#"
+            listen = "127.0.0.1:9000"
+            model = "m"
+            [budget]
+            budget = 0.3
+            window = 100
+            [upstreams.small]
+            base_url = "http://127.0.0.1:1/v1"
+            model = "s"
+        "#;
+        let c = ServeConfig::from_toml(toml, Path::new("g.toml")).unwrap();
+        assert_eq!(
+            (c.listen.as_str(), c.budget.window, c.upstreams.small.model.as_str()),
+            ("127.0.0.1:9000", 100, "s")
+        );
+        let mut a = ServeArgs {
+            threshold: Some(1.5),
+            listen: Some("0.0.0.0:1".into()),
+            ..Default::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.toml");
+        std::fs::write(&p, toml).unwrap();
+        a.config = Some(p);
+        let c = ServeConfig::resolve(&a).unwrap();
+        assert_eq!(
+            (c.budget.threshold, c.budget.budget, c.listen.as_str()),
+            (Some(1.5), None, "0.0.0.0:1")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let e = ServeConfig::from_toml("[budget]\nbudgte = 0.3", Path::new("g.toml")).unwrap_err();
+        assert!(e.starts_with("g.toml: ") && e.contains("budgte"), "{e}");
+        let c = ServeConfig { listen: "nope".into(), ..Default::default() };
+        assert!(c.check().unwrap_err().starts_with("listen: 'nope'"));
+    }
+}

@@ -1,0 +1,138 @@
+//! `routelmt serve`: an OpenAI-compatible routing gateway, a front door like the CLI and the
+//! browser package (docs/architecture.md). It listens at once, loads the small model and the
+//! router in the background (`/readyz` turns ready), runs the router's prefill on each chat
+//! request (micro-batched), decides small or large on a budget (the streaming controller, a
+//! threshold, or the router's calibrated τ; with Redis, one budget for a fleet), and forwards
+//! the request to that upstream with retries and fallback. SIGTERM and Ctrl-C drain in-flight
+//! requests, then return.
+
+pub mod api;
+pub mod batcher;
+pub mod config;
+pub mod decide;
+pub mod metrics;
+pub mod prompt;
+pub mod upstream;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use routelmt_model::device::{self, DeviceChoice};
+use routelmt_model::hf;
+use routelmt_route::controller::ControllerConfig;
+use routelmt_route::policy::{Calibration, Direction};
+
+pub use config::{ServeArgs, ServeConfig};
+
+use crate::api::{AppState, Ready};
+use crate::batcher::Batcher;
+use crate::decide::{Decider, RedisBand};
+use crate::metrics::Metrics;
+use crate::upstream::Upstreams;
+
+/// The decider the configuration and the router ask for.
+fn decider(cfg: &ServeConfig, scorer: &routelmt_model::Scorer) -> Result<Decider, String> {
+    let direction = if scorer.lowest_first() { Direction::Asc } else { Direction::Desc };
+    if let Some(tau) = cfg.budget.threshold {
+        return Ok(Decider::threshold(tau, direction));
+    }
+    if let Some(p) = cfg.budget.budget {
+        let mut c = ControllerConfig::new(p, cfg.budget.window);
+        c.tolerance = cfg.budget.tolerance;
+        let band = match &cfg.budget.store {
+            Some(url) => Some(RedisBand::connect(url, &cfg.budget.store_key)?),
+            None => None,
+        };
+        return Decider::controller(c, direction, band);
+    }
+    match &scorer.router().config.threshold {
+        Some(t) => {
+            let name = "router.json threshold";
+            let bytes = serde_json::to_vec(t).map_err(|e| e.to_string())?;
+            let cal = Calibration::from_json(&bytes, name).map_err(|e| e.to_string())?;
+            Ok(Decider::threshold(cal.threshold, cal.order))
+        }
+        None => Err("no budget policy: give --budget or --threshold, or calibrate the router \
+                     (`routelmt calibrate --router`)"
+            .into()),
+    }
+}
+
+/// Loads model, router and tokenizer and starts the prefill worker (blocking).
+fn load(cfg: &ServeConfig, metrics: Arc<Metrics>) -> Result<Ready, String> {
+    let one = |e: routelmt_model::ModelError| routelmt_model::one_line(&e);
+    let model = cfg.model.as_ref().ok_or("model: missing")?;
+    let router = cfg.router.as_ref().ok_or("router: missing")?;
+    let choice: DeviceChoice = cfg.device.parse().map_err(|e: String| format!("device: {e}"))?;
+    let dev = device::select(choice).map_err(one)?;
+    eprintln!("serve: device {dev}");
+    let scorer = hf::load_scorer(model, router, &dev.device).map_err(one)?;
+    let tokenizer =
+        hf::model_tokenizer(model, cfg.tokenizer.as_deref(), scorer.chat_mode()).map_err(one)?;
+    let style = scorer.prompt_style();
+    let decider = decider(cfg, &scorer)?;
+    let wait = Duration::from_millis(cfg.batch.max_wait_ms);
+    let batcher = Batcher::spawn(scorer, decider, cfg.batch.max_size, wait, metrics);
+    Ok(Ready { tokenizer, style, batcher })
+}
+
+/// Waits for SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    eprintln!("serve: shutting down; draining in-flight requests");
+}
+
+/// Runs the gateway until SIGTERM / Ctrl-C, then drains and returns.
+pub async fn serve(cfg: ServeConfig) -> Result<(), String> {
+    cfg.check()?;
+    let metrics = Arc::new(Metrics::new(cfg.budget.window));
+    let upstreams =
+        Upstreams::new(&cfg.upstreams.small, &cfg.upstreams.large, cfg.upstream.clone())?;
+    let state = Arc::new(AppState {
+        ready: OnceLock::new(),
+        load_error: OnceLock::new(),
+        upstreams,
+        metrics: metrics.clone(),
+        tokens: cfg.inbound_tokens(),
+        max_text_chars: cfg.limits.max_text_chars,
+    });
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|e| format!("listen: cannot bind {} ({e})", cfg.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    eprintln!("serve: listening on http://{addr}");
+    let loading = {
+        let (state, cfg) = (state.clone(), cfg.clone());
+        tokio::task::spawn_blocking(move || match load(&cfg, metrics) {
+            Ok(ready) => {
+                let _ = state.ready.set(ready);
+                eprintln!("serve: ready");
+            }
+            Err(e) => {
+                eprintln!("serve: loading failed: {e}");
+                let _ = state.load_error.set(e);
+            }
+        })
+    };
+    let app = api::app(state, cfg.limits.max_body_bytes, &cfg.cors_origins);
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
+    loading.abort();
+    served.map_err(|e| format!("server: {e}"))
+}

@@ -1,0 +1,447 @@
+//! `routelmt serve` end to end: the real binary in front of stub upstreams (tests/e2e/http.rs),
+//! on the bundled tiny model and demo router. Budget under concurrent load, stream
+//! pass-through, fallbacks under each fault, bad input, keys and tokens, SIGTERM draining, and
+//! two replicas sharing one budget through a real redis-server.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{fixture, root};
+use crate::http::{Gateway, Mode, Stub, chat, metric, request, sse_body};
+
+/// Flags for a gateway on the tiny model and demo router in front of `small` and `large`.
+fn base_args(small: &Stub, large: &Stub) -> Vec<String> {
+    let tok = root().join("assets/qwen3-tokenizer/tokenizer.json");
+    [
+        "--model",
+        fixture("models/tiny-default").to_str().unwrap(),
+        "--router",
+        root().join("web/demo/router").to_str().unwrap(),
+        "--tokenizer",
+        tok.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--small-url",
+        &small.url(),
+        "--small-model",
+        "lmt-small",
+        "--large-url",
+        &large.url(),
+        "--large-model",
+        "lmt-large",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn with(mut args: Vec<String>, extra: &[&str]) -> Vec<String> {
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+const WORDS: [&str; 12] = [
+    "Guten", "Morgen", "das", "Wetter", "ist", "heute", "schön", "und", "wir", "gehen", "in",
+    "Park",
+];
+
+/// A translation request whose text varies with `i` (so the scores vary).
+fn body(i: usize) -> Value {
+    let n = 1 + (i * 7919) % 11;
+    let text: Vec<&str> = (0..n).map(|k| WORDS[(i + k * 5) % WORDS.len()]).collect();
+    let msg = format!(
+        "Translate the following text from German into English.\nGerman: {}\nEnglish:",
+        text.join(" ")
+    );
+    json!({"model": "routelmt", "messages": [{"role": "user", "content": msg}]})
+}
+
+/// Sends `n` requests over `threads` threads; returns (decision seq, route, served, status).
+fn load(addr: SocketAddr, n: usize, threads: usize) -> Vec<(u64, String, String, u16)> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let next = next.clone();
+            std::thread::spawn(move || {
+                let mut out = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= n {
+                        return out;
+                    }
+                    let r = chat(addr, &body(i), &[]);
+                    let seq = r.header("x-routelmt-decision").map_or(0, |s| s.parse().unwrap());
+                    let route = r.header("x-routelmt-route").unwrap_or("").to_string();
+                    let served = r.header("x-routelmt-served").unwrap_or("").to_string();
+                    out.push((seq, route, served, r.status));
+                }
+            })
+        })
+        .collect();
+    handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+}
+
+/// Checks that every window of `w` consecutive decisions routes within `p ± 0.02`.
+fn assert_windows(mut decisions: Vec<(u64, bool)>, w: usize, p: f64) {
+    decisions.sort();
+    let seqs: Vec<u64> = decisions.iter().map(|d| d.0).collect();
+    assert!(seqs.windows(2).all(|s| s[1] == s[0] + 1), "decision numbers are consecutive");
+    let large: Vec<bool> = decisions.iter().map(|d| d.1).collect();
+    let (lo, hi) = (
+        ((p - 0.02) * w as f64 - 1e-9).ceil() as usize,
+        ((p + 0.02) * w as f64 + 1e-9).floor() as usize,
+    );
+    for (k, win) in large.windows(w).enumerate() {
+        let c = win.iter().filter(|&&l| l).count();
+        assert!((lo..=hi).contains(&c), "window {k}: {c} large, want {lo}..={hi}");
+    }
+}
+
+#[test]
+fn budget_holds_under_concurrent_load_and_metrics_match_the_upstreams() {
+    let (small, large) = (Stub::start("small", Mode::Ok), Stub::start("large", Mode::Ok));
+    let args = with(
+        base_args(&small, &large),
+        &["--budget", "0.3", "--window", "200", "--batch-size", "16"],
+    );
+    let g = Gateway::start(&args, &[]);
+    let started = Instant::now();
+    let results = load(g.addr, 2000, 32);
+    let took = started.elapsed();
+    assert_eq!(results.len(), 2000);
+    assert!(results.iter().all(|r| r.3 == 200), "every request answered 200");
+    assert!(results.iter().all(|r| r.1 == r.2), "no fallback without faults");
+    assert_windows(results.iter().map(|r| (r.0, r.1 == "large")).collect(), 200, 0.3);
+    let m = String::from_utf8(request(g.addr, "GET", "/metrics", &[], b"").body).unwrap();
+    let served_small = metric(&m, "routelmt_requests_total{route=\"small\",status=\"200\"}");
+    let served_large = metric(&m, "routelmt_requests_total{route=\"large\",status=\"200\"}");
+    assert_eq!((served_small as usize, served_large as usize), (small.n(), large.n()), "{m}");
+    assert_eq!(
+        metric(&m, "routelmt_upstream_requests_total{upstream=\"large\",outcome=\"200\"}") as usize,
+        large.n()
+    );
+    assert_eq!(metric(&m, "routelmt_budget"), 0.3);
+    assert!(metric(&m, "routelmt_prefill_rows_total") as usize == 2000);
+    println!("2000 requests at concurrency 32 in {took:.2?}; large {}", large.n());
+    assert_eq!(g.stop(), Some(0));
+}
+
+#[test]
+fn streams_pass_through_byte_for_byte_and_the_request_is_the_clients() {
+    let (small, large) = (Stub::start("small", Mode::Ok), Stub::start("large", Mode::Ok));
+    let g = Gateway::start(&with(base_args(&small, &large), &["--threshold", "-1e30"]), &[]);
+    let mut b = body(3);
+    b["stream"] = json!(true);
+    b["temperature"] = json!(0.25);
+    let r = chat(g.addr, &b, &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-routelmt-route"), Some("large"));
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    assert_eq!(String::from_utf8(r.body).unwrap(), sse_body("large"));
+    // The upstream got the client's request with its own model name.
+    let sent: Value = serde_json::from_str(&large.bodies.lock().unwrap()[0]).unwrap();
+    assert_eq!(
+        (sent["model"].as_str(), sent["temperature"].as_f64()),
+        (Some("lmt-large"), Some(0.25))
+    );
+    assert_eq!(sent["messages"], b["messages"]);
+    // /v1/models and the explicit form.
+    let models = request(g.addr, "GET", "/v1/models", &[], b"").json();
+    assert_eq!(models["data"][0]["id"], "routelmt");
+    let explicit = json!({"messages": [{"role": "user", "content": "anything"}],
+        "routelmt": {"src": "Hallo Welt", "src_lang": "de", "tgt_lang": "en"}});
+    let r = chat(g.addr, &explicit, &[]);
+    assert_eq!(r.status, 200);
+    let sent: Value = serde_json::from_str(&large.bodies.lock().unwrap()[1]).unwrap();
+    assert!(sent.get("routelmt").is_none(), "the routelmt object is not forwarded");
+}
+
+#[test]
+fn faults_fall_back_to_the_other_side_and_both_failing_is_a_clear_error() {
+    let (small, large) = (Stub::start("small", Mode::Ok), Stub::start("large", Mode::Ok));
+    // Everything routes large (threshold below every score).
+    let args = with(
+        base_args(&small, &large),
+        &["--threshold", "-1e30", "--timeout-ms", "400", "--retries", "1"],
+    );
+    let g = Gateway::start(&args, &[]);
+    // Slow but within the timeout: served by the routed side.
+    large.set(Mode::Slow(100));
+    let r = chat(g.addr, &body(3), &[]);
+    assert_eq!((r.status, r.header("x-routelmt-served")), (200, Some("large")));
+    for fault in [Mode::Fail, Mode::Reset, Mode::Hang] {
+        large.set(fault);
+        let before = large.n();
+        let r = chat(g.addr, &body(1), &[]);
+        assert_eq!(r.status, 200, "{fault:?}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            (r.header("x-routelmt-route"), r.header("x-routelmt-served")),
+            (Some("large"), Some("small")),
+            "{fault:?}"
+        );
+        assert_eq!(r.json()["choices"][0]["message"]["content"], "small");
+        assert_eq!(large.n() - before, 2, "{fault:?}: one try and one retry");
+    }
+    large.set(Mode::Fail);
+    small.set(Mode::Fail);
+    let r = chat(g.addr, &body(2), &[]);
+    assert_eq!(r.status, 502);
+    let e = r.json();
+    assert_eq!(e["error"]["type"], "upstream_error");
+    assert!(e["error"]["message"].as_str().unwrap().contains("both upstreams failed"), "{e}");
+    // Eight failures in a row: the large side cools down and is not even tried.
+    large.set(Mode::Ok);
+    small.set(Mode::Ok);
+    let before = large.n();
+    let r = chat(g.addr, &body(4), &[]);
+    assert_eq!((r.status, r.header("x-routelmt-served")), (200, Some("small")));
+    assert_eq!(large.n(), before, "a cooling upstream is skipped");
+    let m = String::from_utf8(request(g.addr, "GET", "/metrics", &[], b"").body).unwrap();
+    assert!(metric(&m, "routelmt_fallbacks_total{from=\"large\",to=\"small\"}") >= 3.0, "{m}");
+    assert!(
+        metric(&m, "routelmt_upstream_errors_total{upstream=\"large\",kind=\"timeout\"}") >= 2.0,
+        "{m}"
+    );
+}
+
+#[test]
+fn a_client_that_disconnects_cancels_its_upstream_call() {
+    let (small, large) = (Stub::start("small", Mode::Hang), Stub::start("large", Mode::Hang));
+    let g = Gateway::start(&with(base_args(&small, &large), &["--threshold", "1e30"]), &[]);
+    let mut conn = std::net::TcpStream::connect(g.addr).unwrap();
+    let b = body(1).to_string();
+    use std::io::Write;
+    write!(conn, "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{b}", b.len()).unwrap();
+    let started = Instant::now();
+    while small.n() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the request never reached the upstream"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(conn);
+    while small.cancelled.load(Ordering::SeqCst) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(20), "the upstream call was not cancelled");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn bad_input_gets_an_openai_error_and_the_server_keeps_serving() {
+    let (small, large) = (Stub::start("small", Mode::Ok), Stub::start("large", Mode::Ok));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(&cfg, "[limits]\nmax_body_bytes = 4096\nmax_text_chars = 300\n").unwrap();
+    let args =
+        with(base_args(&small, &large), &["--config", cfg.to_str().unwrap(), "--budget", "0.5"]);
+    let g = Gateway::start(&args, &[]);
+    let post = |body: &[u8]| {
+        request(
+            g.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("content-type", "application/json")],
+            body,
+        )
+    };
+    let long = json!({"messages": [{"role": "user", "content": "x".repeat(400)}]}).to_string();
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (b"{not json".to_vec(), 400, "malformed JSON"),
+        (b"[1, 2]".to_vec(), 400, "JSON object"),
+        (b"{\"model\": \"x\"}".to_vec(), 400, "missing field 'messages'"),
+        (b"{\"messages\": []}".to_vec(), 400, "non-empty array"),
+        (b"{\"messages\": [{\"role\": \"user\"}]}".to_vec(), 400, "no text content"),
+        (vec![b' '; 5000], 413, "too large"),
+        (long.into_bytes(), 413, "over the 300 limit"),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}],
+                "routelmt": {"src": "Hallo", "src_lang": "de", "tgt_lang": "xx"}})
+            .to_string()
+            .into_bytes(),
+            400,
+            "unknown language code 'xx'",
+        ),
+    ];
+    for (b, status, needle) in cases {
+        let r = post(&b);
+        assert_eq!(r.status, status, "{needle}: {}", String::from_utf8_lossy(&r.body));
+        let e = r.json();
+        assert_eq!(
+            e["error"]["type"],
+            if status == 413 || status == 400 { "invalid_request_error" } else { "" }
+        );
+        assert!(e["error"]["message"].as_str().unwrap().contains(needle), "{needle}: {e}");
+        assert_eq!(chat(g.addr, &body(0), &[]).status, 200, "still serving after: {needle}");
+    }
+    assert_eq!(request(g.addr, "GET", "/nope", &[], b"").status, 404);
+    assert_eq!(small.n() + large.n(), 8, "only the good requests went upstream");
+}
+
+#[test]
+fn keys_stay_secret_and_inbound_tokens_are_enforced() {
+    let (small, large) = (Stub::start("small", Mode::Ok), Stub::start("large", Mode::Fail));
+    let secret = "sk-test-5f0c2e9a7b";
+    let args = with(
+        base_args(&small, &large),
+        &[
+            "--budget",
+            "0.5",
+            "--small-key-env",
+            "T_SMALL_KEY",
+            "--large-key-env",
+            "T_LARGE_KEY",
+            "--tokens-env",
+            "T_TOKENS",
+        ],
+    );
+    let env = [
+        ("T_SMALL_KEY", secret),
+        ("T_LARGE_KEY", secret),
+        ("T_TOKENS", "tok-a, tok-b"),
+        ("RUST_LOG", "debug"),
+    ];
+    let g = Gateway::start(&args, &env);
+    let r = chat(g.addr, &body(0), &[]);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"]["type"], "authentication_error");
+    assert_eq!(chat(g.addr, &body(0), &[("authorization", "Bearer nope")]).status, 401);
+    let mut seen = Vec::new();
+    for i in 0..20 {
+        let r = chat(g.addr, &body(i), &[("authorization", "Bearer tok-b")]);
+        assert_eq!(r.status, 200);
+        seen.push(String::from_utf8_lossy(&r.body).to_string());
+        seen.extend(r.headers.values().cloned());
+    }
+    assert!(small.auth.lock().unwrap().iter().all(|a| a == &format!("Bearer {secret}")));
+    assert!(
+        !large.auth.lock().unwrap().is_empty(),
+        "the failing large side was tried with its key"
+    );
+    let m = String::from_utf8(request(g.addr, "GET", "/metrics", &[], b"").body).unwrap();
+    seen.push(m);
+    let log = g.log();
+    seen.push(log);
+    assert!(seen.iter().all(|s| !s.contains(secret) && !s.contains("tok-b")), "a secret leaked");
+    assert_eq!(g.stop(), Some(0));
+}
+
+#[test]
+fn sigterm_drains_accepted_requests_then_exits_zero() {
+    let (small, large) =
+        (Stub::start("small", Mode::Slow(600)), Stub::start("large", Mode::Slow(600)));
+    let g = Gateway::start(&with(base_args(&small, &large), &["--budget", "0.3"]), &[]);
+    let addr = g.addr;
+    let clients: Vec<_> =
+        (0..8).map(|i| std::thread::spawn(move || chat(addr, &body(i), &[]).status)).collect();
+    let started = Instant::now();
+    while small.n() + large.n() < 8 {
+        assert!(started.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let code = g.stop();
+    let statuses: Vec<u16> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    assert_eq!(statuses, vec![200; 8], "accepted requests are answered");
+    assert_eq!(code, Some(0));
+}
+
+struct Redis(Child, u16);
+
+impl Redis {
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/setup.sh installs it)");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(10), "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis(child, port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn two_replicas_hold_one_budget_through_redis_and_their_own_without() {
+    let (small, large) = (Stub::start("small", Mode::Ok), Stub::start("large", Mode::Ok));
+    let redis = Redis::start();
+    let store = format!("redis://127.0.0.1:{}", redis.1);
+    let shared = with(
+        base_args(&small, &large),
+        &["--budget", "0.3", "--window", "100", "--budget-store", &store],
+    );
+    let (a, b) = (Gateway::start(&shared, &[]), Gateway::start(&shared, &[]));
+    // Replica A gets mostly short texts, B mostly long ones: different score mixes.
+    let ra = std::thread::spawn({
+        let addr = a.addr;
+        move || load(addr, 500, 8)
+    });
+    let rb = load(b.addr, 300, 8);
+    let mut all = ra.join().unwrap();
+    all.extend(rb);
+    assert!(all.iter().all(|r| r.3 == 200));
+    assert_windows(all.iter().map(|r| (r.0, r.1 == "large")).collect(), 100, 0.3);
+    drop((a, b));
+    // Without a store each replica numbers and holds its own sequence.
+    let own = with(base_args(&small, &large), &["--budget", "0.3", "--window", "100"]);
+    let (a, b) = (Gateway::start(&own, &[]), Gateway::start(&own, &[]));
+    for g in [&a, &b] {
+        let r = load(g.addr, 300, 8);
+        assert_windows(r.iter().map(|r| (r.0, r.1 == "large")).collect(), 100, 0.3);
+    }
+}
+
+/// `routelmt serve --check` with the base flags, `flag` set to `value` (replaced if present).
+fn check_with(small: &Stub, large: &Stub, flag: &str, value: &str) -> crate::common::Cli {
+    let mut args = with(base_args(small, large), &["--budget", "0.3"]);
+    match args.iter().position(|a| a == flag) {
+        Some(i) => args[i + 1] = value.to_string(),
+        None => args.extend([flag.to_string(), value.to_string()]),
+    }
+    let mut cmd = crate::common::cli("serve").flag("--check");
+    for pair in args.chunks(2) {
+        cmd = cmd.arg(&pair[0], &pair[1]);
+    }
+    cmd
+}
+
+#[test]
+fn check_validates_a_config_and_names_the_problem() {
+    let (small, large) = (Stub::start("small", Mode::Ok), Stub::start("large", Mode::Ok));
+    let err = |o: &std::process::Output| crate::common::stderr(o);
+    let out = check_with(&small, &large, "--window", "200").ok();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("config ok"));
+    let out = check_with(&small, &large, "--large-url", "ftp://x").fails();
+    assert!(err(&out).contains("upstreams.large.base_url"), "{}", err(&out));
+    let out = check_with(&small, &large, "--small-key-env", "UNSET_VAR_FOR_TEST").fails();
+    assert!(err(&out).contains("$UNSET_VAR_FOR_TEST is not set"), "{}", err(&out));
+    let tiny_gqa = fixture("models/tiny-gqa");
+    let out = check_with(&small, &large, "--model", tiny_gqa.to_str().unwrap()).fails();
+    assert!(err(&out).contains("another base model"), "{}", err(&out));
+    let out = check_with(&small, &large, "--budget", "1.5").fails();
+    assert!(err(&out).contains("budget.budget: 1.5"), "{}", err(&out));
+}
