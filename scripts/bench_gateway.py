@@ -126,7 +126,7 @@ def main():
     print("|---|---:|---:|---:|---:|---:|---:|")
     for c in concs:
         rps, p50, p99 = direct[c]
-        print(f"| direct to the stub | {c} | {rps:.0f} | {p50*1e3:.2f} | {p99*1e3:.2f} | | |")
+        print(f"| direct to the stub | {c} | {rps:.2f} | {p50*1e3:.2f} | {p99*1e3:.2f} | | |")
     for label, batch, wait in [("gateway, no micro-batching (batch 1)", 1, 0),
                                ("gateway, micro-batching (batch 16, 5 ms)", 16, 5)]:
         p, port = start_gateway(a, stub_url, batch, wait)
@@ -134,7 +134,7 @@ def main():
             for c in concs:
                 rps, p50, p99 = run_load("127.0.0.1", port, "/v1/chat/completions", a.requests, c)
                 d50, d99 = direct[c][1], direct[c][2]
-                print(f"| {label} | {c} | {rps:.0f} | {p50*1e3:.2f} | {p99*1e3:.2f} | "
+                print(f"| {label} | {c} | {rps:.2f} | {p50*1e3:.2f} | {p99*1e3:.2f} | "
                       f"{(p50-d50)*1e3:.2f} | {(p99-d99)*1e3:.2f} |", flush=True)
         finally:
             p.terminate()
