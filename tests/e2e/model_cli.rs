@@ -202,7 +202,8 @@ fn info_describes_the_folder() {
     assert_eq!(v["architecture"], "qwen3");
     assert_eq!(v["dtype_on_disk"], serde_json::json!(["bf16"]));
     assert_eq!(v["head_dim"], 24);
-    assert_eq!(v["device"], "cpu (burn flex)");
+    let device = v["device"].as_str().unwrap();
+    assert!(device.starts_with("cpu: ") && device.contains("kernels"), "{device}");
     let o = cli("info").arg("--model", fixture("models/tiny-sharded")).arg("--device", "cpu").run();
     let text = stdout(&o);
     assert!(o.status.success() && text.contains("unused [\"lm_head.weight\"]"), "{text}");

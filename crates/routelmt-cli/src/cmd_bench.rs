@@ -49,6 +49,18 @@ pub struct BenchPrefillArgs {
     /// runs), side by side with the plain model.
     #[arg(long)]
     pub merged_lora: bool,
+    /// Decoder weights to time, comma-separated (f32, f16, q8), each prepared for inference
+    /// (the CPU kernels on the CPU).
+    #[arg(long, value_delimiter = ',', default_value = "f32")]
+    pub weights: Vec<routelmt_model::Precision>,
+    /// Also time the unprepared burn decoder (what training runs; the CPU path before the
+    /// kernels).
+    #[arg(long)]
+    pub burn: bool,
+    /// After each timed run, one more run of each CPU-kernel variant that times GEMM,
+    /// attention and elementwise work separately (printed and in the JSON).
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// Arguments of `routelmt bench train`.
@@ -97,6 +109,17 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// CPU time (user + system) this process has used, in seconds (Linux `/proc/self/stat`, at
+/// the usual 100 ticks per second).
+fn cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let (utime, stime): (f64, f64) = (f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?);
+    Some((utime + stime) / 100.0)
+}
+
 /// The full-size architecture with random weights, by name.
 fn random_model(name: &str, device: &burn::tensor::Device) -> Result<Model> {
     let config = match name {
@@ -123,79 +146,143 @@ fn median(v: &mut [f64]) -> f64 {
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
+/// One model variant of the prefill benchmark.
+struct Variant {
+    name: String,
+    model: Model,
+}
+
+/// The variants asked for: each `--weights` on the inference path (CPU kernels or the
+/// prepared wgpu decoder), optionally the unprepared burn decoder and a merged LoRA.
+fn variants(a: &BenchPrefillArgs, dev: &burn::tensor::Device) -> Result<Vec<Variant>> {
+    let load = || -> Result<Model> {
+        Ok(match &a.model {
+            Some(dir) => hf::load_folder(dir, dev)?.0,
+            None => random_model(&a.config, dev)?,
+        })
+    };
+    let mut out = Vec::new();
+    if a.burn {
+        out.push(Variant { name: "burn f32".into(), model: load()? });
+    }
+    for &w in &a.weights {
+        let model = load()?.prepared(w)?;
+        let engine = match model.cpu_decoder() {
+            Some(c) => format!("kernels {}", c.isa().name()),
+            None => "wgpu".into(),
+        };
+        out.push(Variant { name: format!("{engine} {w}"), model });
+    }
+    if a.merged_lora {
+        let mut m = load()?;
+        m.decoder = merge_random_lora(m.decoder, dev)?;
+        let w = a.weights.first().copied().unwrap_or_default();
+        out.push(Variant { name: format!("merged-lora {w}"), model: m.prepared(w)? });
+    }
+    Ok(out)
+}
+
 /// `routelmt bench prefill`.
 pub fn bench(cmd: BenchCommand) -> Result<()> {
     let a = match cmd {
         BenchCommand::Prefill(a) => a,
         BenchCommand::Train(a) => return bench_train(a),
     };
-    if a.iters == 0 || a.seq == 0 || a.batch.contains(&0) {
-        bail!("--iters, --seq and every --batch must be at least 1");
+    if a.iters == 0 || a.seq == 0 || a.batch.contains(&0) || a.weights.is_empty() {
+        bail!("--iters, --seq and every --batch must be at least 1, and --weights non-empty");
     }
     let dev = a.out.device.device.select()?;
-    let model = match &a.model {
-        Some(dir) => hf::load_folder(dir, &dev.device)?.0,
-        None => random_model(&a.config, &dev.device)?,
-    };
-    let merged = if a.merged_lora {
-        let mut m = match &a.model {
-            Some(dir) => hf::load_folder(dir, &dev.device)?.0,
-            None => random_model(&a.config, &dev.device)?,
-        };
-        m.decoder = merge_random_lora(m.decoder, &dev.device)?;
-        Some(m)
-    } else {
-        None
-    };
-    let layer = model.config.num_hidden_layers;
-    let vocab = model.config.vocab_size as u64;
+    let variants = variants(&a, &dev.device)?;
+    let config = variants[0].model.config.clone();
+    let layer = config.num_hidden_layers;
+    let vocab = config.vocab_size as u64;
     let mut results = Vec::new();
     for &b in &a.batch {
         let ids = bench_ids(b, a.seq, vocab);
-        let variants: Vec<(&str, &Model)> = std::iter::once(("plain", &model))
-            .chain(merged.as_ref().map(|m| ("merged-lora", m)))
-            .collect();
         for _ in 0..a.warmup {
-            for (_, m) in &variants {
-                m.last_hidden(&ids, layer, b).context("warm-up run")?;
+            for v in &variants {
+                v.model.last_hidden(&ids, layer, b).context("warm-up run")?;
             }
         }
-        // Variants interleaved per iteration, so that load on a shared machine hits both.
+        // Variants interleaved per iteration, so that load on a shared machine hits all.
         let mut times = vec![Vec::with_capacity(a.iters); variants.len()];
+        let mut busy = vec![(0.0, 0.0); variants.len()];
+        let mut profiles = vec![Vec::new(); variants.len()];
         for _ in 0..a.iters {
-            for (v, (_, m)) in variants.iter().enumerate() {
-                let t0 = Instant::now();
-                let h = m.last_hidden(&ids, layer, b)?;
-                times[v].push(t0.elapsed().as_secs_f64());
+            for (i, v) in variants.iter().enumerate() {
+                let (t0, c0) = (Instant::now(), cpu_seconds());
+                let h = v.model.last_hidden(&ids, layer, b)?;
+                let wall = t0.elapsed().as_secs_f64();
+                times[i].push(wall);
+                if let (Some(c0), Some(c1)) = (c0, cpu_seconds()) {
+                    busy[i].0 += c1 - c0;
+                    busy[i].1 += wall;
+                }
                 assert_eq!(h.len(), b);
+                if a.profile
+                    && let Some(cpu) = v.model.cpu_decoder()
+                {
+                    profiles[i].push(cpu.forward_profiled(&v.model.embed_tokens, &ids, layer).1);
+                }
             }
         }
-        for ((variant, _), t) in variants.iter().zip(times.iter_mut()) {
+        for (((v, t), profs), cpu) in
+            variants.iter().zip(times.iter_mut()).zip(&profiles).zip(&busy)
+        {
             let med = median(t);
             let mut r = json!({
+                "variant": v.name,
                 "batch": b,
                 "seq": a.seq,
                 "tokens_per_s": (b * a.seq) as f64 / med,
                 "ms_per_prompt": med * 1e3 / b as f64,
                 "peak_rss_mb": peak_rss_mb(),
+                "cpu_busy": if cpu.1 > 0.0 { cpu.0 / cpu.1 } else { 0.0 },
             });
-            if merged.is_some() {
-                r["variant"] = json!(variant);
+            if let Some(cpu) = v.model.cpu_decoder() {
+                r["decoder_mib"] = json!(cpu.weight_bytes() as f64 / (1 << 20) as f64);
             }
-            let line = format!(
-                "{variant:<11} batch {b:>3} seq {:>4}: {:>8.1} tokens/s, {:>8.1} ms/prompt (median of {}), peak RSS {:.0} MiB",
+            let mut line = format!(
+                "{:<22} batch {b:>3} seq {:>4}: {:>8.1} tokens/s, {:>8.1} ms/prompt (median of {}), {:.2} cores busy, peak RSS {:.0} MiB",
+                v.name,
                 a.seq,
                 r["tokens_per_s"].as_f64().unwrap_or(0.0),
                 r["ms_per_prompt"].as_f64().unwrap_or(0.0),
                 a.iters,
+                r["cpu_busy"].as_f64().unwrap_or(0.0),
                 peak_rss_mb().unwrap_or(f64::NAN)
             );
+            if !profs.is_empty() {
+                let mid = |f: &dyn Fn(&routelmt_model::cpu::Profile) -> f64| {
+                    let mut v: Vec<f64> = profs.iter().map(f).collect();
+                    median(&mut v)
+                };
+                let (g, at, el) =
+                    (mid(&|p| p.gemm), mid(&|p| p.attention), mid(&|p| p.elementwise));
+                let p0 = &profs[0];
+                r["profile"] = json!({
+                    "gemm_ms": g * 1e3, "attention_ms": at * 1e3, "elementwise_ms": el * 1e3,
+                    "gemm_calls": p0.gemm_calls, "gemm_gflop": p0.gemm_flops / 1e9,
+                    "gemm_gflop_per_s": p0.gemm_flops / 1e9 / g,
+                });
+                line += &format!(
+                    "\n    profile (median of {}): GEMM {:.1} ms ({} calls, {:.1} GFLOP, {:.0} GFLOP/s), attention {:.1} ms, elementwise {:.1} ms",
+                    profs.len(),
+                    g * 1e3,
+                    p0.gemm_calls,
+                    p0.gemm_flops / 1e9,
+                    p0.gemm_flops / 1e9 / g,
+                    at * 1e3,
+                    el * 1e3
+                );
+            }
             say(&a.out, &line);
             results.push(r);
         }
     }
     finish(&a.out, results, &dev.description)
 }
+
 /// `routelmt bench train`.
 fn bench_train(a: BenchTrainArgs) -> Result<()> {
     if a.iters == 0 || a.seq == 0 || a.batch == 0 {

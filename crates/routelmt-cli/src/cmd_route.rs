@@ -138,6 +138,10 @@ pub struct RouteInput {
     /// threshold (`routelmt calibrate --router`) is used.
     #[arg(long, value_name = "DIR", requires = "input")]
     pub router: Option<PathBuf>,
+
+    /// Decoder weights for scoring: f32, f16 or q8 [default: the router's].
+    #[arg(long, requires = "input", env = "ROUTELMT_WEIGHTS")]
+    pub weights: Option<routelmt_model::Precision>,
 }
 
 /// How `route` turns scores into decisions.
@@ -370,7 +374,7 @@ fn rule(a: &RouteArgs, field: &str, asc: bool) -> Result<Rule> {
 /// router's calibrated threshold decides.
 fn route_with_router(a: &RouteArgs, input: &Path, model: &Path, router: &Path) -> Result<()> {
     let dev = a.device.device.select()?;
-    let scorer = hf::load_scorer(model, router, &dev.device)?;
+    let scorer = hf::load_scorer(model, router, &dev.device, a.input.weights)?;
     let asc = scorer.lowest_first();
     let rule = match (&a.decision.budget, &a.decision.threshold, &scorer.router().config.threshold)
     {

@@ -115,6 +115,7 @@ fn settings(a: &TrainArgs, layers: usize) -> TrainSettings {
         layer: a.layer.unwrap_or(layers),
         prompt_style: a.style.prompt_style.into(),
         chat_template: a.model.chat_mode(routelmt_model::ChatMode::Auto),
+        weights: a.model.weights.unwrap_or_default(),
         epochs: a.epochs,
         lr: a.lr,
         weight_decay: a.weight_decay,
@@ -234,7 +235,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
 pub fn score(a: ScoreArgs) -> Result<()> {
     let started = Instant::now();
     let dev = a.device.device.select()?;
-    let scorer = hf::load_scorer(&a.model.model, &a.router, &dev.device)?;
+    let scorer = hf::load_scorer(&a.model.model, &a.router, &dev.device, a.model.weights)?;
     let mode = a.model.chat_mode(scorer.chat_mode());
     let tok = LazyTokenizer::new(&a.model.model, &a.model.tokenizer, mode);
     let vocab = Some(scorer.model().config.vocab_size);

@@ -82,11 +82,27 @@ fn wgpu() -> &'static std::result::Result<Gpu, String> {
     })
 }
 
+/// "cpu: MODEL, N threads, kernels ISA" (the CPU model from /proc/cpuinfo where it exists).
+fn cpu_description() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let isa = crate::cpu::Isa::detect().name();
+    format!("cpu: {model}, {threads} threads, kernels {isa} (training: burn flex)")
+}
+
 /// Resolves a [`DeviceChoice`].
 pub fn select(choice: DeviceChoice) -> Result<SelectedDevice> {
     let cpu = |reason: String| SelectedDevice {
         device: Device::flex(),
-        description: "cpu (burn flex)".into(),
+        description: cpu_description(),
         reason,
         is_gpu: false,
     };

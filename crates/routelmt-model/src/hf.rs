@@ -189,9 +189,15 @@ pub fn read_router(dir: &Path, base: &ModelConfig, device: &Device) -> Result<Ro
 }
 
 /// Loads a base model folder and a router folder trained on it, as a [`Scorer`] on `device`.
-pub fn load_scorer(model_dir: &Path, router_dir: &Path, device: &Device) -> Result<Scorer> {
+/// `weights` overrides the router's `weights` setting.
+pub fn load_scorer(
+    model_dir: &Path,
+    router_dir: &Path,
+    device: &Device,
+    weights: Option<crate::cpu::Precision>,
+) -> Result<Scorer> {
     let config = read_config(model_dir)?;
     let router = read_router(router_dir, &config, device)?;
     let (model, _) = load_folder(model_dir, device)?;
-    Ok(Scorer::new(model, router))
+    Scorer::new(model, router, weights)
 }

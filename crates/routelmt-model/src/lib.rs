@@ -6,11 +6,13 @@
 pub mod block;
 pub mod chat;
 pub mod config;
+pub mod cpu;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod device;
 pub mod embedding;
 pub mod error;
 pub mod gguf;
+pub mod gpu_weights;
 pub mod head;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod hf;
@@ -29,6 +31,7 @@ pub mod tokenizer;
 
 pub use chat::ChatMode;
 pub use config::{Family, ModelConfig};
+pub use cpu::{CpuDecoder, Precision};
 pub use error::{ModelError, Result, one_line};
 pub use head::{HeadKind, RouterHead};
 pub use loader::{LoadOptions, LoadReport, Shard, load_model};
@@ -39,6 +42,8 @@ pub use request::{PrepareOptions, Prepared, RequestError, TokenizerSource};
 pub use router::{Router, RouterConfig, RouterFiles};
 pub use scorer::Scorer;
 pub use tokenizer::Tokenizer;
+#[cfg(test)]
+mod cpu_tests;
 #[cfg(test)]
 mod gguf_tests;
 #[cfg(test)]

@@ -11,6 +11,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::block::DecoderLayer;
 use crate::config::ModelConfig;
+use crate::cpu::{CpuDecoder, Precision};
 use crate::embedding::HostEmbedding;
 use crate::error::{ModelError, Result};
 use crate::loader::LoadOptions;
@@ -127,6 +128,7 @@ pub struct Model {
     pub decoder: Decoder,
     device: Device,
     lm_head: Option<HostEmbedding>,
+    cpu: Option<CpuDecoder>,
 }
 
 impl Model {
@@ -137,11 +139,48 @@ impl Model {
         decoder: Decoder,
         device: Device,
     ) -> Self {
-        Self { config, embed_tokens, decoder, device, lm_head: None }
+        Self { config, embed_tokens, decoder, device, lm_head: None, cpu: None }
+    }
+
+    /// The model for inference with `weights`: on the CPU (burn flex), the decoder's blocks move
+    /// into the host kernels of [`crate::cpu`] (fused, packed, in f32, f16 or q8) and the burn
+    /// decoder keeps only its final norm, so a prepared model is for inference, not training.
+    /// On other devices the burn decoder stays: f32 as it is, f16 cast, q8 quantized per
+    /// block of 32 (see [`crate::cpu::Precision`]).
+    ///
+    /// Errors for f16 off the CPU (see [`crate::gpu_weights`]).
+    pub fn prepared(mut self, weights: Precision) -> Result<Self> {
+        if self.cpu.is_some() {
+            return Err(ModelError::Input("the model is already prepared".into()));
+        }
+        if self.device == Device::flex() {
+            let norm = self.decoder.norm.clone();
+            let decoder =
+                std::mem::replace(&mut self.decoder, Decoder { layers: Vec::new(), norm });
+            self.cpu = Some(CpuDecoder::from_decoder(&self.config, decoder, weights));
+        } else {
+            self.decoder = crate::gpu_weights::convert(self.decoder, weights, &self.device)?;
+        }
+        Ok(self)
+    }
+
+    /// A [`Self::prepared`] CPU model running the micro-kernel `isa` instead of the best one
+    /// detected (tests and benchmarks; `isa` must be supported by this CPU).
+    pub fn with_isa(mut self, isa: crate::cpu::Isa) -> Self {
+        if let Some(cpu) = self.cpu.take() {
+            self.cpu = Some(cpu.with_isa(isa));
+        }
+        self
+    }
+
+    /// The CPU kernels, on a model [`Self::prepared`] on the CPU.
+    pub fn cpu_decoder(&self) -> Option<&CpuDecoder> {
+        self.cpu.as_ref()
     }
 
     /// The parts (config, host embedding, decoder, device), e.g. to train the decoder and
-    /// reassemble the model with [`Self::from_parts`].
+    /// reassemble the model with [`Self::from_parts`]. Not for a [`Self::prepared`] CPU model,
+    /// whose burn decoder has no blocks.
     pub fn into_parts(self) -> (ModelConfig, HostEmbedding, Decoder, Device) {
         (self.config, self.embed_tokens, self.decoder, self.device)
     }
@@ -253,6 +292,11 @@ impl Model {
             )));
         }
 
+        if let Some(cpu) = &self.cpu {
+            let h = cpu.forward_last(&self.embed_tokens, batch, layer);
+            let data = TensorData::new(h, [b, self.config.hidden_size]);
+            return Ok(Tensor::from_data(data, &self.device));
+        }
         Ok(self.decoder.forward_last(&self.config, &self.embed_tokens, batch, layer, &self.device))
     }
 
@@ -298,6 +342,16 @@ impl Model {
         layer: usize,
         max_rows: usize,
     ) -> Result<Vec<Vec<f32>>> {
+        if let Some(cpu) = &self.cpu {
+            check_batch(&self.config, batch, layer)?;
+            let lens: Vec<usize> = batch.iter().map(Vec::len).collect();
+            let mut out = Vec::with_capacity(batch.len());
+            for chunk in self.plan_chunks(&lens, max_rows)? {
+                let flat = cpu.forward_last(&self.embed_tokens, &batch[chunk], layer);
+                out.extend(split_rows(&flat, self.config.hidden_size));
+            }
+            return Ok(out);
+        }
         let chunks = self.last_hidden_chunks(batch, layer, max_rows)?;
         let flat: Result<Vec<Vec<f32>>> = chunks.into_iter().map(crate::head::read).collect();
         Ok(flat?.iter().flat_map(|f| split_rows(f, self.config.hidden_size)).collect())

@@ -47,6 +47,10 @@ pub struct RouterConfig {
     /// what routers written before this field used) or left bare (`none`).
     #[serde(default)]
     pub chat_template: crate::chat::ChatMode,
+    /// How scoring stores the decoder's weights (`f32`, the default and what routers written
+    /// before this field used; `f16`; `q8`). `--weights` overrides it.
+    #[serde(default)]
+    pub weights: crate::cpu::Precision,
     /// [`ModelConfig::fingerprint`] of the base model.
     pub base_fingerprint: String,
     /// Where the base model came from (informational).
@@ -196,6 +200,16 @@ impl Router {
             model.decoder = a.merge_into(model.decoder, &device);
         }
         model
+    }
+
+    /// [`Self::prepare`], then [`Model::prepared`] for inference with `weights` (the router's
+    /// own setting when `None`).
+    pub fn prepare_for_inference(
+        &self,
+        model: Model,
+        weights: Option<crate::cpu::Precision>,
+    ) -> Result<Model> {
+        self.prepare(model).prepared(weights.unwrap_or(self.config.weights))
     }
 
     /// Head outputs for last-token states.

@@ -18,12 +18,17 @@ pub struct Scorer {
 }
 
 impl Scorer {
-    /// Merges the router's adapter (if any) into `model`: a request then costs exactly one
-    /// plain prefill. The router must have been checked against this base model
+    /// Merges the router's adapter (if any) into `model` and prepares it for inference with
+    /// `weights` (the router's `weights` when `None`): a request then costs exactly one plain
+    /// prefill. The router must have been checked against this base model
     /// ([`Router::from_files`] does).
-    pub fn new(model: Model, router: Router) -> Self {
-        let model = router.prepare(model);
-        Self { router, model }
+    pub fn new(
+        model: Model,
+        router: Router,
+        weights: Option<crate::cpu::Precision>,
+    ) -> crate::error::Result<Self> {
+        let model = router.prepare_for_inference(model, weights)?;
+        Ok(Self { router, model })
     }
 
     /// The router.

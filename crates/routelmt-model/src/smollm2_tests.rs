@@ -106,6 +106,10 @@ fn check_hidden_and_next_tokens(device: &Device, label: &str) {
     let opts = crate::LoadOptions::default();
     let (model, report) = hf::load_with(&smollm2_path(), opts, device).unwrap();
     assert!(report.unused.is_empty(), "{:?}", report.unused);
+    check_model(&model, label);
+}
+
+fn check_model(model: &crate::Model, label: &str) {
     let g = golden();
     let mut worst = 0f32;
     for p in &g.prompts {
@@ -135,6 +139,41 @@ fn check_hidden_and_next_tokens(device: &Device, label: &str) {
 #[test]
 fn smollm2_hidden_states_and_next_tokens_match_transformers_cpu() {
     check_hidden_and_next_tokens(&select(DeviceChoice::Cpu).unwrap().device, "cpu");
+}
+
+#[test]
+fn smollm2_on_the_cpu_kernels_matches_transformers_and_q8_keeps_the_next_token() {
+    let cpu = select(DeviceChoice::Cpu).unwrap().device;
+    let load = |w| {
+        let (m, _) = hf::load_with(&smollm2_path(), crate::LoadOptions::default(), &cpu).unwrap();
+        m.prepared(w).unwrap()
+    };
+    let f32_model = load(crate::Precision::F32);
+    check_model(&f32_model, "cpu kernels f32");
+    // q8 (the Q4_1 file's values rounded again to int8 blocks, and int8 activations where
+    // the CPU has VNNI): the same next token wherever transformers' top two are at least 0.25
+    // logits apart (5 of the 17 prompts are closer ties than that), and final states close.
+    let q8 = load(crate::Precision::Q8);
+    let (mut worst, mut same, mut decided) = (0f32, 0, 0);
+    for p in &golden().prompts {
+        let ids = std::slice::from_ref(&p.input_ids);
+        let (a, b) =
+            (f32_model.last_hidden(ids, 30, 1).unwrap(), q8.last_hidden(ids, 30, 1).unwrap());
+        let scale = a[0].iter().fold(1f32, |m, v| m.max(v.abs()));
+        worst = worst.max(max_abs_diff(&a[0], &b[0]) / scale);
+        let top = q8.top_logits(&b, 1).unwrap()[0].0[0];
+        same += usize::from(top == p.top5.ids[0]);
+        if p.top5.logits[0] - p.top5.logits[1] >= 0.25 {
+            decided += 1;
+            assert_eq!(top, p.top5.ids[0], "q8 {}: top-1 next token", p.name);
+        }
+    }
+    println!(
+        "SmolLM2 q8 vs f32: worst max |Δ hidden| / max |h| = {worst:.3e}; same top-1 for {same} \
+         of {} prompts ({decided} with a top-2 gap ≥ 0.25 all agree)",
+        golden().prompts.len()
+    );
+    assert!(worst < 0.05, "{worst}");
 }
 
 #[test]

@@ -89,10 +89,23 @@ fn parity_models() -> Vec<(String, PathBuf, PathBuf)> {
 }
 
 fn check_parity(device: &Device, label: &str) {
+    check_parity_with(device, label, None)
+}
+
+/// Parity at every layer, in batches and of the top-5 logits; with `kernels`, on a model
+/// prepared for CPU inference (f32) with that micro-kernel.
+fn check_parity_with(device: &Device, label: &str, kernels: Option<crate::cpu::Isa>) {
     for (name, path, golden_path) in parity_models() {
         let opts = crate::LoadOptions { lm_head: true };
         let (model, report) =
             hf::load_with(&path, opts, device).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let model = match kernels {
+            Some(isa) => {
+                let m = model.prepared(crate::Precision::F32).unwrap();
+                m.with_isa(isa)
+            }
+            None => model,
+        };
         assert!(
             report.unused.is_empty() || report.unused == ["lm_head.weight"],
             "{name}: unused {:?}",
@@ -144,6 +157,19 @@ fn parity_with_transformers_cpu() {
 }
 
 #[test]
+fn parity_with_transformers_cpu_kernels() {
+    use crate::cpu::Isa;
+    let dev = select(DeviceChoice::Cpu).unwrap().device;
+    let mut isas = vec![Isa::detect(), Isa::Portable];
+    if Isa::detect() == Isa::Avx512 {
+        isas.push(Isa::Avx2);
+    }
+    for isa in isas {
+        check_parity_with(&dev, &format!("cpu kernels {}", isa.name()), Some(isa));
+    }
+}
+
+#[test]
 fn parity_with_transformers_wgpu() {
     let dev =
         select(DeviceChoice::Gpu).expect("wgpu adapter required (install mesa-vulkan-drivers)");
@@ -185,6 +211,11 @@ fn batch_equals_single_and_padding_is_invisible() {
         let dev = select(choice).expect("device");
         let (model, _) = hf::load_folder(&dir, &dev.device).unwrap();
         batch_invariance(&model, &dev.description);
+    }
+    let dev = select(DeviceChoice::Cpu).unwrap();
+    for w in [crate::Precision::F32, crate::Precision::F16, crate::Precision::Q8] {
+        let (model, _) = hf::load_folder(&dir, &dev.device).unwrap();
+        batch_invariance(&model.prepared(w).unwrap(), &format!("cpu kernels {w}"));
     }
 }
 

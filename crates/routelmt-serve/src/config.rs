@@ -142,6 +142,8 @@ pub struct ServeConfig {
     pub tokenizer: Option<PathBuf>,
     /// `auto`, `cpu` or `gpu`.
     pub device: String,
+    /// Decoder weights, `f32`, `f16` or `q8` (the router's `weights` when absent).
+    pub weights: Option<routelmt_model::Precision>,
     /// Budget policy.
     pub budget: BudgetSettings,
     /// Prefill micro-batching.
@@ -167,6 +169,7 @@ impl Default for ServeConfig {
             router: None,
             tokenizer: None,
             device: "auto".into(),
+            weights: None,
             budget: BudgetSettings::default(),
             batch: BatchSettings::default(),
             upstreams: Upstreams::default(),
@@ -202,6 +205,9 @@ pub struct ServeArgs {
     /// Compute device: auto, cpu or gpu.
     #[arg(long, env = "ROUTELMT_DEVICE")]
     pub device: Option<String>,
+    /// Decoder weights: f32, f16 or q8 [default: the router's].
+    #[arg(long, env = "ROUTELMT_WEIGHTS")]
+    pub weights: Option<routelmt_model::Precision>,
     /// Small upstream base URL (e.g. http://127.0.0.1:8001/v1).
     #[arg(long, env = "ROUTELMT_SMALL_URL")]
     pub small_url: Option<String>,
@@ -281,6 +287,7 @@ impl ServeConfig {
         c.tokenizer = a.tokenizer.clone().or(c.tokenizer);
         set(&mut c.listen, a.listen.clone());
         set(&mut c.device, a.device.clone());
+        c.weights = a.weights.or(c.weights);
         set(&mut c.upstreams.small.base_url, a.small_url.clone());
         set(&mut c.upstreams.small.model, a.small_model.clone());
         c.upstreams.small.api_key_env = a.small_key_env.clone().or(c.upstreams.small.api_key_env);

@@ -66,7 +66,7 @@ fn load(cfg: &ServeConfig, metrics: Arc<Metrics>) -> Result<Ready, String> {
     let choice: DeviceChoice = cfg.device.parse().map_err(|e: String| format!("device: {e}"))?;
     let dev = device::select(choice).map_err(one)?;
     eprintln!("serve: device {dev}");
-    let scorer = hf::load_scorer(model, router, &dev.device).map_err(one)?;
+    let scorer = hf::load_scorer(model, router, &dev.device, cfg.weights).map_err(one)?;
     let tokenizer =
         hf::model_tokenizer(model, cfg.tokenizer.as_deref(), scorer.chat_mode()).map_err(one)?;
     let style = scorer.prompt_style();

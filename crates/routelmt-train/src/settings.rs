@@ -19,6 +19,10 @@ pub struct TrainSettings {
     /// Chat template use (recorded in the router; prompts are built by the caller).
     #[serde(default)]
     pub chat_template: routelmt_model::ChatMode,
+    /// How scoring will store the decoder's weights (recorded in the router; training itself
+    /// runs in f32).
+    #[serde(default)]
+    pub weights: routelmt_model::Precision,
     /// Passes over the training set.
     pub epochs: usize,
     /// Peak learning rate (linear warm-up, then linear decay to zero).

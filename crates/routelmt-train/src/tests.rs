@@ -56,6 +56,7 @@ fn settings(epochs: usize, lora: bool) -> TrainSettings {
         layer: 3,
         prompt_style: PromptStyle::Card,
         chat_template: routelmt_model::ChatMode::Auto,
+        weights: routelmt_model::Precision::F32,
         epochs,
         lr: 3e-3,
         weight_decay: 0.01,

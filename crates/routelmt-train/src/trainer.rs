@@ -242,9 +242,24 @@ fn frozen_features(
         return Ok(None);
     }
     let all: Vec<Vec<u32>> = train.iter().chain(valid).map(|e| e.ids.clone()).collect();
+    // On the CPU the frozen states come from the inference kernels (the same states within
+    // the parity bounds, several times faster); the decoder's tensors are shared by the clone
+    // until the kernels pack their own copy.
+    let kernels = if model.device() == &Device::flex() {
+        let copy = Model::from_parts(
+            model.config.clone(),
+            model.embed_tokens.clone(),
+            model.decoder.clone(),
+            model.device().clone(),
+        );
+        Some(copy.prepared(routelmt_model::Precision::F32)?)
+    } else {
+        None
+    };
+    let frozen = kernels.as_ref().unwrap_or(model);
     let mut hidden = Vec::with_capacity(all.len());
     for part in all.chunks(settings.batch_size.max(16)) {
-        hidden.extend(model.last_hidden(part, settings.layer, settings.batch_size)?);
+        hidden.extend(frozen.last_hidden(part, settings.layer, settings.batch_size)?);
         on_event(Event::Features { done: hidden.len(), total: all.len() });
     }
     let valid_h = hidden.split_off(train.len());
@@ -338,6 +353,7 @@ fn export(m: &Trainable, state: &State, model: &Model, ctx: &Ctx<'_>) -> Result<
         layer: s.layer,
         prompt_style: s.prompt_style,
         chat_template: s.chat_template,
+        weights: s.weights,
         base_fingerprint: model.config.fingerprint(),
         base_model: Some(ctx.base_name.to_string()),
         lora: s.lora,

@@ -148,8 +148,14 @@ impl Router {
         let (loaded_model, report) =
             files::model(&model, &config, &chosen.device).await.map_err(js_err)?;
         let loaded = match router {
-            Some(r) => Loaded::Routed(Box::new(Scorer::new(loaded_model, r))),
-            None => Loaded::Plain(Box::new(loaded_model)),
+            Some(r) => Loaded::Routed(Box::new(
+                Scorer::new(loaded_model, r, None).map_err(|e| js_err(one_line(&e)))?,
+            )),
+            None => Loaded::Plain(Box::new(
+                loaded_model
+                    .prepared(routelmt_model::Precision::F32)
+                    .map_err(|e| js_err(one_line(&e)))?,
+            )),
         };
         Ok(Router {
             loaded,

@@ -1,0 +1,54 @@
+//! `--weights` on devices other than the CPU kernels (wgpu): the burn decoder with its
+//! projection weights stored as q8 (burn's quantized tensors: symmetric int8, one f32 scale
+//! per block of 32 values; `PackedU32` storage, which wgpu runs). burn packs four int8 along
+//! a weight's last dimension and needs blocks that are a multiple of four there, so the GPU
+//! blocks run along the output columns of the `[in, out]` weight, where the CPU kernels (and
+//! GGUF `Q8_0`) run them along the inputs; both are 32 int8 values per f32 scale. f16 is not offered there: the browser's SwiftShader adapter has
+//! no `shader-f16`, so f16 weights are a CPU-kernel option only.
+
+use burn::module::Param;
+use burn::nn::Linear;
+use burn::tensor::Device;
+use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
+
+use crate::cpu::Precision;
+use crate::error::{ModelError, Result};
+use crate::model::Decoder;
+
+/// The q8 scheme: int8 symmetric, f32 scales per 32 values of a row, packed in u32 words.
+pub fn q8_scheme() -> QuantScheme {
+    QuantScheme::default()
+        .with_value(QuantValue::Q8S)
+        .with_store(QuantStore::PackedU32(0))
+        .per_block([32], ScaleDtype::F32)
+}
+
+fn quantize(l: &mut Linear, scheme: &QuantScheme) {
+    let w = l.weight.val().quantize_dynamic(scheme);
+    l.weight = Param::from_tensor(w);
+}
+
+/// The decoder with `weights` applied to every projection.
+pub fn convert(mut decoder: Decoder, weights: Precision, _device: &Device) -> Result<Decoder> {
+    match weights {
+        Precision::F32 => Ok(decoder),
+        Precision::F16 => Err(ModelError::Input(
+            "--weights f16 runs on the CPU (--device cpu) only; the GPU path takes f32 or q8"
+                .into(),
+        )),
+        Precision::Q8 => {
+            let scheme = q8_scheme();
+            for l in &mut decoder.layers {
+                let a = &mut l.self_attn;
+                for p in [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj, &mut a.o_proj] {
+                    quantize(p, &scheme);
+                }
+                let m = &mut l.mlp;
+                for p in [&mut m.gate_proj, &mut m.up_proj, &mut m.down_proj] {
+                    quantize(p, &scheme);
+                }
+            }
+            Ok(decoder)
+        }
+    }
+}
