@@ -276,7 +276,7 @@ fn tile_portable<const MR: usize, const W: usize>(
         for i in 0..MR {
             let ai = ap[i];
             for j in 0..W {
-                acc[i][j] = ai * bw[j] + acc[i][j];
+                acc[i][j] += ai * bw[j];
             }
         }
     }
@@ -565,6 +565,9 @@ struct QuantA {
     kblocks: usize,
 }
 
+/// One micro-panel's quantized values, scales and zero sums, with its index.
+type TileParts<'a> = (usize, ((&'a mut [i32], &'a mut [f32]), &'a mut [i32]));
+
 fn quantize_a(a: &[f32], m: usize, k: usize, mr: usize) -> QuantA {
     let kblocks = k.div_ceil(QBLOCK);
     let tiles = m.div_ceil(mr);
@@ -572,7 +575,7 @@ fn quantize_a(a: &[f32], m: usize, k: usize, mr: usize) -> QuantA {
     let mut s = vec![0f32; tiles * kblocks * mr];
     let mut zero = vec![0i32; tiles * kblocks * mr];
     let per_tile = kblocks * 8 * mr;
-    let fill = |(t, ((qt, st), zt)): (usize, ((&mut [i32], &mut [f32]), &mut [i32]))| {
+    let fill = |(t, ((qt, st), zt)): TileParts<'_>| {
         for i in 0..mr.min(m - t * mr) {
             let row = &a[(t * mr + i) * k..][..k];
             for kb in 0..kblocks {
