@@ -14,7 +14,7 @@ pub enum DeviceArg {
     /// A hardware GPU adapter if one exists, else the CPU.
     #[default]
     Auto,
-    /// The CPU (burn flex).
+    /// The CPU (the project's inference kernels; burn flex for training).
     Cpu,
     /// wgpu (Vulkan, Metal, DX12; software adapters count; fails if there is none).
     Gpu,
