@@ -179,7 +179,7 @@ fn parity_with_transformers_wgpu() {
 
 fn batch_invariance(model: &Model, label: &str) {
     let v = model.config.vocab_size as u32;
-    let seqs: Vec<Vec<u32>> = [5usize, 1, 17, 9, 17, 2]
+    let seqs: Vec<Vec<u32>> = [5usize, 1, 17, 9, 17, 2, 60]
         .iter()
         .enumerate()
         .map(|(r, &n)| (0..n).map(|t| (r as u32 * 31 + t as u32 * 7 + 3) % v).collect())
