@@ -927,5 +927,16 @@ mod tests {
         let once = PackedMatrix::pack(&w, k, n, Precision::Q8).unpack();
         let twice = PackedMatrix::pack(&once, k, n, Precision::Q8).unpack();
         assert_eq!(once, twice);
+        // GGUF's own Q8_0: f16 scales `d`, int8 `q` with ±127 in every block (llama.cpp sets
+        // d = amax / 127), stored along the input dimension: `w[kk, c] = q · d[block, c]`.
+        let gguf: Vec<f32> = (0..k * n)
+            .map(|i| {
+                let (kk, c) = (i / n, i % n);
+                let d = f16::from_f32(0.001 + 0.0137 * ((c * 7 + kk / 32) % 11) as f32).to_f32();
+                let q = if kk % 32 == c % 32 { 127 } else { ((i * 37) % 255) as i32 - 127 };
+                q as f32 * d
+            })
+            .collect();
+        assert_eq!(PackedMatrix::pack(&gguf, k, n, Precision::Q8).unpack(), gguf);
     }
 }
