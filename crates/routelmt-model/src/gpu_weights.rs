@@ -8,7 +8,6 @@
 
 use burn::module::Param;
 use burn::nn::Linear;
-use burn::tensor::Device;
 use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
 
 use crate::cpu::Precision;
@@ -29,7 +28,7 @@ fn quantize(l: &mut Linear, scheme: &QuantScheme) {
 }
 
 /// The decoder with `weights` applied to every projection.
-pub fn convert(mut decoder: Decoder, weights: Precision, _device: &Device) -> Result<Decoder> {
+pub fn convert(mut decoder: Decoder, weights: Precision) -> Result<Decoder> {
     match weights {
         Precision::F32 => Ok(decoder),
         Precision::F16 => Err(ModelError::Input(

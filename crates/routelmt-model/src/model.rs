@@ -159,7 +159,7 @@ impl Model {
                 std::mem::replace(&mut self.decoder, Decoder { layers: Vec::new(), norm });
             self.cpu = Some(CpuDecoder::from_decoder(&self.config, decoder, weights));
         } else {
-            self.decoder = crate::gpu_weights::convert(self.decoder, weights, &self.device)?;
+            self.decoder = crate::gpu_weights::convert(self.decoder, weights)?;
         }
         Ok(self)
     }

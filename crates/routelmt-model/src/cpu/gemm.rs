@@ -539,7 +539,7 @@ thread_local! {
 fn pack_a(a: &[f32], m: usize, k: usize, mr: usize) -> Vec<f32> {
     let tiles = m.div_ceil(mr);
     let mut out = vec![0f32; tiles * k * mr];
-    let fill = |(t, dst): (usize, &mut [f32])| {
+    let fill = |t: usize, dst: &mut [f32]| {
         for i in 0..mr.min(m - t * mr) {
             let row = &a[(t * mr + i) * k..][..k];
             for (kk, v) in row.iter().enumerate() {
@@ -547,10 +547,7 @@ fn pack_a(a: &[f32], m: usize, k: usize, mr: usize) -> Vec<f32> {
             }
         }
     };
-    #[cfg(not(target_arch = "wasm32"))]
-    out.par_chunks_mut(k * mr).enumerate().for_each(fill);
-    #[cfg(target_arch = "wasm32")]
-    out.chunks_mut(k * mr).enumerate().for_each(fill);
+    super::for_rows(&mut out, k * mr, fill);
     out
 }
 
@@ -558,6 +555,8 @@ fn pack_a(a: &[f32], m: usize, k: usize, mr: usize) -> Vec<f32> {
 /// an f32 scale, in `MR`-row micro-panels: `a[((t * kblocks + kb) * 8 + g) * MR + i]` holds
 /// row `t·MR + i`'s 4 bytes of group `g`; `s[(t * kblocks + kb) * MR + i]` its scale and
 /// `zero` (same index) `-128 · Σ a`, which removes the weights' zero point from the sum.
+// Read only by the x86-64 int8 kernel; elsewhere `Isa::int8` is false and this is never built.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct QuantA {
     a: Vec<i32>,
     s: Vec<f32>,
@@ -758,7 +757,7 @@ pub fn matmul(
         }
     };
     if m >= 2 * MC {
-        let block = |(b, chunk): (usize, &mut [f32])| {
+        let block = |b: usize, chunk: &mut [f32]| {
             chunk.fill(0.0);
             run(b * MC, chunk.len() / n, 0..panels, chunk, n);
             if let Some(bias) = bias {
@@ -769,10 +768,7 @@ pub fn matmul(
                 }
             }
         };
-        #[cfg(not(target_arch = "wasm32"))]
-        out.par_chunks_mut(MC * n).enumerate().for_each(block);
-        #[cfg(target_arch = "wasm32")]
-        out.chunks_mut(MC * n).enumerate().for_each(block);
+        super::for_rows(out, MC * n, block);
         return;
     }
     let groups = panels.div_ceil(GROUP);
@@ -817,7 +813,7 @@ fn run_int8(
 /// Copies per-task column stripes into `out`'s rows and adds the bias.
 fn gather(stripes: Vec<Vec<f32>>, m: usize, n: usize, bias: Option<&[f32]>, out: &mut [f32]) {
     // Stripes into rows, then the bias, one output row per task.
-    let gather = |(i, row): (usize, &mut [f32])| {
+    let gather = |i: usize, row: &mut [f32]| {
         for (g, stripe) in stripes.iter().enumerate() {
             let c0 = g * GROUP * NR;
             let width = stripe.len() / m;
@@ -830,10 +826,7 @@ fn gather(stripes: Vec<Vec<f32>>, m: usize, n: usize, bias: Option<&[f32]>, out:
             }
         }
     };
-    #[cfg(not(target_arch = "wasm32"))]
-    out.par_chunks_mut(n).enumerate().for_each(gather);
-    #[cfg(target_arch = "wasm32")]
-    out.chunks_mut(n).enumerate().for_each(gather);
+    super::for_rows(out, n, gather);
 }
 
 #[cfg(test)]

@@ -30,7 +30,8 @@ use crate::embedding::HostEmbedding;
 use crate::model::Decoder;
 use crate::norm::RmsNorm;
 
-/// Runs `f(index, chunk)` over `width`-sized chunks of `out`, in parallel where threads exist.
+/// Runs `f(index, chunk)` over `width`-sized chunks of `out`, in parallel where threads exist
+/// (the one place that chooses rayon natively and a plain loop in wasm32).
 fn for_rows(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
     #[cfg(not(target_arch = "wasm32"))]
     out.par_chunks_mut(width.max(1)).enumerate().for_each(|(i, c)| f(i, c));
@@ -38,19 +39,16 @@ fn for_rows(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync 
     out.chunks_mut(width.max(1)).enumerate().for_each(|(i, c)| f(i, c));
 }
 
-/// Host values of a burn tensor as f32 (any float dtype, any device).
-fn host(t: burn::tensor::Tensor<1>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("an f32 tensor")
-}
-
-fn host2(t: burn::tensor::Tensor<2>) -> Vec<f32> {
+/// Host values of a burn tensor as f32 (any float dtype; a synchronous read, which the flex
+/// device this converts from allows in the browser too).
+fn host<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_into_vec::<f32>().expect("an f32 tensor")
 }
 
 /// A linear layer's `[in, out]` weight and bias on the host.
 fn linear(l: &burn::nn::Linear) -> (Vec<f32>, usize, usize, Option<Vec<f32>>) {
     let [k, n] = l.weight.dims();
-    (host2(l.weight.val()), k, n, l.bias.as_ref().map(|b| host(b.val())))
+    (host(l.weight.val()), k, n, l.bias.as_ref().map(|b| host(b.val())))
 }
 
 /// Concatenates row-major `[k, n_i]` matrices along columns into `[k, Σ n_i]`.
@@ -286,9 +284,11 @@ impl CpuDecoder {
         let max_len = lens.iter().copied().max().unwrap_or(0);
         let (cos, sin) = crate::rope::tables(max_len, &self.inv_freq);
         let rope = Rope { cos: &cos, sin: &sin, half: self.head_dim / 2 };
+        let positions: Vec<usize> = lens.iter().flat_map(|&len| 0..len).collect();
         for (i, l) in self.layers[..n_blocks].iter().enumerate() {
             let last = i + 1 == n_blocks;
-            let seqs = Seqs { starts: &starts, lens: &lens, last_only: last };
+            let seqs =
+                Seqs { starts: &starts, lens: &lens, positions: &positions, last_only: last };
             x = self.block(l, x, &seqs, &rope, &mut prof);
         }
         if layer == self.layers.len() {
@@ -338,10 +338,8 @@ impl CpuDecoder {
         prof.elementwise += t.secs();
         let mut qkv = self.gemm(&xn, tokens, &l.qkv, l.qkv_bias.as_deref(), prof);
         t = Stopwatch::start(prof.timed);
-        let positions: Vec<usize> =
-            seqs.starts.iter().zip(seqs.lens).flat_map(|(_, &len)| 0..len).collect();
         for_rows(&mut qkv, width, |row, v| {
-            let pos = positions[row];
+            let pos = seqs.positions[row];
             let (q, kv) = v.split_at_mut(nq);
             let k = &mut kv[..nkv];
             for head in q.chunks_exact_mut(d) {
@@ -426,6 +424,8 @@ impl CpuDecoder {
 struct Seqs<'a> {
     starts: &'a [usize],
     lens: &'a [usize],
+    /// Each stacked token's position in its sequence.
+    positions: &'a [usize],
     last_only: bool,
 }
 
