@@ -31,10 +31,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# 2. wasm32 target.
+# 2. wasm32 target and the standard library's source.
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
   say "adding rust target wasm32-unknown-unknown"
   rustup target add wasm32-unknown-unknown >/dev/null
+fi
+# The standard library's source: the threaded browser build rebuilds std with atomics.
+if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
+  say "adding rust component rust-src"
+  rustup component add rust-src >/dev/null
 fi
 
 # 3. Real Qwen3 tokenizer (docs/method.md, The tokenizer), verified by sha256.

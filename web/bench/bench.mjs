@@ -3,7 +3,9 @@
 // the tiny default model and a full-size random Qwen3-0.6B (web/bench/make_full_size.mjs).
 // Prints one JSON line per run and a markdown table. Needs web/dist (trunk build).
 // Run: node web/bench/bench.mjs [--full DIR] [--only tiny|full] [--iters N] [--tokens T]
-//      [--devices cpu,webgpu] [--passes cold,cached]   (--iters 0: load and memory only)
+//      [--devices cpu,webgpu,cpu-threads] [--passes cold,cached]   (--iters 0: load and memory only)
+// cpu-threads: the wasm CPU path in the page's model worker on a cross-origin isolated server,
+// so the threaded build (web/pkg/threads) with one thread per core; its memory is not read.
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -29,6 +31,10 @@ const routes = {
 };
 if (full) routes["/full/"] = full;
 const server = await staticServer(routes);
+const isolated = await staticServer(
+  { ...routes, "/worker-harness.html": () => fs.readFileSync(path.join(ROOT, "web/tests/worker-harness.html")) },
+  { isolated: true },
+);
 const profile = fs.mkdtempSync(path.join(os.tmpdir(), "routelmt-bench-"));
 const browser = await puppeteer.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -39,12 +45,49 @@ const browser = await puppeteer.launch({
 });
 
 const models = [];
-if (only !== "full") models.push(["tiny-default", `${server.url}/models/tiny-default/`]);
-if (full && only !== "tiny") models.push(["qwen3-0.6b random bf16", `${server.url}/full/`]);
+if (only !== "full") models.push(["tiny-default", "/models/tiny-default/"]);
+if (full && only !== "tiny") models.push(["qwen3-0.6b random bf16", "/full/"]);
+
+/** One load and `iters` timed prefills in the page's model worker, threaded build. */
+async function inWorker(url, iters, tokens) {
+  const page = await browser.newPage();
+  await page.goto(`${isolated.url}/worker-harness.html`);
+  await page.waitForFunction(() => window.ready === true);
+  const r = await page.evaluate(
+    async (url, iters, tokens) => {
+      const client = new window.RouterClient();
+      const t0 = performance.now();
+      const info = (await client.call("load", { model: url, device: "cpu" })).result;
+      const load = performance.now() - t0;
+      const ids = Array.from({ length: tokens }, (_, i) => 1000 + ((i * 7919) % 30000));
+      const times = [];
+      for (let i = 0; iters > 0 && i < iters + 1; i++) {
+        const t = performance.now();
+        await client.call("features", { records: [{ id: 0, input_ids: ids }] });
+        if (i > 0) times.push(performance.now() - t);
+      }
+      times.sort((a, b) => a - b);
+      return { load, info, median: times.length ? times[Math.floor(times.length / 2)] : null, memory: null, isolated: self.crossOriginIsolated };
+    },
+    isolated.url + url, iters, tokens,
+  );
+  await page.close();
+  if (!r.isolated || r.info.cpu_threads < 2) throw new Error(`cpu-threads ran with ${r.info.cpu_threads} thread(s)`);
+  return r;
+}
+
 const rows = [];
-for (const [name, url] of models) {
+for (const [name, rel] of models) {
+  const url = server.url + rel;
   for (const device of devices) {
     for (const pass of passes) {
+      if (device === "cpu-threads") {
+        const r = await inWorker(rel, iters, tokens);
+        const row = { model: name, device: `cpu, ${r.info.cpu_threads} threads`, pass, load_s: r.load / 1000, prefill_ms: r.median, tokens, wasm_memory_mb: null };
+        console.log(JSON.stringify(row));
+        rows.push(row);
+        continue;
+      }
       const page = await browser.newPage();
       await page.goto(`${server.url}/harness.html`);
       const r = await page.evaluate(
@@ -80,10 +123,12 @@ for (const [name, url] of models) {
 }
 await browser.close();
 await server.close();
+await isolated.close();
 fs.rmSync(profile, { recursive: true, force: true });
 console.log(`\n| model | device | load | load (s) | prefill ${tokens} tokens (ms, median of ${iters}) | peak wasm memory (MiB) |`);
 console.log("|---|---|---|---:|---:|---:|");
 for (const r of rows) {
   const prefill = r.prefill_ms === null ? "not run" : r.prefill_ms.toFixed(1);
-  console.log(`| ${r.model} | ${r.device} | ${r.pass} | ${r.load_s.toFixed(2)} | ${prefill} | ${r.wasm_memory_mb.toFixed(0)} |`);
+  const memory = r.wasm_memory_mb === null ? "-" : r.wasm_memory_mb.toFixed(0);
+  console.log(`| ${r.model} | ${r.device} | ${r.pass} | ${r.load_s.toFixed(2)} | ${prefill} | ${memory} |`);
 }

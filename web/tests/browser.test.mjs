@@ -61,6 +61,7 @@ before(async () => {
     "/": DIST,
     "/fixtures/": FIXTURES,
     "/harness.html": () => fs.readFileSync(path.join(ROOT, "web/tests/harness.html")),
+    "/worker-harness.html": () => fs.readFileSync(path.join(ROOT, "web/tests/worker-harness.html")),
     "/bad/": broken,
   });
   profile = fs.mkdtempSync(path.join(os.tmpdir(), "routelmt-chromium-"));
@@ -338,6 +339,47 @@ test("bad inputs give a clear message on the page, and the page keeps working", 
   assert.match(await page.$eval("#error", (e) => e.textContent), /record 2: unknown language code 'xx'/);
   await page.screenshot({ path: path.join(ARTIFACTS, "bad-input.png"), fullPage: true });
   await page.close();
+});
+
+test("a cross-origin isolated page runs the wasm CPU path on a thread pool, with the single-threaded build's exact results", { timeout: 300_000 }, async () => {
+  const isolated = await staticServer({
+    "/": DIST,
+    "/worker-harness.html": () => fs.readFileSync(path.join(ROOT, "web/tests/worker-harness.html")),
+  }, { isolated: true });
+  // Enough tokens (about 400 stacked) for the GEMM's row-split path as well as its column path.
+  const records = readJsonl(path.join(FIXTURES, "sample/requests.jsonl")).concat(readJsonl(path.join(FIXTURES, "sample/valid.jsonl")));
+  const run = async (base) => {
+    const page = await browser.newPage();
+    page.on("pageerror", (e) => console.log("worker harness page error:", e.message));
+    await page.goto(`${base}/worker-harness.html`);
+    await page.waitForFunction(() => window.ready === true, POLL);
+    const got = await page.evaluate(async (model, records) => {
+      const client = new window.RouterClient();
+      const info = (await client.call("load", { model, device: "cpu" })).result;
+      await client.call("features", { records }); // warm-up: the engine tiers up the wasm code
+      const { result, ms } = await client.call("features", { records });
+      return { isolated: self.crossOriginIsolated, cores: navigator.hardwareConcurrency, info, features: result, ms };
+    }, `${base}/models/tiny-default/`, records);
+    await page.close();
+    return got;
+  };
+  try {
+    const single = await run(server.url);
+    const multi = await run(isolated.url);
+    const tokens = single.features.reduce((n, f) => n + f.n_tokens, 0);
+    console.log(`wasm CPU, ${records.length} requests (${tokens} tokens), second call: 1 thread ${single.ms.toFixed(0)} ms, ` +
+      `${multi.info.cpu_threads} threads ${multi.ms.toFixed(0)} ms`);
+    assert.ok(tokens >= 288, `only ${tokens} tokens`);
+    assert.equal(single.isolated, false);
+    assert.equal(single.info.device, "cpu");
+    assert.equal(single.info.cpu_threads, 1);
+    assert.equal(multi.isolated, true);
+    assert.equal(multi.info.device, "cpu");
+    assert.equal(multi.info.cpu_threads, Math.max(1, multi.cores));
+    assert.deepEqual(multi.features, single.features);
+  } finally {
+    await isolated.close();
+  }
 });
 
 test("a model folder given as picked files loads like its URL", { timeout: 120_000 }, async () => {

@@ -21,9 +21,13 @@ function listen(server) {
 
 /**
  * Serves `routes` ({ "/prefix/": dir | (path) => Buffer | null }) and records every request
- * path. Responses are `no-store`, so a file not requested again was read from the Cache API.
+ * path; `isolated` adds the cross-origin isolation headers. Responses are `no-store`, so a file not requested again was read from the Cache API.
  */
-export async function staticServer(routes) {
+export async function staticServer(routes, { isolated = false } = {}) {
+  // COOP + COEP: the page is cross-origin isolated, so its worker loads the threaded build.
+  const isolation = isolated
+    ? { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" }
+    : {};
   const requests = [];
   const raw = []; // whole request lines with query strings and headers, for secrets checks
   const server = http.createServer((req, res) => {
@@ -52,6 +56,7 @@ export async function staticServer(routes) {
       "content-type": TYPES[path.extname(url.pathname)] || "application/octet-stream",
       "content-length": body.length,
       "cache-control": "no-store",
+      ...isolation,
     });
     res.end(body);
   });

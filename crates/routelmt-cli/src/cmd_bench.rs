@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use routelmt_model::{LoraSettings, Model, ModelConfig, hf, peft};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::args::DeviceOpt;
 use crate::io::print_stdout;
@@ -222,7 +222,10 @@ pub fn bench(cmd: BenchCommand) -> Result<()> {
                 if a.profile
                     && let Some(cpu) = v.model.cpu_decoder()
                 {
-                    profiles[i].push(cpu.forward_profiled(&v.model.embed_tokens, &ids, layer).1);
+                    let before = crate::alloc_count::totals();
+                    let prof = cpu.forward_profiled(&v.model.embed_tokens, &ids, layer).1;
+                    let after = crate::alloc_count::totals();
+                    profiles[i].push((prof, (after.0 - before.0, after.1 - before.1)));
                 }
             }
         }
@@ -253,34 +256,56 @@ pub fn bench(cmd: BenchCommand) -> Result<()> {
                 peak_rss_mb().unwrap_or(f64::NAN)
             );
             if !profs.is_empty() {
-                let mid = |f: &dyn Fn(&routelmt_model::cpu::Profile) -> f64| {
-                    let mut v: Vec<f64> = profs.iter().map(f).collect();
-                    median(&mut v)
-                };
-                let (g, at, el) =
-                    (mid(&|p| p.gemm), mid(&|p| p.attention), mid(&|p| p.elementwise));
-                let p0 = &profs[0];
-                r["profile"] = json!({
-                    "gemm_ms": g * 1e3, "attention_ms": at * 1e3, "elementwise_ms": el * 1e3,
-                    "gemm_calls": p0.gemm_calls, "gemm_gflop": p0.gemm_flops / 1e9,
-                    "gemm_gflop_per_s": p0.gemm_flops / 1e9 / g,
-                });
-                line += &format!(
-                    "\n    profile (median of {}): GEMM {:.1} ms ({} calls, {:.1} GFLOP, {:.0} GFLOP/s), attention {:.1} ms, elementwise {:.1} ms",
-                    profs.len(),
-                    g * 1e3,
-                    p0.gemm_calls,
-                    p0.gemm_flops / 1e9,
-                    p0.gemm_flops / 1e9 / g,
-                    at * 1e3,
-                    el * 1e3
-                );
+                line += &profile_report(profs, &mut r);
             }
             say(&a.out, &line);
             results.push(r);
         }
     }
     finish(&a.out, results, &dev.description)
+}
+
+/// The profile's medians into `r["profile"]`, and as text lines for the table.
+fn profile_report(profs: &[(routelmt_model::cpu::Profile, (u64, u64))], r: &mut Value) -> String {
+    let mid = |f: &dyn Fn(&routelmt_model::cpu::Profile) -> f64| {
+        let mut v: Vec<f64> = profs.iter().map(|p| f(&p.0)).collect();
+        median(&mut v)
+    };
+    let (g, at, el) = (mid(&|p| p.gemm), mid(&|p| p.attention), mid(&|p| p.elementwise));
+    let (pack, copies) = (mid(&|p| p.gemm_packing), mid(&|p| p.gemm_copies));
+    let (p0, (allocs, bytes)) = &profs[0];
+    let shapes: Vec<Value> = p0
+        .gemm_shapes
+        .iter()
+        .map(|(s, n)| json!({"m": s[0], "k": s[1], "n": s[2], "calls": n}))
+        .collect();
+    r["profile"] = json!({
+        "gemm_ms": g * 1e3, "gemm_packing_ms": pack * 1e3, "gemm_copies_ms": copies * 1e3,
+        "attention_ms": at * 1e3, "elementwise_ms": el * 1e3,
+        "gemm_calls": p0.gemm_calls, "gemm_gflop": p0.gemm_flops / 1e9,
+        "gemm_gflop_per_s": p0.gemm_flops / 1e9 / g, "gemm_shapes": shapes,
+        "allocations": allocs, "allocated_mib": *bytes as f64 / (1 << 20) as f64,
+    });
+    let shapes: Vec<String> = p0
+        .gemm_shapes
+        .iter()
+        .map(|(s, n)| format!("{n}× [{}×{}]·[{}×{}]", s[0], s[1], s[1], s[2]))
+        .collect();
+    format!(
+        "\n    profile (median of {}): GEMM {:.1} ms ({} calls, {:.1} GFLOP, {:.0} GFLOP/s; of it packing {:.1} ms, copies {:.1} ms), attention {:.1} ms, elementwise {:.1} ms\n    {} allocations ({:.0} MiB) per prefill; GEMM shapes: {}",
+        profs.len(),
+        g * 1e3,
+        p0.gemm_calls,
+        p0.gemm_flops / 1e9,
+        p0.gemm_flops / 1e9 / g,
+        pack * 1e3,
+        copies * 1e3,
+        at * 1e3,
+        el * 1e3,
+        allocs,
+        *bytes as f64 / (1 << 20) as f64,
+        shapes.join(", ")
+    )
 }
 
 /// `routelmt bench train`.

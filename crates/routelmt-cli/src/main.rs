@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod alloc_count;
 mod args;
 mod cmd_bench;
 mod cmd_model;
@@ -16,6 +17,9 @@ mod cmd_serve;
 mod cmd_train;
 mod io;
 mod requests;
+
+#[global_allocator]
+static ALLOCATOR: alloc_count::Counting = alloc_count::Counting;
 
 /// RouteLMT: a portable learned router for hybrid LLM translation.
 #[derive(Parser, Debug)]

@@ -6,9 +6,7 @@
 use std::cell::RefCell;
 
 use burn::tensor::Device;
-use routelmt_model::MAX_BUFFER_BYTES;
-use serde_json::{Value, json};
-use wasm_bindgen::JsValue;
+use serde_json::Value;
 
 /// What the caller asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,13 +61,24 @@ thread_local! {
     static GPU: RefCell<Option<Result<Gpu, String>>> = const { RefCell::new(None) };
 }
 
+#[cfg(not(all(target_arch = "wasm32", target_feature = "atomics")))]
 fn has_navigator_gpu() -> bool {
+    use wasm_bindgen::JsValue;
     let global = js_sys::global();
     js_sys::Reflect::get(&global, &JsValue::from_str("navigator"))
         .and_then(|n| js_sys::Reflect::get(&n, &JsValue::from_str("gpu")))
         .is_ok_and(|g| !g.is_undefined() && !g.is_null())
 }
 
+/// The threaded build has no WebGPU: wgpu's WebGPU objects cannot be shared between threads.
+#[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+async fn init_gpu() -> Result<Gpu, String> {
+    Err("this is the threaded wasm CPU build, which has no WebGPU (the single-threaded \
+         package has it)"
+        .into())
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "atomics")))]
 async fn init_gpu() -> Result<Gpu, String> {
     if !has_navigator_gpu() {
         return Err("this browser has no WebGPU (navigator.gpu is missing)".into());
@@ -80,7 +89,7 @@ async fn init_gpu() -> Result<Gpu, String> {
         .map_err(|e| format!("WebGPU refused: {e}"))?;
     let info = setup.adapter.get_info();
     let limits = setup.adapter.limits();
-    let need = MAX_BUFFER_BYTES as u64;
+    let need = routelmt_model::MAX_BUFFER_BYTES as u64;
     let fits = limits.max_storage_buffer_binding_size >= need && limits.max_buffer_size >= need;
     let shader_f16 =
         setup.adapter.features().contains(burn::tensor::wgpu::wgpu::Features::SHADER_F16);
@@ -91,7 +100,7 @@ async fn init_gpu() -> Result<Gpu, String> {
             true => format!("{:?} adapter", info.backend),
             false => format!("{} ({:?}, {})", info.name, info.backend, info.driver),
         },
-        limits: json!({
+        limits: serde_json::json!({
             "maxStorageBufferBindingSize": limits.max_storage_buffer_binding_size,
             "maxBufferSize": limits.max_buffer_size,
             "needed": need,

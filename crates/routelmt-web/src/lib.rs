@@ -19,6 +19,30 @@ use wasm_bindgen::prelude::*;
 mod device;
 mod files;
 
+/// Runs the static constructors (the `inventory` registrations of burn's GPU compiler) once,
+/// when the module starts. wasm-ld links this module "command-style": unless the module calls
+/// `__wasm_call_ctors` itself, it wraps *every* exported function in a call to all of them,
+/// which cost about 35 ms on each call into the package (measured in Chromium's profiler) and
+/// re-registered them each time. Calling it here, once, turns that wrapping off. Not in the
+/// threaded build, which has no constructors (no wgpu) and its own start-up code.
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+#[wasm_bindgen(start)]
+#[allow(unsafe_code)]
+fn run_static_constructors() {
+    unsafe extern "C" {
+        fn __wasm_call_ctors();
+    }
+    // SAFETY: wasm-ld defines `__wasm_call_ctors` for every module; it takes no arguments and
+    // runs the constructors, and wasm-bindgen calls a `start` function exactly once, right
+    // after instantiation and before any export.
+    unsafe { __wasm_call_ctors() }
+}
+
+/// `initThreadPool(n)`: starts `n` Web Workers for the wasm CPU path's threads. Only in the
+/// threaded build (`+atomics`, web/pkg/threads), which needs a cross-origin isolated page.
+#[cfg(target_feature = "atomics")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
 use files::Source;
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -238,6 +262,9 @@ impl Router {
             "adapter": self.device.adapter,
             "limits": self.device.limits,
             "shader_f16": self.device.shader_f16,
+            // Threads of the wasm CPU kernels: more than 1 only in the threaded build, after
+            // `initThreadPool` (the GPU path does not use them).
+            "cpu_threads": routelmt_model::cpu::threads(),
             "model": {
                 "source": self.model_source,
                 "architecture": "qwen3",

@@ -27,7 +27,7 @@ use std::cell::RefCell;
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(any(not(target_arch = "wasm32"), target_feature = "atomics"))]
 use rayon::prelude::*;
 
 /// Columns per packed panel.
@@ -212,11 +212,7 @@ impl PackedMatrix {
     /// otherwise.
     fn block<'a>(&'a self, p: usize, k0: usize, kc: usize, buf: &'a mut [f32]) -> &'a [f32] {
         match &self.store {
-            Store::F32(v) => {
-                let out = &mut buf[..kc * NR];
-                out.copy_from_slice(&v[(p * self.k + k0) * NR..][..kc * NR]);
-                out
-            }
+            Store::F32(v) => &v[(p * self.k + k0) * NR..][..kc * NR],
             Store::F16(v) => {
                 let out = &mut buf[..kc * NR];
                 v[(p * self.k + k0) * NR..][..kc * NR].convert_to_f32_slice(out);
@@ -326,6 +322,19 @@ fn tile_avx512(
             acc[2 * i + 1] = _mm512_fmadd_ps(ai, b1, acc[2 * i + 1]);
         }
     }
+    if rows == 8 && cols == 32 {
+        // The whole tile exists: add it into `c` in registers (the same `c + sum` as below).
+        for (i, pair) in acc.chunks_exact(2).enumerate() {
+            let row = &mut c[i * ldc..][..32];
+            // SAFETY: `row` holds 32 values; each load and store covers 16 of them.
+            unsafe {
+                let p = row.as_mut_ptr();
+                _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), pair[0]));
+                _mm512_storeu_ps(p.add(16), _mm512_add_ps(_mm512_loadu_ps(p.add(16)), pair[1]));
+            }
+        }
+        return;
+    }
     add_tile(&spill_avx512::<8>(&acc), c, ldc, rows, cols);
 }
 
@@ -372,6 +381,19 @@ fn tile_avx2(
             acc[2 * i] = _mm256_fmadd_ps(ai, b0, acc[2 * i]);
             acc[2 * i + 1] = _mm256_fmadd_ps(ai, b1, acc[2 * i + 1]);
         }
+    }
+    if rows == 6 && cols == 16 {
+        // The whole tile exists: add it into `c` in registers (the same `c + sum` as below).
+        for (i, pair) in acc.chunks_exact(2).enumerate() {
+            let row = &mut c[i * ldc..][..16];
+            // SAFETY: `row` holds 16 values; each load and store covers 8 of them.
+            unsafe {
+                let p = row.as_mut_ptr();
+                _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), pair[0]));
+                _mm256_storeu_ps(p.add(8), _mm256_add_ps(_mm256_loadu_ps(p.add(8)), pair[1]));
+            }
+        }
+        return;
     }
     let mut tile = [[0f32; 16]; 6];
     for (i, row) in tile.iter_mut().enumerate() {
@@ -477,23 +499,39 @@ struct Job<'a> {
     ldo: usize,
 }
 
+/// Column panels per group in the blocked loops (256 columns: 144 rows of them are 144 KiB).
+const NC_PANELS: usize = 8;
+
 /// The blocked loops around a tile function of `MR` rows and `W` columns.
 macro_rules! run_job {
     ($job:expr, $tile:expr, $mr:expr, $w:expr) => {{
         let Job { buf, apack, kfull, m, w, panels, out, ldo } = $job;
-        for k0 in (0..kfull).step_by(KC) {
-            let kc = KC.min(kfull - k0);
-            for (j, p) in panels.clone().enumerate() {
-                let b = w.block(p, k0, kc, buf);
-                let cols = NR.min(w.n - p * NR);
-                let c = &mut out[j * NR..];
-                for (t, i0) in (0..m).step_by($mr).enumerate() {
-                    let a = &apack[(t * kfull + k0) * $mr..][..kc * $mr];
-                    let rows = $mr.min(m - i0);
-                    let mut off = 0;
-                    while off < cols {
-                        $tile(a, b, off, &mut c[i0 * ldo + off..], ldo, rows, $w.min(cols - off));
-                        off += $w;
+        // Column groups of NC_PANELS panels, so that the group's block of `out` stays in
+        // cache while the k loop passes over it.
+        for g0 in panels.clone().step_by(NC_PANELS) {
+            for k0 in (0..kfull).step_by(KC) {
+                let kc = KC.min(kfull - k0);
+                for p in g0..(g0 + NC_PANELS).min(panels.end) {
+                    let j = p - panels.start;
+                    let b = w.block(p, k0, kc, buf);
+                    let cols = NR.min(w.n - p * NR);
+                    let c = &mut out[j * NR..];
+                    for (t, i0) in (0..m).step_by($mr).enumerate() {
+                        let a = &apack[(t * kfull + k0) * $mr..][..kc * $mr];
+                        let rows = $mr.min(m - i0);
+                        let mut off = 0;
+                        while off < cols {
+                            $tile(
+                                a,
+                                b,
+                                off,
+                                &mut c[i0 * ldo + off..],
+                                ldo,
+                                rows,
+                                $w.min(cols - off),
+                            );
+                            off += $w;
+                        }
                     }
                 }
             }
@@ -598,13 +636,13 @@ fn quantize_a(a: &[f32], m: usize, k: usize, mr: usize) -> QuantA {
             }
         }
     };
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(any(not(target_arch = "wasm32"), target_feature = "atomics"))]
     qa.par_chunks_mut(per_tile)
         .zip(s.par_chunks_mut(kblocks * mr))
         .zip(zero.par_chunks_mut(kblocks * mr))
         .enumerate()
         .for_each(fill);
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
     qa.chunks_mut(per_tile)
         .zip(s.chunks_mut(kblocks * mr))
         .zip(zero.chunks_mut(kblocks * mr))
@@ -709,13 +747,22 @@ fn run_q8_avx512(
 /// Panels per parallel task when the work is split by columns.
 const GROUP: usize = 2;
 
-/// Rows per parallel task when the work is split by rows (a multiple of every `MR`).
+/// Rows per parallel task, about, when the work is split by rows.
 const MC: usize = 144;
 
 /// The activations, packed for the kernel that will run.
 enum PackedA {
     F32(Vec<f32>),
     Int8(QuantA),
+}
+
+/// Parts of one [`matmul`]'s time, in seconds (zero unless the clock was asked for).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GemmSplit {
+    /// Packing (f32) or quantizing (int8 kernel) the activations into micro-panels.
+    pub packing: f64,
+    /// Copying per-task column stripes into the output (the few-rows path) with the bias.
+    pub copies: f64,
 }
 
 /// `out[m, n] = a[m, k] · w` (+ `bias` per column), with `w` packed. `out` is overwritten.
@@ -731,18 +778,34 @@ pub fn matmul(
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) {
+    matmul_split(isa, a, m, w, bias, out, false);
+}
+
+/// [`matmul`], also returning how long packing and copies took when `clock` is set.
+pub fn matmul_split(
+    isa: Isa,
+    a: &[f32],
+    m: usize,
+    w: &PackedMatrix,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    clock: bool,
+) -> GemmSplit {
     let (k, n) = (w.k, w.n);
     assert_eq!(a.len(), m * k, "matmul: A is not [{m}, {k}]");
     assert_eq!(out.len(), m * n, "matmul: C is not [{m}, {n}]");
+    let mut split = GemmSplit::default();
     if m == 0 || n == 0 {
-        return;
+        return split;
     }
     let panels = n.div_ceil(NR);
+    let t = super::Stopwatch::start(clock);
     let (packed, mr) = if isa.int8() && w.precision() == Precision::Q8 {
         (PackedA::Int8(quantize_a(a, m, k, MR_Q8)), MR_Q8)
     } else {
         (PackedA::F32(pack_a(a, m, k, isa.mr())), isa.mr())
     };
+    split.packing = t.secs();
     // Rows i0.. (a multiple of mr) times panels `ps`, added into `out` (row stride `ldo`).
     let run = |i0: usize, rows: usize, ps: std::ops::Range<usize>, out: &mut [f32], ldo: usize| {
         let t0 = i0 / mr;
@@ -757,9 +820,13 @@ pub fn matmul(
         }
     };
     if m >= 2 * MC {
+        // About MC rows per task, as many tasks as a multiple of the threads, so that no
+        // thread waits on a short last task (a row's sums do not depend on its task).
+        let tasks = m.div_ceil(MC).next_multiple_of(super::threads());
+        let mc = m.div_ceil(tasks).next_multiple_of(mr);
         let block = |b: usize, chunk: &mut [f32]| {
             chunk.fill(0.0);
-            run(b * MC, chunk.len() / n, 0..panels, chunk, n);
+            run(b * mc, chunk.len() / n, 0..panels, chunk, n);
             if let Some(bias) = bias {
                 for row in chunk.chunks_exact_mut(n) {
                     for (o, b) in row.iter_mut().zip(bias) {
@@ -768,8 +835,8 @@ pub fn matmul(
                 }
             }
         };
-        super::for_rows(out, MC * n, block);
-        return;
+        super::for_rows(out, mc * n, block);
+        return split;
     }
     let groups = panels.div_ceil(GROUP);
     let work = |g: usize| {
@@ -779,11 +846,14 @@ pub fn matmul(
         run(0, m, ps, &mut stripe, width);
         stripe
     };
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(any(not(target_arch = "wasm32"), target_feature = "atomics"))]
     let stripes: Vec<Vec<f32>> = (0..groups).into_par_iter().map(work).collect();
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
     let stripes: Vec<Vec<f32>> = (0..groups).map(work).collect();
-    gather(stripes, m, n, bias, out)
+    let t = super::Stopwatch::start(clock);
+    gather(stripes, m, n, bias, out);
+    split.copies = t.secs();
+    split
 }
 
 /// The int8 product of one panel group (only called when [`Isa::int8`] holds).

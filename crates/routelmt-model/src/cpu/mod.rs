@@ -19,7 +19,7 @@ pub mod gemm;
 
 use std::time::Instant;
 
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(any(not(target_arch = "wasm32"), target_feature = "atomics"))]
 use rayon::prelude::*;
 
 pub use gemm::{Isa, PackedMatrix, Precision};
@@ -33,10 +33,18 @@ use crate::norm::RmsNorm;
 /// Runs `f(index, chunk)` over `width`-sized chunks of `out`, in parallel where threads exist
 /// (the one place that chooses rayon natively and a plain loop in wasm32).
 fn for_rows(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(any(not(target_arch = "wasm32"), target_feature = "atomics"))]
     out.par_chunks_mut(width.max(1)).enumerate().for_each(|(i, c)| f(i, c));
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
     out.chunks_mut(width.max(1)).enumerate().for_each(|(i, c)| f(i, c));
+}
+
+/// Threads the CPU kernels spread their work over (1 in the single-threaded wasm build).
+pub fn threads() -> usize {
+    #[cfg(any(not(target_arch = "wasm32"), target_feature = "atomics"))]
+    return rayon::current_num_threads();
+    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+    1
 }
 
 /// Host values of a burn tensor as f32 (any float dtype; a synchronous read, which the flex
@@ -141,8 +149,14 @@ pub struct Profile {
     pub attention: f64,
     /// RMSNorms, q/k norms, RoPE, SiLU·up, residual adds, embedding gather and row selection.
     pub elementwise: f64,
+    /// Of [`Self::gemm`]: packing or quantizing the activations.
+    pub gemm_packing: f64,
+    /// Of [`Self::gemm`]: copying column stripes into the output (few-rows products).
+    pub gemm_copies: f64,
     /// Matrix products run.
     pub gemm_calls: usize,
+    /// Their shapes `[m, k, n]` with how many ran, in first-run order.
+    pub gemm_shapes: Vec<([usize; 3], usize)>,
     /// Multiply-adds in them, times two.
     pub gemm_flops: f64,
     /// Whether the clock is read (see [`Stopwatch`]).
@@ -309,9 +323,18 @@ impl CpuDecoder {
     ) -> Vec<f32> {
         let t = Stopwatch::start(prof.timed);
         let mut out = vec![0f32; m * w.n()];
-        gemm::matmul(self.isa, a, m, w, bias, &mut out);
+        let split = gemm::matmul_split(self.isa, a, m, w, bias, &mut out, prof.timed);
         prof.gemm += t.secs();
+        prof.gemm_packing += split.packing;
+        prof.gemm_copies += split.copies;
         prof.gemm_calls += 1;
+        if prof.timed {
+            let shape = [m, w.k(), w.n()];
+            match prof.gemm_shapes.iter_mut().find(|(s, _)| *s == shape) {
+                Some((_, n)) => *n += 1,
+                None => prof.gemm_shapes.push((shape, 1)),
+            }
+        }
         prof.gemm_flops += 2.0 * (m * w.k() * w.n()) as f64;
         out
     }
