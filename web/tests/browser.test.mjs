@@ -145,7 +145,7 @@ for (const device of ["cpu", "webgpu"]) {
         worst = Math.max(worst, maxAbsDiff(got.out[layer][i].hidden, c.hidden[String(layer)]));
       });
     }
-    console.log(`${device} (${got.info.adapter || "wasm flex"}): max |Δ| vs transformers ${worst.toExponential(2)}`);
+    console.log(`${device} (${got.info.adapter || "wasm CPU kernels"}): max |Δ| vs transformers ${worst.toExponential(2)}`);
     assert.ok(worst <= GOLDEN_TOL, `max |Δ| ${worst}`);
   });
 
