@@ -232,6 +232,54 @@ fn bench_prefill_prints_the_promised_json() {
 }
 
 #[test]
+fn bench_prefill_profile_breaks_down_the_prefill() {
+    // tiny-gqa: 3 layers, hidden 64, 4 query and 2 KV heads of 32, MLP 96.
+    let o = cli("bench prefill")
+        .arg("--model", fixture("models/tiny-gqa"))
+        .arg("--seq", "8")
+        .arg("--batch", "3")
+        .arg("--iters", "1")
+        .arg("--weights", "f32,q8")
+        .flag("--profile")
+        .flag("--json")
+        .arg("--device", "cpu")
+        .ok();
+    let v = stdout_json(&o);
+    let rows = v["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        let p = &row["profile"];
+        let shapes: Vec<[u64; 4]> = p["gemm_shapes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| ["m", "k", "n", "calls"].map(|f| s[f].as_u64().unwrap()))
+            .collect();
+        // Blocks 1-2 on all 24 tokens, then the last block's q/k/v on all tokens and its o,
+        // gate/up and down on the 3 last tokens.
+        let expect = vec![
+            [24, 64, 256, 3],
+            [24, 128, 64, 2],
+            [24, 64, 192, 2],
+            [24, 96, 64, 2],
+            [3, 128, 64, 1],
+            [3, 64, 192, 1],
+            [3, 96, 64, 1],
+        ];
+        assert_eq!(shapes, expect, "{}", row["variant"]);
+        assert_eq!(p["gemm_calls"], 12);
+        let flops: u64 = shapes.iter().map(|s| 2 * s[0] * s[1] * s[2] * s[3]).sum();
+        assert!((p["gemm_gflop"].as_f64().unwrap() - flops as f64 / 1e9).abs() < 1e-12);
+        let gemm = p["gemm_ms"].as_f64().unwrap();
+        let parts = p["gemm_packing_ms"].as_f64().unwrap() + p["gemm_copies_ms"].as_f64().unwrap();
+        assert!(gemm > 0.0 && parts >= 0.0 && parts <= gemm, "{p}");
+        assert!(
+            p["allocations"].as_u64().unwrap() > 0 && p["allocated_mib"].as_f64().unwrap() > 0.0
+        );
+    }
+}
+
+#[test]
 fn auto_device_is_chosen_quietly_and_said_once() {
     // Probing wgpu on a machine without a display server used to print Mesa's
     // "XDG_RUNTIME_DIR is invalid or not set" four times; the choice is now said once, with
