@@ -67,7 +67,7 @@ async function inWorker(url, iters, tokens) {
         if (i > 0) times.push(performance.now() - t);
       }
       times.sort((a, b) => a - b);
-      return { load, info, median: times.length ? times[Math.floor(times.length / 2)] : null, memory: null, isolated: self.crossOriginIsolated };
+      return { load, info, median: times.length ? times[Math.floor(times.length / 2)] : null, isolated: self.crossOriginIsolated };
     },
     isolated.url + url, iters, tokens,
   );

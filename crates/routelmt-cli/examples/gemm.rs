@@ -2,7 +2,7 @@
 //!
 //! `cargo run --release --example gemm -- [ROWS ...]` (default: 64 1024).
 //! Prints, per shape and precision, the median of 7 runs in ms and GFLOP/s. Compare with
-//! `torch.matmul` on the same shapes (scripts/bench_torch_prefill.py --gemm).
+//! `torch.matmul` on the same shapes (scripts/bench_torch_gemm.py).
 use routelmt_model::cpu::{Isa, PackedMatrix, Precision, gemm};
 use std::time::Instant;
 
@@ -23,11 +23,7 @@ fn main() {
     // (name, k, n): fused q/k/v, o, fused gate/up, down.
     let shapes =
         [("qkv", 1024, 4096), ("o", 2048, 1024), ("gate_up", 1024, 6144), ("down", 3072, 1024)];
-    println!(
-        "kernels {} with {} threads",
-        isa.name(),
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    );
+    println!("kernels {} with {} threads", isa.name(), routelmt_model::cpu::threads());
     for &m in &rows {
         for precision in [Precision::F32, Precision::Q8] {
             let (mut flops, mut secs) = (0.0, 0.0);

@@ -274,6 +274,7 @@ fn profile_report(profs: &[(routelmt_model::cpu::Profile, (u64, u64))], r: &mut 
     let (g, at, el) = (mid(&|p| p.gemm), mid(&|p| p.attention), mid(&|p| p.elementwise));
     let (pack, copies) = (mid(&|p| p.gemm_packing), mid(&|p| p.gemm_copies));
     let (p0, (allocs, bytes)) = &profs[0];
+    let (gflop, mib) = (p0.gemm_flops() / 1e9, *bytes as f64 / (1 << 20) as f64);
     let shapes: Vec<Value> = p0
         .gemm_shapes
         .iter()
@@ -282,9 +283,9 @@ fn profile_report(profs: &[(routelmt_model::cpu::Profile, (u64, u64))], r: &mut 
     r["profile"] = json!({
         "gemm_ms": g * 1e3, "gemm_packing_ms": pack * 1e3, "gemm_copies_ms": copies * 1e3,
         "attention_ms": at * 1e3, "elementwise_ms": el * 1e3,
-        "gemm_calls": p0.gemm_calls, "gemm_gflop": p0.gemm_flops / 1e9,
-        "gemm_gflop_per_s": p0.gemm_flops / 1e9 / g, "gemm_shapes": shapes,
-        "allocations": allocs, "allocated_mib": *bytes as f64 / (1 << 20) as f64,
+        "gemm_calls": p0.gemm_calls(), "gemm_gflop": gflop,
+        "gemm_gflop_per_s": gflop / g, "gemm_shapes": shapes,
+        "allocations": allocs, "allocated_mib": mib,
     });
     let shapes: Vec<String> = p0
         .gemm_shapes
@@ -295,15 +296,15 @@ fn profile_report(profs: &[(routelmt_model::cpu::Profile, (u64, u64))], r: &mut 
         "\n    profile (median of {}): GEMM {:.1} ms ({} calls, {:.1} GFLOP, {:.0} GFLOP/s; of it packing {:.1} ms, copies {:.1} ms), attention {:.1} ms, elementwise {:.1} ms\n    {} allocations ({:.0} MiB) per prefill; GEMM shapes: {}",
         profs.len(),
         g * 1e3,
-        p0.gemm_calls,
-        p0.gemm_flops / 1e9,
-        p0.gemm_flops / 1e9 / g,
+        p0.gemm_calls(),
+        gflop,
+        gflop / g,
         pack * 1e3,
         copies * 1e3,
         at * 1e3,
         el * 1e3,
         allocs,
-        *bytes as f64 / (1 << 20) as f64,
+        mib,
         shapes.join(", ")
     )
 }

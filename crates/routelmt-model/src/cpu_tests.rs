@@ -125,6 +125,6 @@ fn profile_counts_every_projection() {
     let l = m.config.num_hidden_layers;
     let (h, prof) = m.cpu_decoder().unwrap().forward_profiled(&m.embed_tokens, &ps[..4], l);
     assert_eq!(h.len(), 4 * m.config.hidden_size);
-    assert_eq!(prof.gemm_calls, 4 * l, "q/k/v, o, gate/up and down per block");
+    assert_eq!(prof.gemm_calls(), 4 * l, "q/k/v, o, gate/up and down per block");
     assert!(prof.gemm > 0.0 && prof.attention > 0.0 && prof.elementwise > 0.0);
 }

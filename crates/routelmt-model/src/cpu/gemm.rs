@@ -719,7 +719,6 @@ fn tile_q8_avx512(
 #[target_feature(enable = "avx512f,avx512vnni")]
 fn run_q8_avx512(
     qa: &QuantA,
-    t0: usize,
     m: usize,
     w: &PackedMatrix,
     panels: std::ops::Range<usize>,
@@ -733,7 +732,6 @@ fn run_q8_avx512(
         let qp = &q[p * kb * QBLOCK * NR..][..kb * QBLOCK * NR];
         let sp = &scales[p * kb * NR..][..kb * NR];
         for (t, i0) in (0..m).step_by(MR_Q8).enumerate() {
-            let t = t0 + t;
             let a = &qa.a[t * kb * 8 * MR_Q8..][..kb * 8 * MR_Q8];
             let sa = &qa.s[t * kb * MR_Q8..][..kb * MR_Q8];
             let za = &qa.zero[t * kb * MR_Q8..][..kb * MR_Q8];
@@ -761,7 +759,7 @@ enum PackedA {
 pub struct GemmSplit {
     /// Packing (f32) or quantizing (int8 kernel) the activations into micro-panels.
     pub packing: f64,
-    /// Copying per-task column stripes into the output (the few-rows path) with the bias.
+    /// Copying per-task column stripes into the output, with the bias.
     pub copies: f64,
 }
 
@@ -799,21 +797,20 @@ pub fn matmul_split(
     }
     let panels = n.div_ceil(NR);
     let t = super::Stopwatch::start(clock);
-    let (packed, mr) = if isa.int8() && w.precision() == Precision::Q8 {
-        (PackedA::Int8(quantize_a(a, m, k, MR_Q8)), MR_Q8)
+    let packed = if isa.int8() && w.precision() == Precision::Q8 {
+        PackedA::Int8(quantize_a(a, m, k, MR_Q8))
     } else {
-        (PackedA::F32(pack_a(a, m, k, isa.mr())), isa.mr())
+        PackedA::F32(pack_a(a, m, k, isa.mr()))
     };
     split.packing = t.secs();
-    // Rows i0.. (a multiple of mr) times panels `ps`, added into `out` (row stride `ldo`).
-    let run = |i0: usize, rows: usize, ps: std::ops::Range<usize>, out: &mut [f32], ldo: usize| {
-        let t0 = i0 / mr;
+    // All rows times panels `ps`, added into `stripe` (`m` rows of the panels' width).
+    let run = |ps: std::ops::Range<usize>, stripe: &mut [f32]| {
+        let ldo = ps.len() * NR;
         match &packed {
-            PackedA::Int8(qa) => run_int8(qa, t0, rows, w, ps, out, ldo),
-            PackedA::F32(ap) => BUF.with(|buf| {
+            PackedA::Int8(qa) => run_int8(qa, m, w, ps, stripe, ldo),
+            PackedA::F32(apack) => BUF.with(|buf| {
                 let buf = &mut buf.borrow_mut();
-                let apack = &ap[t0 * k * mr..];
-                let job = Job { buf, apack, kfull: k, m: rows, w, panels: ps, out, ldo };
+                let job = Job { buf, apack, kfull: k, m, w, panels: ps, out: stripe, ldo };
                 dispatch(isa, job);
             }),
         }
@@ -826,9 +823,8 @@ pub fn matmul_split(
     let groups = panels.div_ceil(group);
     let work = |g: usize| {
         let ps = g * group..((g + 1) * group).min(panels);
-        let width = ps.len() * NR;
-        let mut stripe = vec![0f32; m * width];
-        run(0, m, ps, &mut stripe, width);
+        let mut stripe = vec![0f32; m * ps.len() * NR];
+        run(ps, &mut stripe);
         stripe
     };
     #[cfg(any(not(target_arch = "wasm32"), target_feature = "atomics"))]
@@ -845,7 +841,6 @@ pub fn matmul_split(
 #[allow(unsafe_code)]
 fn run_int8(
     qa: &QuantA,
-    t0: usize,
     m: usize,
     w: &PackedMatrix,
     panels: std::ops::Range<usize>,
@@ -855,14 +850,10 @@ fn run_int8(
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `Isa::int8` confirmed AVX-512F and AVX-512 VNNI at run time.
     unsafe {
-        run_q8_avx512(qa, t0, m, w, panels, out, ldo)
+        run_q8_avx512(qa, m, w, panels, out, ldo)
     }
     #[cfg(not(target_arch = "x86_64"))]
-    unreachable!(
-        "no int8 kernel here: {} {t0} {m} {w:?} {panels:?} {} {ldo}",
-        qa.kblocks,
-        out.len()
-    )
+    unreachable!("no int8 kernel here: {} {m} {w:?} {panels:?} {} {ldo}", qa.kblocks, out.len())
 }
 
 /// Copies per-task column stripes into `out`'s rows and adds the bias.

@@ -151,16 +151,24 @@ pub struct Profile {
     pub elementwise: f64,
     /// Of [`Self::gemm`]: packing or quantizing the activations.
     pub gemm_packing: f64,
-    /// Of [`Self::gemm`]: copying column stripes into the output (few-rows products).
+    /// Of [`Self::gemm`]: copying column stripes into the output, with the bias.
     pub gemm_copies: f64,
-    /// Matrix products run.
-    pub gemm_calls: usize,
-    /// Their shapes `[m, k, n]` with how many ran, in first-run order.
+    /// The matrix products' shapes `[m, k, n]` with how many ran, in first-run order.
     pub gemm_shapes: Vec<([usize; 3], usize)>,
-    /// Multiply-adds in them, times two.
-    pub gemm_flops: f64,
     /// Whether the clock is read (see [`Stopwatch`]).
     timed: bool,
+}
+
+impl Profile {
+    /// Matrix products run.
+    pub fn gemm_calls(&self) -> usize {
+        self.gemm_shapes.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Multiply-adds in them, times two.
+    pub fn gemm_flops(&self) -> f64 {
+        self.gemm_shapes.iter().map(|([m, k, n], c)| 2.0 * (m * k * n * c) as f64).sum()
+    }
 }
 
 /// Reads the clock only when a profile was asked for: the model core reads no clock on the
@@ -327,7 +335,6 @@ impl CpuDecoder {
         prof.gemm += t.secs();
         prof.gemm_packing += split.packing;
         prof.gemm_copies += split.copies;
-        prof.gemm_calls += 1;
         if prof.timed {
             let shape = [m, w.k(), w.n()];
             match prof.gemm_shapes.iter_mut().find(|(s, _)| *s == shape) {
@@ -335,7 +342,6 @@ impl CpuDecoder {
                 None => prof.gemm_shapes.push((shape, 1)),
             }
         }
-        prof.gemm_flops += 2.0 * (m * w.k() * w.n()) as f64;
         out
     }
 
