@@ -6,18 +6,33 @@
 # wasm CPU), fmt and clippy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
-scripts/setup-web.sh
+# Each stage prints its wall time; the summary at the end lists them all (the README's testing
+# section quotes a cold run of this script).
+TIMES=()
+START=$SECONDS
+stage() {
+  local name=$1 t0=$SECONDS
+  shift
+  printf '\n== stage: %s\n' "$name" >&2
+  "$@"
+  TIMES+=("$(printf '%6d s  %s' $((SECONDS - t0)) "$name")")
+  printf '== stage: %s done in %d s\n' "$name" $((SECONDS - t0)) >&2
+}
+stage setup scripts/setup.sh
+stage setup-web scripts/setup-web.sh
 ROUTELMT_SMOLLM2_GGUF="$(models/fetch.sh smollm2-135m-instruct-q4_1)"
 export ROUTELMT_SMOLLM2_GGUF
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/routelmt-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export PATH="${ROUTELMT_TOOLS:-$HOME/.cache/routelmt-tools}/bin:$PATH"
-set -x
-cargo fmt --all -- --check
-cargo test --workspace --exclude routelmt-web --locked -- --nocapture
-cargo clippy --workspace --all-targets --locked -- -D warnings
+stage fmt cargo fmt --all -- --check
+stage cargo-test cargo test --workspace --exclude routelmt-web --locked -- --nocapture
+stage clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 # The wasm32 build of the browser package (trunk's pre-build hook) also compiles the model and
 # route crates for wasm32.
-trunk build --release --offline
-ROUTELMT_BIN="$CARGO_TARGET_DIR/debug/routelmt" node --test --test-concurrency=1 web/tests/browser.test.mjs
+stage trunk-build trunk build --release --offline
+stage browser-tests env ROUTELMT_BIN="$CARGO_TARGET_DIR/debug/routelmt" \
+  node --test --test-concurrency=1 web/tests/browser.test.mjs
+printf '\ntest.sh: stage times\n' >&2
+printf '%s\n' "${TIMES[@]}" >&2
+printf '%6d s  total\n' $((SECONDS - START)) >&2
