@@ -26,6 +26,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/routelmt-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export PATH="${ROUTELMT_TOOLS:-$HOME/.cache/routelmt-tools}/bin:$PATH"
 stage fmt cargo fmt --all -- --check
+# No import circle between the files of any crate; the model crate's floors hold.
+stage imports python3 scripts/check_imports.py
 stage cargo-test cargo test --workspace --exclude routelmt-web --locked -- --nocapture
 stage clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 # The wasm32 build of the browser package (trunk's pre-build hook) also compiles the model and

@@ -4,79 +4,24 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use routelmt_model::device::{self, DeviceChoice, SelectedDevice};
 use routelmt_model::{ChatMode, PromptStyle};
-
-/// Which device runs the model.
-#[derive(Debug, Clone, Copy, ValueEnum, Default)]
-pub enum DeviceArg {
-    /// A hardware GPU adapter if one exists, else the CPU.
-    #[default]
-    Auto,
-    /// The CPU (the project's inference kernels; burn flex for training).
-    Cpu,
-    /// wgpu (Vulkan, Metal, DX12; software adapters count; fails if there is none).
-    Gpu,
-}
-
-impl DeviceArg {
-    /// Resolves the device and says once, on stderr, which one runs and why.
-    pub fn select(self) -> Result<SelectedDevice> {
-        let choice = match self {
-            Self::Auto => DeviceChoice::Auto,
-            Self::Cpu => DeviceChoice::Cpu,
-            Self::Gpu => DeviceChoice::Gpu,
-        };
-        let d = device::select(choice)?;
-        eprintln!("device: {d}");
-        Ok(d)
-    }
-}
 
 /// `--device`.
 #[derive(Debug, Args)]
 pub struct DeviceOpt {
     /// Compute device.
     #[arg(long, value_enum, default_value_t, env = "ROUTELMT_DEVICE")]
-    pub device: DeviceArg,
+    pub device: DeviceChoice,
 }
 
-/// The LMT prompt revision.
-#[derive(Debug, Clone, Copy, ValueEnum, Default)]
-pub enum StyleArg {
-    /// Model card: "... into {T}." (default).
-    #[default]
-    Card,
-    /// Later code revision: "... into {T}:".
-    Colon,
-}
-
-impl From<StyleArg> for PromptStyle {
-    fn from(s: StyleArg) -> Self {
-        match s {
-            StyleArg::Card => PromptStyle::Card,
-            StyleArg::Colon => PromptStyle::Colon,
-        }
-    }
-}
-
-/// Whether the prompt goes into the model's chat template.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ChatArg {
-    /// The model's chat template when it has one (tokenizer_config.json, chat_template.jinja,
-    /// or the GGUF's), else the bare instruction.
-    Auto,
-    /// The bare instruction.
-    None,
-}
-
-impl From<ChatArg> for ChatMode {
-    fn from(c: ChatArg) -> Self {
-        match c {
-            ChatArg::Auto => ChatMode::Auto,
-            ChatArg::None => ChatMode::None,
-        }
+impl DeviceOpt {
+    /// Resolves the device and says once, on stderr, which one runs and why.
+    pub fn select(&self) -> Result<SelectedDevice> {
+        let d = device::select(self.device)?;
+        eprintln!("device: {d}");
+        Ok(d)
     }
 }
 
@@ -92,7 +37,7 @@ pub struct ModelArgs {
     pub tokenizer: Option<PathBuf>,
     /// Chat template use [default: auto; for score and route, the router's].
     #[arg(long, value_enum)]
-    pub chat_template: Option<ChatArg>,
+    pub chat_template: Option<ChatMode>,
     /// Decoder weights for inference: f32, f16 or q8 (int8, one f32 scale per 32 weights)
     /// [default: f32; for score and route, the router's; train records it in the router].
     #[arg(long, env = "ROUTELMT_WEIGHTS")]
@@ -102,7 +47,7 @@ pub struct ModelArgs {
 impl ModelArgs {
     /// The chat mode: the flag, else `default`.
     pub fn chat_mode(&self, default: ChatMode) -> ChatMode {
-        self.chat_template.map_or(default, ChatMode::from)
+        self.chat_template.unwrap_or(default)
     }
 }
 
@@ -141,5 +86,5 @@ impl BatchOpt {
 pub struct StyleOpt {
     /// Prompt revision (for records given as text).
     #[arg(long, value_enum, default_value_t)]
-    pub prompt_style: StyleArg,
+    pub prompt_style: PromptStyle,
 }

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use routelmt_model::{LoraSettings, Model, ModelConfig, hf, peft};
+use routelmt_model::{LoraSettings, Model, ModelConfig, hf};
+use routelmt_model::router::peft;
 use serde_json::{Value, json};
 
 use crate::args::DeviceOpt;
@@ -191,7 +192,7 @@ pub fn bench(cmd: BenchCommand) -> Result<()> {
     if a.iters == 0 || a.seq == 0 || a.batch.contains(&0) || a.weights.is_empty() {
         bail!("--iters, --seq and every --batch must be at least 1, and --weights non-empty");
     }
-    let dev = a.out.device.device.select()?;
+    let dev = a.out.device.select()?;
     let variants = variants(&a, &dev.device)?;
     let config = variants[0].model.config.clone();
     let layer = config.num_hidden_layers;
@@ -201,7 +202,7 @@ pub fn bench(cmd: BenchCommand) -> Result<()> {
         let ids = bench_ids(b, a.seq, vocab);
         for _ in 0..a.warmup {
             for v in &variants {
-                v.model.last_hidden(&ids, layer, b).context("warm-up run")?;
+                v.model.last_hidden(&ids, layer, b).and_then(|p| p.read()).context("warm-up run")?;
             }
         }
         // Variants interleaved per iteration, so that load on a shared machine hits all.
@@ -211,7 +212,7 @@ pub fn bench(cmd: BenchCommand) -> Result<()> {
         for _ in 0..a.iters {
             for (i, v) in variants.iter().enumerate() {
                 let (t0, c0) = (Instant::now(), cpu_seconds());
-                let h = v.model.last_hidden(&ids, layer, b)?;
+                let h = v.model.last_hidden(&ids, layer, b)?.read()?;
                 let wall = t0.elapsed().as_secs_f64();
                 times[i].push(wall);
                 if let (Some(c0), Some(c1)) = (c0, cpu_seconds()) {
@@ -320,7 +321,7 @@ fn bench_train(a: BenchTrainArgs) -> Result<()> {
         "both" => vec![false, true],
         o => bail!("unknown --mode '{o}' (lora, no-lora, both)"),
     };
-    let dev = a.out.device.device.select()?;
+    let dev = a.out.device.select()?;
     let mut results = Vec::new();
     for lora in modes {
         let model = random_model(&a.config, &dev.device)?;

@@ -71,7 +71,7 @@ pub fn tokenize(a: TokenizeArgs) -> Result<()> {
     let tok =
         LazyTokenizer::new(&a.model.model, &a.model.tokenizer, a.model.chat_mode(ChatMode::Auto));
     tok.tokenizer()?; // fail early on a bad tokenizer, before reading input
-    let opts = PrepareOptions { style: a.style.prompt_style.into(), allow_ids: false, vocab: None };
+    let opts = PrepareOptions { style: a.style.prompt_style, allow_ids: false, vocab: None };
     let n = write_records(&a.io, 1, &tok, opts, |batch, w| {
         for (p, _) in batch {
             write_json_line(w, &json!({"id": p.id, "prompt": p.prompt, "input_ids": p.ids}))?;
@@ -93,7 +93,7 @@ pub fn features(a: FeaturesArgs) -> Result<()> {
             config.num_hidden_layers
         );
     }
-    let dev = a.device.device.select()?;
+    let dev = a.device.select()?;
     let started = Instant::now();
     let opts = LoadOptions { lm_head: a.logits.is_some() };
     let (model, report) = hf::load_with(dir, opts, &dev.device)?;
@@ -103,17 +103,17 @@ pub fn features(a: FeaturesArgs) -> Result<()> {
     let final_layer = config.num_hidden_layers;
     let tok = LazyTokenizer::new(dir, &a.model.tokenizer, a.model.chat_mode(ChatMode::Auto));
     let opts = PrepareOptions {
-        style: a.style.prompt_style.into(),
+        style: a.style.prompt_style,
         allow_ids: true,
         vocab: Some(config.vocab_size),
     };
     let batch_size = a.batch.get();
     let n = write_records(&a.io, batch_size, &tok, opts, |batch, w| {
         let ids: Vec<Vec<u32>> = batch.iter().map(|(p, _)| p.ids.clone()).collect();
-        let hidden = model.last_hidden(&ids, layer, batch_size)?;
+        let hidden = model.last_hidden(&ids, layer, batch_size)?.read()?;
         let top = match top_k {
             Some(k) if layer == final_layer => model.top_logits(&hidden, k)?,
-            Some(k) => model.top_logits(&model.last_hidden(&ids, final_layer, batch_size)?, k)?,
+            Some(k) => model.top_logits(&model.last_hidden(&ids, final_layer, batch_size)?.read()?, k)?,
             None => Vec::new(),
         };
         let mut top = top.into_iter();
@@ -138,7 +138,7 @@ pub fn features(a: FeaturesArgs) -> Result<()> {
 /// `routelmt info`.
 pub fn info(a: InfoArgs) -> Result<()> {
     let config = hf::read_config(&a.model)?;
-    let dev = a.device.device.select()?;
+    let dev = a.device.select()?;
     let (model, report) = hf::load_folder(&a.model, &dev.device)?;
     drop(model);
     let c = &config;

@@ -373,7 +373,7 @@ fn rule(a: &RouteArgs, field: &str, asc: bool) -> Result<Rule> {
 /// on its `score` (lowest first for a quality head). Without --budget or --threshold, the
 /// router's calibrated threshold decides.
 fn route_with_router(a: &RouteArgs, input: &Path, model: &Path, router: &Path) -> Result<()> {
-    let dev = a.device.device.select()?;
+    let dev = a.device.select()?;
     let scorer = hf::load_scorer(model, router, &dev.device, a.input.weights)?;
     let asc = scorer.lowest_first();
     let rule = match (&a.decision.budget, &a.decision.threshold, &scorer.router().config.threshold)
@@ -397,7 +397,7 @@ fn route_with_router(a: &RouteArgs, input: &Path, model: &Path, router: &Path) -
     let mut scored: Vec<String> = Vec::new();
     for_each_batch(input, batch_size, &tok, opts, None, |batch| {
         let ids: Vec<Vec<u32>> = batch.iter().map(|(p, _)| p.ids.clone()).collect();
-        for ((_, line), s) in batch.iter().zip(scorer.score(&ids, batch_size)?) {
+        for ((_, line), s) in batch.iter().zip(scorer.score(&ids, batch_size)?.read()?) {
             let text = set_fields(&line.text, &scorer.fields(&s));
             scored
                 .push(text.ok_or_else(|| anyhow!("line {}: expected a JSON object", line.number))?);

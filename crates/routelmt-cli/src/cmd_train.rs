@@ -113,7 +113,7 @@ fn settings(a: &TrainArgs, layers: usize) -> TrainSettings {
     TrainSettings {
         head: a.head,
         layer: a.layer.unwrap_or(layers),
-        prompt_style: a.style.prompt_style.into(),
+        prompt_style: a.style.prompt_style,
         chat_template: a.model.chat_mode(routelmt_model::ChatMode::Auto),
         weights: a.model.weights.unwrap_or_default(),
         epochs: a.epochs,
@@ -202,7 +202,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let valid = routelmt_train::read_examples(&a.valid, config.vocab_size, &mut encode)?;
     eprintln!("data: {} training and {} validation records", train.len(), valid.len());
 
-    let dev = a.device.device.select()?;
+    let dev = a.device.select()?;
     let (model, _) = hf::load_folder(dir, &dev.device)?;
     std::fs::create_dir_all(&a.output)
         .with_context(|| format!("cannot create {}", a.output.display()))?;
@@ -234,7 +234,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
 /// `routelmt score`.
 pub fn score(a: ScoreArgs) -> Result<()> {
     let started = Instant::now();
-    let dev = a.device.device.select()?;
+    let dev = a.device.select()?;
     let scorer = hf::load_scorer(&a.model.model, &a.router, &dev.device, a.model.weights)?;
     let mode = a.model.chat_mode(scorer.chat_mode());
     let tok = LazyTokenizer::new(&a.model.model, &a.model.tokenizer, mode);
@@ -243,7 +243,7 @@ pub fn score(a: ScoreArgs) -> Result<()> {
     let batch_size = a.batch.get();
     let n = write_records(&a.io, batch_size, &tok, opts, |batch, w| {
         let ids: Vec<Vec<u32>> = batch.iter().map(|(p, _)| p.ids.clone()).collect();
-        let scores = scorer.score(&ids, batch_size)?;
+        let scores = scorer.score(&ids, batch_size)?.read()?;
         for ((_, line), s) in batch.into_iter().zip(scores) {
             let out =
                 set_fields(&line.text, &scorer.fields(&s)).context("expected a JSON object")?;

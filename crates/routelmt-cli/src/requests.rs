@@ -1,6 +1,6 @@
 //! Request records through the model, for every command that reads them (`tokenize`,
 //! `features`, `score`, `route --router`): one driver for read → prepare → batch → run →
-//! write or reject. Preparing one request is the model crate's ([`routelmt_model::request`]);
+//! write or reject. Preparing one request is the model crate's ([`routelmt_model::text::request`]);
 //! this file adds files, line numbers, `--skip-invalid` and progress.
 
 use std::path::{Path, PathBuf};
@@ -60,7 +60,7 @@ pub fn for_each_batch(
     for line in read_lines(input)? {
         let line = line?;
         bar.inc(1);
-        match routelmt_model::request::prepare_json(&line.text, tokenizer, opts) {
+        match routelmt_model::text::request::prepare_json(&line.text, tokenizer, opts) {
             Ok(p) => {
                 batch.push((p, line));
                 n += 1;

@@ -159,27 +159,53 @@ impl ModelConfig {
             }
         }
         config.rope_llama3 = rope_llama3;
-        if config.rope_theta.is_none() {
-            if family == Family::Llama {
-                config.rope_theta = Some(10_000.0); // LlamaConfig's default
-            } else {
-                return Err(err(
-                    "field 'rope_theta' is missing (looked top-level and under 'rope_parameters')"
-                        .into(),
-                ));
+        if config.rope_theta.is_none() && family != Family::Llama {
+            return Err(err(
+                "field 'rope_theta' is missing (looked top-level and under 'rope_parameters')"
+                    .into(),
+            ));
+        }
+        // An explicit 0 is an error, not a request for the default.
+        for field in ["num_key_value_heads", "head_dim"] {
+            if obj.get(field).and_then(Value::as_u64) == Some(0) {
+                return Err(err(format!("field '{field}' must be positive")));
             }
         }
-        if config.num_key_value_heads == 0 && !obj.contains_key("num_key_value_heads") {
-            config.num_key_value_heads = config.num_attention_heads;
+        if config.head_dim == 0 && family == Family::Qwen3 {
+            return Err(err("missing or mistyped field: missing field `head_dim`".into()));
         }
-        if config.head_dim == 0 && obj.get("head_dim").is_none_or(Value::is_null) {
-            if family == Family::Qwen3 {
-                return Err(err("missing or mistyped field: missing field `head_dim`".into()));
-            }
-            config.head_dim = config.hidden_size / config.num_attention_heads.max(1);
-        }
+        config.fill_defaults();
         config.check().map_err(err)?;
         Ok(config)
+    }
+
+    /// Fills what a checkpoint may leave unset (0 or `None` here) with transformers' defaults,
+    /// the same for `config.json` and GGUF metadata: key/value heads = query heads, `head_dim`
+    /// = hidden / heads, and for Llama a RoPE base of 10,000 (`LlamaConfig`'s default).
+    pub(crate) fn fill_defaults(&mut self) {
+        if self.num_key_value_heads == 0 {
+            self.num_key_value_heads = self.num_attention_heads;
+        }
+        if self.head_dim == 0 {
+            self.head_dim = self.hidden_size / self.num_attention_heads.max(1);
+        }
+        if self.rope_theta.is_none() && self.family == Family::Llama {
+            self.rope_theta = Some(10_000.0);
+        }
+    }
+
+    /// `(in, out)` widths of a projection, named by its path inside a layer
+    /// (`self_attn.q_proj`) or by its last part (`q_proj`).
+    pub fn projection_dims(&self, name: &str) -> (usize, usize) {
+        let (h, d, i) = (self.hidden_size, self.head_dim, self.intermediate_size);
+        let (nq, nkv) = (self.num_attention_heads, self.num_key_value_heads);
+        match name.rsplit('.').next().unwrap_or(name) {
+            "q_proj" => (h, nq * d),
+            "k_proj" | "v_proj" => (h, nkv * d),
+            "o_proj" => (nq * d, h),
+            "gate_proj" | "up_proj" => (h, i),
+            _ => (i, h), // down_proj
+        }
     }
 
     /// Whether q and k are RMS-normed per head before RoPE (Qwen3).

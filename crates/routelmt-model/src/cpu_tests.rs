@@ -51,7 +51,7 @@ fn load(name: &str, device: &Device) -> Model {
 /// Final-layer states of the prompts.
 fn states(model: &Model) -> Vec<Vec<f32>> {
     let ps = prompts(model.config.vocab_size);
-    model.last_hidden(&ps, model.config.num_hidden_layers, 16).unwrap()
+    model.last_hidden(&ps, model.config.num_hidden_layers, 16).unwrap().read().unwrap()
 }
 
 fn compare(label: &str, reference: &[Vec<f32>], got: &[Vec<f32>], max_rel: f32) {

@@ -13,13 +13,14 @@ use crate::error::{ModelError, Result};
 
 /// What the user asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum DeviceChoice {
-    /// A GPU adapter if one exists, else the CPU.
+    /// A hardware GPU adapter if one exists, else the CPU.
     #[default]
     Auto,
-    /// burn flex on the CPU.
+    /// The CPU (the project's inference kernels; burn flex for training).
     Cpu,
-    /// wgpu, whatever adapter it finds (fails if none).
+    /// wgpu (Vulkan, Metal, DX12; software adapters count; fails if there is none).
     Gpu,
 }
 

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::gguf::{self, GgufFile};
-use crate::quant::{self, Stored};
+use crate::formats::gguf::{self, GgufFile};
+use crate::formats::dtype::{self as quant, Stored};
 use crate::tests::{fixtures, max_abs_diff};
 
 fn gguf_dir() -> PathBuf {
@@ -53,7 +53,7 @@ fn quants_file_decodes_like_gguf_py_in_both_versions() {
         }
         for t in want["tensors"].as_array().unwrap() {
             let tname = t["name"].as_str().unwrap();
-            let info = f.tensors.iter().find(|i| i.name == tname).unwrap();
+            let info = f.infos.iter().find(|i| i.name == tname).unwrap();
             let shape: Vec<usize> = serde_json::from_value(t["shape"].clone()).unwrap();
             assert_eq!(info.shape(), shape, "{tname}");
             let stored = Stored::from_ggml(info.ggml_type).unwrap();
@@ -87,7 +87,7 @@ fn bad_files_are_errors_naming_the_problem() {
     assert!(e.contains("version 4 is not supported"), "{e}");
     // The test architecture is not a decoder this project runs.
     let f = GgufFile::parse(&bytes, "quants.gguf").unwrap();
-    let e = f.config().unwrap_err().to_string();
+    let e = crate::formats::gguf_hf::config(&f).unwrap_err().to_string();
     assert!(e.contains("'general.architecture' is 'test'"), "{e}");
     // An unsupported tensor type is named with its type, at the tensor.
     let mut q3 = bytes.clone();
@@ -95,7 +95,7 @@ fn bad_files_are_errors_naming_the_problem() {
     q3[pos..pos + 4].copy_from_slice(&11u32.to_le_bytes()); // Q3_K
     let f = GgufFile::parse(&q3, "q3.gguf").unwrap();
     let cfg = crate::tests::tiny_config();
-    let e = f.tensors(&cfg).err().unwrap().to_string();
+    let e = crate::formats::gguf_hf::tensors(&f, &cfg).err().unwrap().to_string();
     assert!(e.contains("tensor 'q4_0' has type Q3_K"), "{e}");
 }
 

@@ -9,16 +9,20 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use memmap2::Mmap;
 
-use crate::chat::{self, ChatMode};
+use crate::checkpoint::{
+    self, CHAT_TEMPLATE_JINJA, GgufCheckpoint, INDEX, SINGLE, ShardIndex, TOKENIZER_CONFIG,
+    TOKENIZER_JSON,
+};
 use crate::config::ModelConfig;
+use crate::decoder::build::{LoadOptions, LoadReport};
 use crate::error::{ModelError, Result};
-use crate::gguf::GgufFile;
-use crate::loader::{LoadOptions, LoadReport, load_tensors};
+use crate::formats::Named;
 use crate::model::Model;
+use crate::precision::Precision;
+use crate::router::scorer::Scorer;
 use crate::router::{ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEAD_FILE, ROUTER_JSON, Router, RouterFiles};
-use crate::scorer::Scorer;
-use crate::tensors::{Tensors, safetensors_sources};
-use crate::tokenizer::Tokenizer;
+use crate::text::chat::ChatMode;
+use crate::text::tokenizer::Tokenizer;
 
 fn io(path: &Path, source: std::io::Error) -> ModelError {
     ModelError::Io { path: path.display().to_string(), source }
@@ -30,15 +34,39 @@ pub fn is_gguf(path: &Path) -> bool {
     let mut magic = [0u8; 4];
     path.is_file()
         && File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok()
-        && crate::gguf::is_gguf(&magic)
+        && checkpoint::is_gguf(&magic)
+}
+
+/// A file's bytes and its path as a name, or `None` when it does not exist.
+fn read_optional(path: &Path) -> Result<Option<(Vec<u8>, String)>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some((b, path.display().to_string()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(path, e)),
+    }
+}
+
+/// A file's bytes and its path as a name.
+fn read_named(path: &Path) -> Result<(Vec<u8>, String)> {
+    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+    Ok((bytes, path.display().to_string()))
+}
+
+fn named(file: &Option<(Vec<u8>, String)>) -> Option<Named<'_>> {
+    file.as_ref().map(|(b, n)| Named::new(n, b))
+}
+
+/// Runs `f` on a GGUF file's checkpoint view (the file memory-mapped).
+fn with_gguf<T>(path: &Path, f: impl FnOnce(&GgufCheckpoint<'_>) -> Result<T>) -> Result<T> {
+    let map = map_file(path)?;
+    let name = path.display().to_string();
+    f(&GgufCheckpoint::parse(Named::new(&name, &map))?)
 }
 
 /// Reads and validates the config of a checkpoint: `DIR/config.json`, or a GGUF's metadata.
 pub fn read_config(path: &Path) -> Result<ModelConfig> {
     if is_gguf(path) {
-        let map = map_file(path)?;
-        let name = path.display().to_string();
-        return GgufFile::parse(&map, &name)?.config();
+        return with_gguf(path, |g| Ok(g.config.clone()));
     }
     if path.is_file() {
         return Err(ModelError::config(
@@ -46,43 +74,22 @@ pub fn read_config(path: &Path) -> Result<ModelConfig> {
             "not a model folder or a GGUF file",
         ));
     }
-    let file = path.join("config.json");
-    let bytes = std::fs::read(&file).map_err(|e| io(&file, e))?;
-    ModelConfig::from_json(&bytes, &file.display().to_string())
+    let (bytes, name) = read_named(&path.join(checkpoint::CONFIG_JSON))?;
+    ModelConfig::from_json(&bytes, &name)
 }
 
 /// Loads `tokenizer.json` from `path` (a file, or a folder holding one) with the chat template
 /// of the `tokenizer_config.json` (or `chat_template.jinja`) beside it, if any.
 pub fn read_tokenizer(path: &Path) -> Result<Tokenizer> {
     let (file, dir) = if path.is_dir() {
-        (path.join("tokenizer.json"), path.to_path_buf())
+        (path.join(TOKENIZER_JSON), path.to_path_buf())
     } else {
         (path.to_path_buf(), path.parent().map(Path::to_path_buf).unwrap_or_default())
     };
-    let bytes = std::fs::read(&file).map_err(|e| io(&file, e))?;
-    let tok = Tokenizer::from_bytes(&bytes, &file.display().to_string())?;
-    let optional = |name: &str| -> Result<Option<(Vec<u8>, String)>> {
-        let p = dir.join(name);
-        match std::fs::read(&p) {
-            Ok(b) => Ok(Some((b, p.display().to_string()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(&p, e)),
-        }
-    };
-    let cfg = optional("tokenizer_config.json")?;
-    let jinja = optional("chat_template.jinja")?;
-    let jinja_text = match &jinja {
-        Some((b, p)) => Some((
-            std::str::from_utf8(b).map_err(|_| ModelError::config(p.clone(), "not UTF-8"))?,
-            p.as_str(),
-        )),
-        None => None,
-    };
-    let template = chat::from_tokenizer_config(
-        cfg.as_ref().map(|(b, p)| (b.as_slice(), p.as_str())),
-        jinja_text,
-    )?;
-    Ok(tok.with_chat(template))
+    let (json, name) = read_named(&file)?;
+    let cfg = read_optional(&dir.join(TOKENIZER_CONFIG))?;
+    let jinja = read_optional(&dir.join(CHAT_TEMPLATE_JINJA))?;
+    Tokenizer::from_folder(Named::new(&name, &json), named(&cfg), named(&jinja))
 }
 
 /// The tokenizer of a model: `over` (a tokenizer.json or its folder) when given, else the
@@ -90,11 +97,7 @@ pub fn read_tokenizer(path: &Path) -> Result<Tokenizer> {
 pub fn model_tokenizer(model: &Path, over: Option<&Path>, mode: ChatMode) -> Result<Tokenizer> {
     let tok = match over {
         Some(p) => read_tokenizer(p)?,
-        None if is_gguf(model) => {
-            let map = map_file(model)?;
-            let name = model.display().to_string();
-            Tokenizer::from_gguf(&GgufFile::parse(&map, &name)?)?
-        }
+        None if is_gguf(model) => with_gguf(model, GgufCheckpoint::tokenizer)?,
         None => read_tokenizer(model)?,
     };
     Ok(tok.with_mode(mode))
@@ -102,23 +105,23 @@ pub fn model_tokenizer(model: &Path, over: Option<&Path>, mode: ChatMode) -> Res
 
 /// The safetensors files of a folder, in load order.
 pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let single = dir.join("model.safetensors");
+    let single = dir.join(SINGLE);
     if single.is_file() {
         return Ok(vec![single]);
     }
-    let index = dir.join("model.safetensors.index.json");
+    let index = dir.join(INDEX);
     if !index.is_file() {
         return Err(ModelError::weights(
             dir.display().to_string(),
             "no model.safetensors or model.safetensors.index.json in this folder",
         ));
     }
-    let bytes = std::fs::read(&index).map_err(|e| io(&index, e))?;
-    let files = crate::loader::shard_names(&bytes, &index.display().to_string())?;
-    let paths: Vec<PathBuf> = files.into_iter().map(|f| dir.join(f)).collect();
+    let (bytes, name) = read_named(&index)?;
+    let paths: Vec<PathBuf> =
+        checkpoint::shard_names(&bytes, &name)?.into_iter().map(|f| dir.join(f)).collect();
     if let Some(missing) = paths.iter().find(|p| !p.is_file()) {
         return Err(ModelError::weights(
-            index.display().to_string(),
+            name,
             format!("shard {} listed in the index does not exist", missing.display()),
         ));
     }
@@ -129,7 +132,8 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
 pub fn map_file(path: &Path) -> Result<Mmap> {
     let file = File::open(path).map_err(|e| io(path, e))?;
     // SAFETY: the map is read-only and private to this process; a checkpoint modified on disk
-    // while mapped is outside what we support (as in every mmap-based loader).
+    // while mapped is outside what we support (as in every mmap-based loader). The one use of
+    // `unsafe` in this crate.
     #[allow(unsafe_code)]
     unsafe { Mmap::map(&file) }.map_err(|e| io(path, e))
 }
@@ -141,23 +145,19 @@ pub fn load_folder(path: &Path, device: &Device) -> Result<(Model, LoadReport)> 
 
 /// [`load_folder`] with options (e.g. an untied `lm_head` kept for logits).
 pub fn load_with(path: &Path, opts: LoadOptions, device: &Device) -> Result<(Model, LoadReport)> {
-    let config = read_config(path)?;
     if is_gguf(path) {
-        let map = map_file(path)?;
-        let name = path.display().to_string();
-        let file = GgufFile::parse(&map, &name)?;
-        let mut ts = file.tensors(&config)?;
-        return load_tensors(&config, &mut ts, opts, device);
+        return with_gguf(path, |g| g.load(opts, device));
     }
+    let config = read_config(path)?;
     let files = weight_files(path)?;
     let maps = files.iter().map(|p| map_file(p)).collect::<Result<Vec<_>>>()?;
     let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-    let mut sources = Vec::new();
+    let mut index = ShardIndex::default();
     for (name, map) in names.iter().zip(&maps) {
-        sources.extend(safetensors_sources(name, map)?);
+        index.add_file(name, map)?;
     }
-    let mut ts = Tensors::new(sources)?;
-    load_tensors(&config, &mut ts, opts, device)
+    let bytes: Vec<&[u8]> = maps.iter().map(|m| &m[..]).collect();
+    checkpoint::load_folder(&config, &index, &bytes, opts, device)
 }
 
 /// Reads a router folder (see [`crate::router`]) and checks it against the base model.
@@ -167,24 +167,16 @@ pub fn read_router(dir: &Path, base: &ModelConfig, device: &Device) -> Result<Ro
     if !dir.is_dir() {
         return Err(ModelError::config(dir.display().to_string(), "router folder does not exist"));
     }
-    let read = |name: &str| -> Result<(Vec<u8>, String)> {
-        let path = dir.join(name);
-        let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
-        Ok((bytes, path.display().to_string()))
-    };
-    let router_json = read(ROUTER_JSON)?;
-    let head = read(HEAD_FILE)?;
-    let (has_cfg, has_weights) =
-        (dir.join(ADAPTER_CONFIG).is_file(), dir.join(ADAPTER_WEIGHTS).is_file());
-    let adapter = match (has_cfg, has_weights) {
-        (false, false) => None,
-        _ => Some((read(ADAPTER_CONFIG)?, read(ADAPTER_WEIGHTS)?)),
-    };
-    let files = RouterFiles {
-        router_json: (&router_json.0, &router_json.1),
-        head: (&head.0, &head.1),
-        adapter: adapter.as_ref().map(|(c, w)| ((&c.0[..], &c.1[..]), (&w.0[..], &w.1[..]))),
-    };
+    let router_json = read_named(&dir.join(ROUTER_JSON))?;
+    let head = read_named(&dir.join(HEAD_FILE))?;
+    let cfg = read_optional(&dir.join(ADAPTER_CONFIG))?;
+    let weights = read_optional(&dir.join(ADAPTER_WEIGHTS))?;
+    let files = RouterFiles::new(
+        Named::new(&router_json.1, &router_json.0),
+        Named::new(&head.1, &head.0),
+        named(&cfg),
+        named(&weights),
+    )?;
     Router::from_files(files, base, device)
 }
 
@@ -194,7 +186,7 @@ pub fn load_scorer(
     model_dir: &Path,
     router_dir: &Path,
     device: &Device,
-    weights: Option<crate::cpu::Precision>,
+    weights: Option<Precision>,
 ) -> Result<Scorer> {
     let config = read_config(model_dir)?;
     let router = read_router(router_dir, &config, device)?;

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use burn::tensor::Device;
 use serde::Deserialize;
 
-use crate::chat::ChatMode;
+use crate::text::chat::ChatMode;
 use crate::device::{DeviceChoice, select};
-use crate::gguf::GgufFile;
+use crate::formats::gguf::GgufFile;
 use crate::hf;
 use crate::tests::{fixtures, max_abs_diff};
 
@@ -72,7 +72,7 @@ fn smollm2_config_and_tensor_types_are_read_from_the_gguf() {
     let path = smollm2_path();
     let map = hf::map_file(&path).unwrap();
     let f = GgufFile::parse(&map, "smollm2.gguf").unwrap();
-    let c = f.config().unwrap();
+    let c = crate::formats::gguf_hf::config(&f).unwrap();
     assert_eq!(c.family, crate::Family::Llama);
     let numbers = (
         c.hidden_size,
@@ -115,13 +115,13 @@ fn check_model(model: &crate::Model, label: &str) {
     for p in &g.prompts {
         let ids = std::slice::from_ref(&p.input_ids);
         for (layer, want) in &p.hidden_last {
-            let got = model.last_hidden(ids, layer.parse().unwrap(), 1).unwrap().remove(0);
+            let got = model.last_hidden(ids, layer.parse().unwrap().read().unwrap(), 1).unwrap().remove(0);
             let tol = 1e-4 * want.iter().fold(1f32, |m, v| m.max(v.abs()));
             let d = max_abs_diff(&got, want);
             assert!(d <= tol, "{label} {}: layer {layer}: max abs diff {d:e} > {tol:e}", p.name);
             worst = worst.max(d / tol);
         }
-        let h = model.last_hidden(ids, 30, 1).unwrap();
+        let h = model.last_hidden(ids, 30, 1).unwrap().read().unwrap();
         let (top, logits) = model.top_logits(&h, 5).unwrap().remove(0);
         assert_eq!(top[0], p.top5.ids[0], "{label} {}: top-1 next token", p.name);
         assert!((logits[0] - p.top5.logits[0]).abs() <= 1e-3 * p.top5.logits[0].abs().max(1.0));
@@ -129,7 +129,7 @@ fn check_model(model: &crate::Model, label: &str) {
     // Greedy decoding by repeated prefill: " Paris." and the rest of transformers' 8 tokens.
     let mut ids = g.greedy.input_ids.clone();
     for _ in 0..g.greedy.ids.len() {
-        let h = model.last_hidden(std::slice::from_ref(&ids), 30, 1).unwrap();
+        let h = model.last_hidden(std::slice::from_ref(&ids), 30, 1).unwrap().read().unwrap();
         ids.push(model.top_logits(&h, 1).unwrap()[0].0[0]);
     }
     assert_eq!(ids[g.greedy.input_ids.len()..], g.greedy.ids[..], "{label}: greedy continuation");
@@ -158,7 +158,7 @@ fn smollm2_on_the_cpu_kernels_matches_transformers_and_q8_keeps_the_next_token()
     for p in &golden().prompts {
         let ids = std::slice::from_ref(&p.input_ids);
         let (a, b) =
-            (f32_model.last_hidden(ids, 30, 1).unwrap(), q8.last_hidden(ids, 30, 1).unwrap());
+            (f32_model.last_hidden(ids, 30, 1).unwrap().read().unwrap(), q8.last_hidden(ids, 30, 1).unwrap().read().unwrap());
         let scale = a[0].iter().fold(1f32, |m, v| m.max(v.abs()));
         worst = worst.max(max_abs_diff(&a[0], &b[0]) / scale);
         let top = q8.top_logits(&b, 1).unwrap()[0].0[0];

@@ -1,12 +1,11 @@
 //! The one door every stored tensor comes through: HF safetensors folders, GGUF files, PEFT
 //! adapters and router heads alike (as candle's `VarBuilder`). A read names the tensor and the
 //! shape it must have; the door checks the shape, decodes the stored type to f32 (f32, f16,
-//! bf16 and the GGUF block quantizations of [`crate::quant`]), undoes a file's row layout
+//! bf16 and the GGUF block quantizations of [`crate::formats::dtype`]), undoes a file's row layout
 //! (llama.cpp's RoPE row permutation of Llama q/k weights) and, for Linear weights, transposes
 //! HF's `[out, in]` to burn's `[in, out]`. A missing tensor, a wrong shape or an unsupported
 //! type is an error naming the file and tensor.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use burn::module::Param;
@@ -16,48 +15,9 @@ use half::{bf16, f16};
 
 use crate::embedding::{EmbeddingData, HostEmbedding};
 use crate::error::{ModelError, Result};
-use crate::model::MAX_BUFFER_BYTES;
-use crate::quant::{self, Stored};
-
-/// How a tensor's rows are laid out on disk relative to Hugging Face's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
-    /// Hugging Face's row-major layout.
-    Plain,
-    /// llama.cpp's `permute` of a Llama q or k projection: within each of `heads` heads, HF
-    /// row `c * d/2 + i` (half `c`, pair `i`) is stored at row `2i + c`.
-    RopeInterleaved {
-        /// Heads the rows are grouped into (query heads for q, key/value heads for k).
-        heads: usize,
-    },
-}
-
-/// One tensor as stored, with the file it came from.
-#[derive(Debug, Clone)]
-pub struct Source<'a> {
-    /// The file's name, for messages.
-    pub file: &'a str,
-    /// Stored type.
-    pub dtype: Stored,
-    /// Row-major shape in Hugging Face's order (`[out, in]` for a Linear weight).
-    pub shape: Vec<usize>,
-    /// The tensor's bytes (little-endian; rows of blocks for quantized types).
-    pub data: Cow<'a, [u8]>,
-    /// Row layout on disk.
-    pub layout: Layout,
-}
-
-impl Source<'_> {
-    /// Elements in the tensor.
-    pub fn len(&self) -> usize {
-        self.shape.iter().product()
-    }
-
-    /// Whether the tensor has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+use crate::formats::dtype::{self, Stored};
+use crate::formats::{Layout, Source};
+use crate::limits::MAX_BUFFER_BYTES;
 
 /// Values for tensors a checkpoint does not have: the random-weight benchmark model is built
 /// by the same code as a loaded one, from these.
@@ -127,15 +87,6 @@ impl<'a> Tensors<'a> {
         ts
     }
 
-    /// All tensors of whole safetensors files.
-    pub fn parse(shards: &'a [crate::loader::Shard<'a>]) -> Result<Self> {
-        let mut sources = Vec::new();
-        for shard in shards {
-            sources.extend(safetensors_sources(&shard.name, shard.bytes)?);
-        }
-        Self::new(sources)
-    }
-
     /// Names present but not read by the load (e.g. `lm_head.weight`).
     pub fn unused(&self) -> Vec<String> {
         self.by_name.keys().filter(|k| !self.used.contains(*k)).cloned().collect()
@@ -198,7 +149,7 @@ impl<'a> Tensors<'a> {
             return Ok(fill.values(name, shape.iter().product(), shape.len() == 2));
         }
         let src = self.source(name, shape)?;
-        let values = quant::decode(src.dtype, &src.data, src.len())
+        let values = dtype::decode(src.dtype, &src.data, src.len())
             .map_err(|m| ModelError::weights(src.file, format!("tensor '{name}': {m}")))?;
         Ok(match src.layout {
             Layout::Plain => values,
@@ -269,42 +220,6 @@ impl<'a> Tensors<'a> {
         };
         Ok(Linear { weight: Param::from_tensor(weight), bias })
     }
-}
-
-/// The tensors of one safetensors file (`file` names it in errors).
-pub fn safetensors_sources<'a>(
-    file: &'a str,
-    bytes: &'a [u8],
-) -> Result<Vec<(String, Source<'a>)>> {
-    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| {
-        ModelError::weights(
-            file,
-            format!("not a valid safetensors file (corrupt or truncated?): {e}"),
-        )
-    })?;
-    st.tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            let dtype = Stored::from_safetensors(view.dtype()).ok_or_else(|| {
-                ModelError::weights(
-                    file,
-                    format!(
-                        "tensor '{name}' has dtype {:?}; only F32, BF16 and F16 are supported",
-                        view.dtype()
-                    ),
-                )
-            })?;
-            let shape = view.shape().to_vec();
-            let src = Source {
-                file,
-                dtype,
-                shape,
-                data: Cow::Borrowed(view.data()),
-                layout: Layout::Plain,
-            };
-            Ok((name, src))
-        })
-        .collect()
 }
 
 /// `[rows, cols]` -> `[cols, rows]`, blocked for cache locality.

@@ -3,7 +3,7 @@
 //! (`Translate the following text from {S} into {T}.\n{S}: {text}\n{T}:`, `.` or `:`), else the
 //! last user message as it stands, scored in the model's chat template.
 
-use routelmt_model::prompt::LANGUAGES;
+use routelmt_model::text::prompt::LANGUAGES;
 use routelmt_model::{PromptStyle, Tokenizer};
 use serde_json::Value;
 

@@ -4,8 +4,9 @@
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
-use routelmt_model::head::read;
-use routelmt_model::{HeadKind, LoraSettings, Model, RouterHead, peft};
+use routelmt_model::readback::read;
+use routelmt_model::{HeadKind, LoraSettings, Model, RouterHead};
+use routelmt_model::router::peft;
 
 use crate::error::Result;
 use crate::settings::adamw;
@@ -39,7 +40,10 @@ pub fn time_steps(
             Some(_) => {
                 m.decoder.forward_last(&model.config, &model.embed_tokens, batch, layer, &ad)
             }
-            None => Tensor::from_data(model.last_hidden_chunk(batch, layer)?.into_data(), &ad),
+            None => {
+                let part = model.last_hidden_chunk(batch, layer)?;
+                Tensor::from_data(model.to_tensor(part).into_data(), &ad)
+            }
         };
         let diff = m.head.forward(hidden) - y.clone();
         let loss = (diff.clone() * diff).mean();

@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use routelmt_model::head::read;
+use routelmt_model::readback::read;
 use routelmt_model::{Decoder, HeadKind, Model, RouterHead};
 use serde::{Deserialize, Serialize};
 

@@ -112,7 +112,7 @@ fn spearman(a: &[f64], b: &[f64]) -> f64 {
 fn scores(router: &routelmt_model::Router, model: Model, set: &[Example]) -> Vec<f64> {
     let model = router.prepare(model);
     let ids: Vec<Vec<u32>> = set.iter().map(|e| e.ids.clone()).collect();
-    router.score(&model, &ids, 32).unwrap().iter().map(|s| f64::from(s[0])).collect()
+    router.score(&model, &ids, 32).unwrap().read().unwrap().iter().map(|s| f64::from(s[0])).collect()
 }
 
 #[test]
@@ -158,10 +158,10 @@ fn lora_router_learns_what_length_cannot_and_keeps_the_best_epoch() {
     // Merged inference equals the unmerged adapter within 1e-5.
     let adapter = loaded.adapter.as_ref().unwrap();
     let ids: Vec<Vec<u32>> = va.iter().take(24).map(|e| e.ids.clone()).collect();
-    let merged = loaded.prepare(tiny()).last_hidden(&ids, 3, 32).unwrap();
+    let merged = loaded.prepare(tiny()).last_hidden(&ids, 3, 32).unwrap().read().unwrap();
     let mut unmerged = tiny();
     unmerged.decoder = adapter.attach(unmerged.decoder, &Device::flex());
-    let unmerged = unmerged.last_hidden(&ids, 3, 32).unwrap();
+    let unmerged = unmerged.last_hidden(&ids, 3, 32).unwrap().read().unwrap();
     let diff = merged
         .iter()
         .flatten()
@@ -232,11 +232,11 @@ fn head_only_router_has_no_adapter_and_scores_the_plain_prefill() {
     // Save -> load -> score is identical, and equals the head on the plain model's features.
     let ids: Vec<Vec<u32>> = va.iter().map(|e| e.ids.clone()).collect();
     let model = tiny();
-    let a = out.router.score(&model, &ids, 16).unwrap();
-    let b = loaded.score(&loaded.prepare(tiny()), &ids, 16).unwrap();
+    let a = out.router.score(&model, &ids, 16).unwrap().read().unwrap();
+    let b = loaded.score(&loaded.prepare(tiny()), &ids, 16).unwrap().read().unwrap();
     assert_eq!(a, b);
     let (w, bias) = loaded.head.to_host().unwrap();
-    let hidden = model.last_hidden(&ids, 3, 16).unwrap();
+    let hidden = model.last_hidden(&ids, 3, 16).unwrap().read().unwrap();
     for (h, s) in hidden.iter().zip(&a) {
         for o in 0..2 {
             let y: f32 = h.iter().enumerate().map(|(i, x)| x * w[i * 2 + o]).sum::<f32>() + bias[o];
@@ -360,9 +360,11 @@ fn trains_on_wgpu_and_the_router_scores_alike_on_both_devices() {
             &ids,
             16,
         )
+        .unwrap()
+        .read()
         .unwrap();
     let cpu_router = hf::read_router(dir.path(), &tiny().config, &Device::flex()).unwrap();
-    let on_cpu = cpu_router.score(&cpu_router.prepare(tiny()), &ids, 16).unwrap();
+    let on_cpu = cpu_router.score(&cpu_router.prepare(tiny()), &ids, 16).unwrap().read().unwrap();
     let diff = on_gpu
         .iter()
         .flatten()

@@ -15,7 +15,8 @@ use burn::module::Module;
 use burn::optim::{GradientsAccumulator, ModuleOptimizer};
 use burn::tensor::Device;
 use routelmt_model::router::FORMAT;
-use routelmt_model::{Model, PeftAdapter, Router, RouterConfig, RouterHead, peft};
+use routelmt_model::{Model, PeftAdapter, Router, RouterConfig, RouterHead};
+use routelmt_model::router::peft;
 use serde_json::json;
 
 use crate::checkpoint::{Checkpoints, STATE_FORMAT, State};
@@ -259,7 +260,7 @@ fn frozen_features(
     let frozen = kernels.as_ref().unwrap_or(model);
     let mut hidden = Vec::with_capacity(all.len());
     for part in all.chunks(settings.batch_size.max(16)) {
-        hidden.extend(frozen.last_hidden(part, settings.layer, settings.batch_size)?);
+        hidden.extend(frozen.last_hidden(part, settings.layer, settings.batch_size)?.read()?);
         on_event(Event::Features { done: hidden.len(), total: all.len() });
     }
     let valid_h = hidden.split_off(train.len());
@@ -308,7 +309,7 @@ fn end_epoch(run: &mut Run, ctx: &Ctx<'_>, model: &mut Model) -> Result<EpochRep
         None => {
             model.decoder = snapshot.decoder.clone();
             let ids: Vec<Vec<u32>> = ctx.valid.iter().map(|e| e.ids.clone()).collect();
-            let hidden = model.last_hidden(&ids, s.layer, s.batch_size)?;
+            let hidden = model.last_hidden(&ids, s.layer, s.batch_size)?.read()?;
             predict_host(&snapshot.head, &hidden, &ctx.plain)?
         }
         Some((_, valid_h)) => predict_host(&snapshot.head, valid_h, &ctx.plain)?,

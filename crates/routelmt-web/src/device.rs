@@ -8,6 +8,8 @@ use std::cell::RefCell;
 use burn::tensor::Device;
 use serde_json::Value;
 
+use crate::error::{Result, WebError};
+
 /// What the caller asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Want {
@@ -21,12 +23,14 @@ pub enum Want {
 
 impl Want {
     /// Parses the `device` option.
-    pub fn parse(s: Option<&str>) -> Result<Self, String> {
+    pub fn parse(s: Option<&str>) -> Result<Self> {
         match s.unwrap_or("auto") {
             "auto" => Ok(Self::Auto),
             "webgpu" | "gpu" => Ok(Self::WebGpu),
             "cpu" => Ok(Self::Cpu),
-            other => Err(format!("device: unknown '{other}' (expected auto, webgpu or cpu)")),
+            other => {
+                Err(WebError::Device(format!("unknown '{other}' (expected auto, webgpu or cpu)")))
+            }
         }
     }
 }
@@ -58,7 +62,7 @@ struct Gpu {
 }
 
 thread_local! {
-    static GPU: RefCell<Option<Result<Gpu, String>>> = const { RefCell::new(None) };
+    static GPU: RefCell<Option<std::result::Result<Gpu, String>>> = const { RefCell::new(None) };
 }
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "atomics")))]
@@ -72,14 +76,14 @@ fn has_navigator_gpu() -> bool {
 
 /// The threaded build has no WebGPU: wgpu's WebGPU objects cannot be shared between threads.
 #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
-async fn init_gpu() -> Result<Gpu, String> {
+async fn init_gpu() -> std::result::Result<Gpu, String> {
     Err("this is the threaded wasm CPU build, which has no WebGPU (the single-threaded \
          package has it)"
         .into())
 }
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "atomics")))]
-async fn init_gpu() -> Result<Gpu, String> {
+async fn init_gpu() -> std::result::Result<Gpu, String> {
     if !has_navigator_gpu() {
         return Err("this browser has no WebGPU (navigator.gpu is missing)".into());
     }
@@ -111,7 +115,7 @@ async fn init_gpu() -> Result<Gpu, String> {
 }
 
 /// The WebGPU outcome, initialized on first use.
-async fn gpu() -> Result<Gpu, String> {
+async fn gpu() -> std::result::Result<Gpu, String> {
     if let Some(done) = GPU.with(|g| g.borrow().clone()) {
         return done;
     }
@@ -121,7 +125,7 @@ async fn gpu() -> Result<Gpu, String> {
 }
 
 /// Chooses the device for `want`.
-pub async fn choose(want: Want) -> Result<Chosen, String> {
+pub async fn choose(want: Want) -> Result<Chosen> {
     let cpu = |reason: String| Chosen {
         device: Device::flex(),
         kind: "cpu",
@@ -146,15 +150,15 @@ pub async fn choose(want: Want) -> Result<Chosen, String> {
             limits: Some(g.limits),
             shader_f16: g.shader_f16,
         }),
-        (Ok(g), Want::WebGpu) => Err(format!(
-            "device: the WebGPU adapter {} cannot hold the model's buffers (limits {})",
+        (Ok(g), Want::WebGpu) => Err(WebError::Device(format!(
+            "the WebGPU adapter {} cannot hold the model's buffers (limits {})",
             g.adapter, g.limits
-        )),
+        ))),
         (Ok(g), _) => Ok(cpu(format!(
             "auto: the WebGPU adapter's limits are too small ({}); using the CPU",
             g.limits
         ))),
-        (Err(e), Want::WebGpu) => Err(format!("device: {e}")),
+        (Err(e), Want::WebGpu) => Err(WebError::Device(e)),
         (Err(e), _) => Ok(cpu(format!("auto: {e}; using the CPU"))),
     }
 }

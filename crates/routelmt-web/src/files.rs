@@ -2,19 +2,19 @@
 //! helpers in `js/io.js` (fetch with byte progress and the Cache API, or picked `File`s), and
 //! turning them into the model crate's values with the same strict checks as natively.
 
-use std::collections::BTreeMap;
-
 use burn::tensor::Device;
-use std::borrow::Cow;
-
-use routelmt_model::loader::{
-    Entry, Layout, ModelBuilder, Source as TensorSource, Tensors, header_entries, header_len,
-    shard_names,
+use routelmt_model::checkpoint::{
+    CHAT_TEMPLATE_JINJA, CONFIG_JSON, FolderLoad, INDEX, SINGLE, ShardIndex, TOKENIZER_CONFIG,
+    TOKENIZER_JSON, shard_names,
 };
-use routelmt_model::quant::Stored;
+use routelmt_model::formats::safetensors::header_len;
 use routelmt_model::router::{ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEAD_FILE, ROUTER_JSON};
-use routelmt_model::{LoadReport, Model, ModelConfig, Router, RouterFiles, Tokenizer};
+use routelmt_model::{
+    LoadOptions, LoadReport, Model, ModelConfig, Named, Router, RouterFiles, Tokenizer,
+};
 use wasm_bindgen::prelude::*;
+
+use crate::error::{Result, WebError};
 
 #[wasm_bindgen(module = "/js/io.js")]
 extern "C" {
@@ -48,10 +48,10 @@ struct Opened {
 }
 
 impl Opened {
-    async fn range(&self, start: u64, end: u64) -> Result<Vec<u8>, String> {
+    async fn range(&self, start: u64, end: u64) -> Result<Vec<u8>> {
         let v = read_range(&self.handle, start as f64, end as f64)
             .await
-            .map_err(|e| format!("{}: {}", self.name, js_message(&e)))?;
+            .map_err(|e| WebError::Js(format!("{}: {}", self.name, js_message(&e))))?;
         Ok(js_sys::Uint8Array::new(&v).to_vec())
     }
 }
@@ -76,7 +76,7 @@ pub fn js_message(e: &JsValue) -> String {
 
 impl Source<'_> {
     /// The bytes of `name`, or `None` when `optional` and the source has no such file.
-    pub async fn read(&self, name: &str, optional: bool) -> Result<Option<Vec<u8>>, String> {
+    pub async fn read(&self, name: &str, optional: bool) -> Result<Option<Vec<u8>>> {
         match self.open(name, optional).await? {
             Some(file) => Ok(Some(file.range(0, file.size).await?)),
             None => Ok(None),
@@ -84,10 +84,10 @@ impl Source<'_> {
     }
 
     /// An opened file, or `None` when `optional` and the source has no such file.
-    async fn open(&self, name: &str, optional: bool) -> Result<Option<Opened>, String> {
+    async fn open(&self, name: &str, optional: bool) -> Result<Option<Opened>> {
         let handle = open_source(self.value, name, self.phase, self.on_progress, optional)
             .await
-            .map_err(|e| js_message(&e))?;
+            .map_err(|e| WebError::Js(js_message(&e)))?;
         if handle.is_null() || handle.is_undefined() {
             return Ok(None);
         }
@@ -112,8 +112,8 @@ impl Source<'_> {
     }
 
     /// The bytes of a file the folder must have.
-    pub async fn require(&self, name: &str) -> Result<Vec<u8>, String> {
-        self.read(name, false).await?.ok_or_else(|| format!("{name}: missing"))
+    pub async fn require(&self, name: &str) -> Result<Vec<u8>> {
+        self.read(name, false).await?.ok_or_else(|| WebError::Missing(name.to_string()))
     }
 
     /// A name for messages: the URL or the picked files.
@@ -123,138 +123,87 @@ impl Source<'_> {
 }
 
 /// `config.json` of a model source.
-pub async fn config(model: &Source<'_>) -> Result<ModelConfig, String> {
-    let bytes = model.require("config.json").await?;
-    ModelConfig::from_json(&bytes, "config.json").map_err(|e| routelmt_model::one_line(&e))
+pub async fn config(model: &Source<'_>) -> Result<ModelConfig> {
+    let bytes = model.require(CONFIG_JSON).await?;
+    Ok(ModelConfig::from_json(&bytes, CONFIG_JSON)?)
 }
 
 /// The tokenizer: `tokenizer.json` of `source` (`None` when `optional` and absent), with the
 /// chat template of the `tokenizer_config.json` (or `chat_template.jinja`) beside it, if any.
-pub async fn tokenizer(source: &Source<'_>, optional: bool) -> Result<Option<Tokenizer>, String> {
-    let Some(bytes) = source.read("tokenizer.json", optional).await? else { return Ok(None) };
-    let tokenizer = Tokenizer::from_bytes(&bytes, "tokenizer.json").map_err(err)?;
-    let config = source.read("tokenizer_config.json", true).await?;
-    let jinja = source.read("chat_template.jinja", true).await?;
-    let jinja = match &jinja {
-        Some(b) => {
-            Some(std::str::from_utf8(b).map_err(|_| "chat_template.jinja: not UTF-8".to_string())?)
-        }
-        None => None,
-    };
-    let template = routelmt_model::chat::from_tokenizer_config(
-        config.as_deref().map(|b| (b, "tokenizer_config.json")),
-        jinja.map(|j| (j, "chat_template.jinja")),
-    )
-    .map_err(err)?;
-    Ok(Some(tokenizer.with_chat(template)))
+pub async fn tokenizer(source: &Source<'_>, optional: bool) -> Result<Option<Tokenizer>> {
+    let Some(json) = source.read(TOKENIZER_JSON, optional).await? else { return Ok(None) };
+    let config = source.read(TOKENIZER_CONFIG, true).await?;
+    let jinja = source.read(CHAT_TEMPLATE_JINJA, true).await?;
+    let tok = Tokenizer::from_folder(
+        Named::new(TOKENIZER_JSON, &json),
+        config.as_deref().map(|b| Named::new(TOKENIZER_CONFIG, b)),
+        jinja.as_deref().map(|b| Named::new(CHAT_TEMPLATE_JINJA, b)),
+    )?;
+    Ok(Some(tok))
 }
 
 /// The weights of a model source (`model.safetensors`, or the sharded index and its shards),
-/// loaded onto `device` one tensor group at a time: only the safetensors headers and one
-/// group's bytes are in wasm memory at once, each tensor is uploaded as it is converted, and
-/// tensors the model does not use (a stored `lm_head.weight`) are never read.
+/// loaded onto `device` one tensor group at a time by the model crate's [`FolderLoad`]: only
+/// the safetensors headers and one group's bytes are in wasm memory at once, each tensor is
+/// uploaded as it is converted, and tensors the model does not use (a stored
+/// `lm_head.weight`) are never read.
 pub async fn model(
     source: &Source<'_>,
     config: &ModelConfig,
     device: &Device,
-) -> Result<(Model, LoadReport), String> {
+) -> Result<(Model, LoadReport)> {
     let shards = open_shards(source).await?;
-    let mut index: BTreeMap<String, (usize, Entry)> = BTreeMap::new();
-    for (i, shard) in shards.iter().enumerate() {
-        let n = header_len(&shard.range(0, 8.min(shard.size)).await?, &shard.name).map_err(err)?;
+    let mut index = ShardIndex::default();
+    for shard in &shards {
+        let n = header_len(&shard.range(0, 8.min(shard.size)).await?, &shard.name)?;
         let end = (8 + n).min(shard.size);
         let header = shard.range(8, end).await?;
         if 8 + n > shard.size {
-            return Err(format!("{}: truncated: the header needs {} bytes", shard.name, 8 + n));
+            let m = format!("{}: truncated: the header needs {} bytes", shard.name, 8 + n);
+            return Err(WebError::Input(m));
         }
-        for (name, entry) in header_entries(&header, shard.size, &shard.name).map_err(err)? {
-            if let Some((j, _)) = index.insert(name.clone(), (i, entry)) {
-                return Err(format!(
-                    "{}: tensor '{name}' also appears in {}",
-                    shard.name, shards[j].name
-                ));
-            }
-        }
+        index.add_header(&shard.name, &header, shard.size)?;
     }
-    let files = shards.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
-    let mut builder = ModelBuilder::new(config, device);
-    let mut wanted = std::collections::BTreeSet::new();
-    for group in 0..builder.groups() {
+    let mut load = FolderLoad::new(config, index, LoadOptions::default(), device);
+    let files = load.files();
+    for group in 0..load.groups() {
         let mut bytes = Vec::new();
-        for name in builder.names(group) {
-            let (i, entry) =
-                index.get(&name).ok_or_else(|| format!("{files}: missing tensor '{name}'"))?;
-            bytes.push((
-                name.clone(),
-                *i,
-                entry.clone(),
-                shards[*i].range(entry.start, entry.end).await?,
-            ));
-            wanted.insert(name);
+        for want in load.wants(group)? {
+            bytes.push((want.name, shards[want.file].range(want.start, want.end).await?));
         }
-        let sources = bytes.iter().map(|(name, i, e, data)| {
-            let dtype = Stored::from_safetensors(e.dtype).ok_or_else(|| {
-                format!(
-                    "{}: tensor '{name}' has dtype {:?}; only F32, BF16 and F16 are supported",
-                    shards[*i].name, e.dtype
-                )
-            })?;
-            let src = TensorSource {
-                file: &shards[*i].name,
-                dtype,
-                shape: e.shape.clone(),
-                data: Cow::Borrowed(data.as_slice()),
-                layout: Layout::Plain,
-            };
-            Ok((name.clone(), src))
-        });
-        let sources = sources.collect::<Result<Vec<_>, String>>()?;
-        let mut tensors = Tensors::new(sources).map_err(err)?;
-        builder.add(group, &mut tensors).map_err(err)?;
-        source.progress("load", &files, group as f64 + 1.0, builder.groups() as f64);
+        load.add(group, &bytes)?;
+        source.progress("load", &files, group as f64 + 1.0, load.groups() as f64);
     }
-    let unused = index.keys().filter(|k| !wanted.contains(*k)).cloned().collect();
-    builder.finish(unused).map_err(err)
-}
-
-fn err(e: routelmt_model::ModelError) -> String {
-    routelmt_model::one_line(&e)
+    Ok(load.finish()?)
 }
 
 /// The safetensors files of a model source: `model.safetensors`, or the shards its index lists.
-async fn open_shards(source: &Source<'_>) -> Result<Vec<Opened>, String> {
-    if let Some(single) = source.open("model.safetensors", true).await? {
+async fn open_shards(source: &Source<'_>) -> Result<Vec<Opened>> {
+    if let Some(single) = source.open(SINGLE, true).await? {
         return Ok(vec![single]);
     }
-    let index_name = "model.safetensors.index.json";
-    let index = source.read(index_name, true).await?.ok_or_else(|| {
-        format!("{}: no model.safetensors or model.safetensors.index.json", source.describe())
+    let index = source.read(INDEX, true).await?.ok_or_else(|| {
+        WebError::Input(format!("{}: no {SINGLE} or {INDEX}", source.describe()))
     })?;
     let mut shards = Vec::new();
-    for name in shard_names(&index, index_name).map_err(err)? {
+    for name in shard_names(&index, INDEX)? {
         let shard = source.open(&name, false).await?;
-        shards.push(shard.ok_or_else(|| format!("{name}: missing"))?);
+        shards.push(shard.ok_or(WebError::Missing(name))?);
     }
     Ok(shards)
 }
 
 /// A router folder, checked against the base model.
-pub async fn router(
-    source: &Source<'_>,
-    base: &ModelConfig,
-    device: &Device,
-) -> Result<Router, String> {
+pub async fn router(source: &Source<'_>, base: &ModelConfig, device: &Device) -> Result<Router> {
     let router_json = source.require(ROUTER_JSON).await?;
     let head = source.require(HEAD_FILE).await?;
     let cfg = source.read(ADAPTER_CONFIG, true).await?;
     let weights = source.read(ADAPTER_WEIGHTS, true).await?;
-    let adapter = match (&cfg, &weights) {
-        (None, None) => None,
-        (Some(c), Some(w)) => Some(((&c[..], ADAPTER_CONFIG), (&w[..], ADAPTER_WEIGHTS))),
-        (None, Some(_)) => return Err(format!("{ADAPTER_CONFIG}: missing")),
-        (Some(_), None) => return Err(format!("{ADAPTER_WEIGHTS}: missing")),
-    };
-    let files =
-        RouterFiles { router_json: (&router_json, ROUTER_JSON), head: (&head, HEAD_FILE), adapter };
-    Router::from_files(files, base, device).map_err(|e| routelmt_model::one_line(&e))
+    let files = RouterFiles::new(
+        Named::new(ROUTER_JSON, &router_json),
+        Named::new(HEAD_FILE, &head),
+        cfg.as_deref().map(|b| Named::new(ADAPTER_CONFIG, b)),
+        weights.as_deref().map(|b| Named::new(ADAPTER_WEIGHTS, b)),
+    )?;
+    Ok(Router::from_files(files, base, device)?)
 }

@@ -11,12 +11,15 @@
 //! ```
 
 use routelmt_model::{Model, PrepareOptions, Prepared, Scorer, Tokenizer, one_line};
+
+use crate::error::WebError;
 use routelmt_route::{Budget, Calibration, Direction, Rule};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use wasm_bindgen::prelude::*;
 
 mod device;
+mod error;
 mod files;
 
 /// Runs the static constructors (the `inventory` registrations of burn's GPU compiler) once,
@@ -146,14 +149,14 @@ impl Router {
         };
         let want =
             device::Want::parse(field(&options, "device").and_then(|d| d.as_string()).as_deref())
-                .map_err(js_err)?;
+                ?;
         let model = Source { value: &model_value, phase: "model", on_progress: &progress };
-        let config = files::config(&model).await.map_err(js_err)?;
-        let chosen = device::choose(want).await.map_err(js_err)?;
+        let config = files::config(&model).await?;
+        let chosen = device::choose(want).await?;
         let router = match field(&options, "router") {
             Some(value) => {
                 let source = Source { value: &value, phase: "router", on_progress: &progress };
-                Some(files::router(&source, &config, &chosen.device).await.map_err(js_err)?)
+                Some(files::router(&source, &config, &chosen.device).await?)
             }
             None => None,
         };
@@ -163,22 +166,22 @@ impl Router {
             None => (model_value.clone(), true),
         };
         let source = Source { value: &tok_value, phase: "tokenizer", on_progress: &progress };
-        let tokenizer = files::tokenizer(&source, optional).await.map_err(js_err)?;
+        let tokenizer = files::tokenizer(&source, optional).await?;
         // A router's prompts use the chat template as it was trained (`chat_template` in
         // router.json).
         let mode =
             router.as_ref().map_or(routelmt_model::ChatMode::Auto, |r| r.config.chat_template);
         let tokenizer = tokenizer.map(|t| t.with_mode(mode));
         let (loaded_model, report) =
-            files::model(&model, &config, &chosen.device).await.map_err(js_err)?;
+            files::model(&model, &config, &chosen.device).await?;
         let loaded = match router {
             Some(r) => Loaded::Routed(Box::new(
-                Scorer::new(loaded_model, r, None).map_err(|e| js_err(one_line(&e)))?,
+                Scorer::new(loaded_model, r, None).map_err(WebError::from)?,
             )),
             None => Loaded::Plain(Box::new(
                 loaded_model
                     .prepared(routelmt_model::Precision::F32)
-                    .map_err(|e| js_err(one_line(&e)))?,
+                    .map_err(WebError::from)?,
             )),
         };
         Ok(Router {
@@ -211,7 +214,7 @@ impl Router {
         let (_, prepared) = self.prepare(records, None)?;
         let ids: Vec<Vec<u32>> = prepared.iter().map(|p| p.ids.clone()).collect();
         let hidden =
-            model.last_hidden_async(&ids, layer, BATCH).await.map_err(|e| js_err(one_line(&e)))?;
+            model.last_hidden(&ids, layer, BATCH).map_err(WebError::from)?.read_async().await.map_err(WebError::from)?;
         let out: Vec<Value> = prepared
             .into_iter()
             .zip(hidden)
@@ -241,7 +244,7 @@ impl Router {
     ) -> Result<JsValue, JsError> {
         let mut rule = self.rule(&options)?;
         let (mut scored, scores) = self.scored(records).await?;
-        let routes = rule.decide_column(&scores, None).map_err(|e| js_err(one_line(&e)))?;
+        let routes = rule.decide_column(&scores, None).map_err(WebError::from)?;
         for (record, route) in scored.iter_mut().zip(routes) {
             record.insert("route".into(), Value::from(route.as_str()));
         }
@@ -317,7 +320,7 @@ impl Router {
             let at = |m: String| js_err(format!("record {}: {m}", i + 1));
             let Value::Object(obj) = v else { return Err(at("expected a JSON object".into())) };
             let p =
-                routelmt_model::request::prepare_value(Value::Object(obj.clone()), source, opts)
+                routelmt_model::text::request::prepare_value(Value::Object(obj.clone()), source, opts)
                     .map_err(|e| at(one_line(&e)))?;
             objects.push(obj);
             prepared.push(p);
@@ -333,7 +336,7 @@ impl Router {
         let scorer = self.scorer()?;
         let (mut objects, prepared) = self.prepare(records, Some(scorer.prompt_style()))?;
         let ids: Vec<Vec<u32>> = prepared.iter().map(|p| p.ids.clone()).collect();
-        let outputs = scorer.score_async(&ids, BATCH).await.map_err(|e| js_err(one_line(&e)))?;
+        let outputs = scorer.score(&ids, BATCH).map_err(WebError::from)?.read_async().await.map_err(WebError::from)?;
         let mut scores = Vec::with_capacity(outputs.len());
         for (obj, out) in objects.iter_mut().zip(&outputs) {
             for (name, value) in scorer.fields(out) {
@@ -385,7 +388,7 @@ impl routelmt_model::TokenizerSource for NoTokenizer {
 /// The 60 LMT-60 languages as `[{code, name}]`, in the model card's order.
 #[wasm_bindgen(unchecked_return_type = "{ code: string; name: string }[]")]
 pub fn languages() -> Result<JsValue, JsError> {
-    let list: Vec<Value> = routelmt_model::prompt::LANGUAGES
+    let list: Vec<Value> = routelmt_model::text::prompt::LANGUAGES
         .iter()
         .map(|(code, name)| json!({"code": code, "name": name}))
         .collect();
@@ -396,7 +399,7 @@ pub fn languages() -> Result<JsValue, JsError> {
 /// same text the router's prompt wraps in the chat template.
 #[wasm_bindgen(js_name = userMessage)]
 pub fn user_message(text: &str, src_lang: &str, tgt_lang: &str) -> Result<String, JsError> {
-    routelmt_model::prompt::user_message(text, src_lang, tgt_lang, Default::default())
+    routelmt_model::text::prompt::user_message(text, src_lang, tgt_lang, Default::default())
         .map_err(|e| js_err(one_line(&e)))
 }
 

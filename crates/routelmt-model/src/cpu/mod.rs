@@ -24,11 +24,11 @@ use rayon::prelude::*;
 
 pub use gemm::{Isa, PackedMatrix, Precision};
 
-use crate::block::DecoderLayer;
+use crate::decoder::block::DecoderLayer;
 use crate::config::ModelConfig;
 use crate::embedding::HostEmbedding;
-use crate::model::Decoder;
-use crate::norm::RmsNorm;
+use crate::decoder::Decoder;
+use crate::decoder::norm::RmsNorm;
 
 /// Runs `f(index, chunk)` over `width`-sized chunks of `out`, in parallel where threads exist
 /// (the one place that chooses rayon natively and a plain loop in wasm32).
@@ -227,7 +227,7 @@ impl CpuDecoder {
             head_dim: config.head_dim,
             hidden: config.hidden_size,
             inter: config.intermediate_size,
-            inv_freq: crate::rope::inv_freq(config),
+            inv_freq: crate::decoder::rope::inv_freq(config),
         }
     }
 
@@ -304,7 +304,7 @@ impl CpuDecoder {
             x = select_rows(&x, h, &last_rows);
         }
         let max_len = lens.iter().copied().max().unwrap_or(0);
-        let (cos, sin) = crate::rope::tables(max_len, &self.inv_freq);
+        let (cos, sin) = crate::decoder::rope::tables(max_len, &self.inv_freq);
         let rope = Rope { cos: &cos, sin: &sin, half: self.head_dim / 2 };
         let positions: Vec<usize> = lens.iter().flat_map(|&len| 0..len).collect();
         for (i, l) in self.layers[..n_blocks].iter().enumerate() {

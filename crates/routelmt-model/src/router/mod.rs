@@ -8,18 +8,29 @@
 //! - `adapter_config.json` + `adapter_model.safetensors`: the LoRA adapter in PEFT's format
 //!   (absent for a head-only router trained with `--no-lora`).
 //!
-//! Bytes in, values out: the native `hf` module reads a folder into these bytes.
+//! Bytes in, values out: the native `hf` module and the browser read a folder into
+//! [`RouterFiles`].
+//!
+//! - [`head`]: the linear head and its safetensors form; [`peft`]: LoRA adapters in PEFT's
+//!   format; [`scorer`]: a base model prepared with a router, the one way requests are scored.
+
+pub mod head;
+pub mod peft;
+pub mod scorer;
 
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use self::head::{HeadKind, RouterHead};
+use self::peft::{LoraSettings, PeftAdapter};
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
-use crate::head::{HeadKind, RouterHead};
-use crate::model::{Model, split_rows};
-use crate::peft::{LoraSettings, PeftAdapter};
-use crate::prompt::PromptStyle;
+use crate::formats::Named;
+use crate::model::Model;
+use crate::precision::Precision;
+use crate::readback::{Part, Pending};
+use crate::text::prompt::PromptStyle;
 
 /// The settings file of a router folder.
 pub const ROUTER_JSON: &str = "router.json";
@@ -46,11 +57,11 @@ pub struct RouterConfig {
     /// Whether the prompt was placed in the model's chat template (`auto`, the default and
     /// what routers written before this field used) or left bare (`none`).
     #[serde(default)]
-    pub chat_template: crate::chat::ChatMode,
+    pub chat_template: crate::text::chat::ChatMode,
     /// How scoring stores the decoder's weights (`f32`, the default and what routers written
     /// before this field used; `f16`; `q8`). `--weights` overrides it.
     #[serde(default)]
-    pub weights: crate::cpu::Precision,
+    pub weights: Precision,
     /// [`ModelConfig::fingerprint`] of the base model.
     pub base_fingerprint: String,
     /// Where the base model came from (informational).
@@ -108,18 +119,37 @@ impl RouterConfig {
     }
 }
 
-/// A file's bytes and the name to use in errors.
-pub type NamedBytes<'a> = (&'a [u8], &'a str);
-
-/// The files of a router folder, as bytes (names are for errors).
+/// The files of a router folder, as bytes with their names (for errors).
 #[derive(Debug, Clone, Copy)]
 pub struct RouterFiles<'a> {
     /// `router.json`.
-    pub router_json: NamedBytes<'a>,
+    pub router_json: Named<'a>,
     /// `head.safetensors`.
-    pub head: NamedBytes<'a>,
+    pub head: Named<'a>,
     /// `adapter_config.json` and `adapter_model.safetensors`, if the folder has them.
-    pub adapter: Option<(NamedBytes<'a>, NamedBytes<'a>)>,
+    pub adapter: Option<(Named<'a>, Named<'a>)>,
+}
+
+impl<'a> RouterFiles<'a> {
+    /// The files of a folder, the adapter's optional: half an adapter (one of its two files)
+    /// is an error naming the missing one.
+    pub fn new(
+        router_json: Named<'a>,
+        head: Named<'a>,
+        adapter_config: Option<Named<'a>>,
+        adapter_weights: Option<Named<'a>>,
+    ) -> Result<Self> {
+        let missing = |name: &str, other: Named<'_>| {
+            ModelError::config(name, format!("missing, but the folder has {}", other.name))
+        };
+        let adapter = match (adapter_config, adapter_weights) {
+            (None, None) => None,
+            (Some(c), Some(w)) => Some((c, w)),
+            (None, Some(w)) => return Err(missing(ADAPTER_CONFIG, w)),
+            (Some(c), None) => return Err(missing(ADAPTER_WEIGHTS, c)),
+        };
+        Ok(Self { router_json, head, adapter })
+    }
 }
 
 /// A loaded router: settings, head and (optionally) the LoRA adapter.
@@ -136,22 +166,22 @@ pub struct Router {
 impl Router {
     /// Builds a router from its files and checks it against the base model.
     pub fn from_files(files: RouterFiles<'_>, base: &ModelConfig, device: &Device) -> Result<Self> {
-        let (bytes, name) = files.router_json;
+        let Named { name, bytes } = files.router_json;
         let config = RouterConfig::from_json(bytes, name)?;
         config.check_base(base, name)?;
         let head = RouterHead::from_safetensors(
-            files.head.0,
-            files.head.1,
+            files.head.bytes,
+            files.head.name,
             base.hidden_size,
             config.head,
             device,
         )?;
         let adapter = match (config.lora, files.adapter) {
             (None, None) => None,
-            (None, Some(((_, cfg_name), _))) => {
+            (None, Some((cfg, _))) => {
                 return Err(ModelError::config(
                     name,
-                    format!("field 'lora' is null, but the folder has {cfg_name}"),
+                    format!("field 'lora' is null, but the folder has {}", cfg.name),
                 ));
             }
             (Some(_), None) => {
@@ -160,8 +190,9 @@ impl Router {
                     format!("field 'lora' is set, but {ADAPTER_CONFIG} is missing"),
                 ));
             }
-            (Some(l), Some(((cb, cn), (wb, wn)))) => {
-                let a = PeftAdapter::from_peft(cb, cn, wb, wn, base)?;
+            (Some(l), Some((c, w))) => {
+                let cn = c.name;
+                let a = PeftAdapter::from_peft(c.bytes, cn, w.bytes, w.name, base)?;
                 if a.rank != l.rank || a.alpha != l.alpha {
                     return Err(ModelError::config(
                         cn,
@@ -207,7 +238,7 @@ impl Router {
     pub fn prepare_for_inference(
         &self,
         model: Model,
-        weights: Option<crate::cpu::Precision>,
+        weights: Option<Precision>,
     ) -> Result<Model> {
         self.prepare(model).prepared(weights.unwrap_or(self.config.weights))
     }
@@ -220,44 +251,16 @@ impl Router {
         self.head.forward(hidden)
     }
 
-    /// Head outputs of `batch` (a model from [`Self::prepare`]), queued on the device in
-    /// chunks that fit the buffer limit (not read back yet).
-    fn pending(
-        &self,
-        model: &Model,
-        batch: &[Vec<u32>],
-        max_rows: usize,
-    ) -> Result<Vec<Tensor<2>>> {
-        let hidden = model.last_hidden_chunks(batch, self.config.layer, max_rows)?;
-        Ok(hidden.into_iter().map(|h| self.predict(h)).collect())
-    }
-
-    /// [`Self::score`] without blocking on the read-back (the browser's way).
-    pub async fn score_async(
-        &self,
-        model: &Model,
-        batch: &[Vec<u32>],
-        max_rows: usize,
-    ) -> Result<Vec<Vec<f32>>> {
-        let mut out = Vec::with_capacity(batch.len());
-        for scores in self.pending(model, batch, max_rows)? {
-            let flat = crate::head::read_async(scores).await?;
-            out.extend(split_rows(&flat, self.config.head.outputs()));
-        }
-        Ok(out)
-    }
-
-    /// Scores of any number of token sequences with a model from [`Self::prepare`]: one row
-    /// of head outputs per sequence, in input order. Native only (synchronous read-back).
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn score(
-        &self,
-        model: &Model,
-        batch: &[Vec<u32>],
-        max_rows: usize,
-    ) -> Result<Vec<Vec<f32>>> {
-        let pending = self.pending(model, batch, max_rows)?;
-        let flat: Result<Vec<Vec<f32>>> = pending.into_iter().map(crate::head::read).collect();
-        Ok(flat?.iter().flat_map(|f| split_rows(f, self.config.head.outputs())).collect())
+    /// Head outputs of `batch` with a model from [`Self::prepare`]: one row of head outputs
+    /// per sequence, in input order, in chunks that fit the buffer limit, not read back yet
+    /// (`.read()` natively, `.read_async().await` in the browser).
+    pub fn score(&self, model: &Model, batch: &[Vec<u32>], max_rows: usize) -> Result<Pending> {
+        let hidden = model.last_hidden(batch, self.config.layer, max_rows)?;
+        let parts = hidden
+            .parts
+            .into_iter()
+            .map(|h| Part::Device(self.predict(model.to_tensor(h))))
+            .collect();
+        Ok(Pending { parts, width: self.config.head.outputs() })
     }
 }

@@ -1,20 +1,17 @@
 //! GGUF files (versions 2 and 3, little-endian), as llama.cpp writes them: the header, the
-//! metadata, the tensor table, and from those a [`ModelConfig`], the tensors under their
-//! Hugging Face names (through [`crate::tensors`]), the tokenizer and the chat template.
-//! Bytes in (the native front door memory-maps the file); no I/O here.
+//! metadata and the tensor table, each tensor's bytes checked against the file. No
+//! architecture knowledge (that is [`super::gguf_hf`]). Bytes in (the native front door
+//! memory-maps the file); no I/O here.
 //!
 //! Layout: magic `GGUF`, u32 version, u64 tensor count, u64 metadata count, the metadata
 //! (key string, u32 type, value), the tensor infos (name, u32 dims, u64 `ne[i]` fastest first,
 //! u32 ggml type, u64 offset), padding to `general.alignment` (default 32), then the data.
 //! Strings are a u64 length and UTF-8 bytes.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use crate::config::{Family, ModelConfig};
+use super::dtype::Stored;
 use crate::error::{ModelError, Result};
-use crate::quant::Stored;
-use crate::tensors::{Layout, Source, Tensors};
 
 /// A metadata value.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,7 +105,7 @@ pub struct GgufFile<'a> {
     /// Metadata by key.
     pub metadata: BTreeMap<String, Value>,
     /// The tensor table, in file order.
-    pub tensors: Vec<TensorInfo>,
+    pub infos: Vec<TensorInfo>,
     data: &'a [u8],
 }
 
@@ -246,8 +243,8 @@ impl<'a> GgufFile<'a> {
         };
         let start = r.at.div_ceil(align) * align;
         let data = bytes.get(start..).unwrap_or(&[]);
-        let parsed = Self { file, version, metadata, tensors, data };
-        for t in &parsed.tensors {
+        let parsed = Self { file, version, metadata, infos: tensors, data };
+        for t in &parsed.infos {
             parsed.tensor_bytes(t)?;
         }
         Ok(parsed)
@@ -266,7 +263,7 @@ impl<'a> GgufFile<'a> {
     }
 
     /// The bytes of one tensor, checked against the end of the file.
-    fn tensor_bytes(&self, t: &TensorInfo) -> Result<&'a [u8]> {
+    pub fn tensor_bytes(&self, t: &TensorInfo) -> Result<&'a [u8]> {
         let n: u64 = t.ne.iter().product();
         let size = match Stored::from_ggml(t.ggml_type) {
             Ok(s) => s.bytes_for(n as usize).ok_or_else(|| {
@@ -293,133 +290,10 @@ impl<'a> GgufFile<'a> {
         Ok(&self.data[t.offset as usize..end as usize])
     }
 
-    /// The decoder config from the metadata (llama, qwen2 and qwen3 architectures).
-    pub fn config(&self) -> Result<ModelConfig> {
-        let arch = self.architecture()?;
-        let family = Family::from_name(arch).ok_or_else(|| {
-            ModelError::config(
-                self.file,
-                format!(
-                    "metadata 'general.architecture' is '{arch}'; supported: llama, qwen2, qwen3"
-                ),
-            )
-        })?;
-        let key = |k: &str| format!("{arch}.{k}");
-        let num = |k: &str| -> Result<usize> {
-            let k = key(k);
-            self.get(&k).and_then(Value::as_u64).map(|v| v as usize).ok_or_else(|| {
-                ModelError::config(
-                    self.file,
-                    format!("metadata key '{k}' is missing or not an integer"),
-                )
-            })
-        };
-        let opt_num = |k: &str| self.get(&key(k)).and_then(Value::as_u64).map(|v| v as usize);
-        if let Some(kind) = self.get(&key("rope.scaling.type")).and_then(Value::as_str)
-            && kind != "none"
-        {
-            return Err(ModelError::config(
-                self.file,
-                format!(
-                    "metadata '{}' is '{kind}'; RoPE scaling is not supported",
-                    key("rope.scaling.type")
-                ),
-            ));
-        }
-        if self.tensors.iter().any(|t| t.name == "rope_freqs.weight") {
-            return Err(ModelError::config(
-                self.file,
-                "tensor 'rope_freqs.weight' (Llama 3 RoPE scaling) is not supported in GGUF files",
-            ));
-        }
-        let hidden = num("embedding_length")?;
-        let heads = num("attention.head_count")?;
-        let embd =
-            self.tensors.iter().find(|t| t.name == "token_embd.weight").ok_or_else(|| {
-                ModelError::weights(self.file, "missing tensor 'token_embd.weight'")
-            })?;
-        let vocab = embd.shape().first().copied().unwrap_or(0);
-        let eps = self
-            .get(&key("attention.layer_norm_rms_epsilon"))
-            .and_then(Value::as_f64)
-            .ok_or_else(|| {
-                ModelError::config(
-                    self.file,
-                    format!(
-                        "metadata key '{}' is missing",
-                        key("attention.layer_norm_rms_epsilon")
-                    ),
-                )
-            })?;
-        let theta = self
-            .get(&key("rope.freq_base"))
-            .and_then(Value::as_f64)
-            .unwrap_or(if family == Family::Llama { 10_000.0 } else { 1_000_000.0 });
-        let config = ModelConfig {
-            family,
-            vocab_size: vocab,
-            hidden_size: hidden,
-            intermediate_size: num("feed_forward_length")?,
-            num_hidden_layers: num("block_count")?,
-            num_attention_heads: heads,
-            num_key_value_heads: opt_num("attention.head_count_kv").unwrap_or(heads),
-            head_dim: opt_num("attention.key_length").unwrap_or(hidden / heads.max(1)),
-            rms_norm_eps: eps,
-            rope_theta: Some(theta),
-            rope_llama3: None,
-            attention_bias: family == Family::Llama
-                && self.tensors.iter().any(|t| t.name == "blk.0.attn_output.bias"),
-            tie_word_embeddings: !self.tensors.iter().any(|t| t.name == "output.weight"),
-            dtype: None,
-            max_position_embeddings: opt_num("context_length"),
-        };
-        config.check().map_err(|m| ModelError::config(self.file, m))?;
-        Ok(config)
-    }
-
-    /// Every tensor under its Hugging Face name, with llama.cpp's q/k row permutation marked
-    /// for the `llama` architecture. A tensor of a type we do not decode is an error naming it
-    /// and the type; a name with no Hugging Face counterpart is kept under its GGUF name (and
-    /// reported unused).
-    pub fn tensors(&self, config: &ModelConfig) -> Result<Tensors<'a>> {
-        let llama = config.family == Family::Llama;
-        let mut sources = Vec::with_capacity(self.tensors.len());
-        for t in &self.tensors {
-            let dtype = Stored::from_ggml(t.ggml_type).map_err(|ty| {
-                ModelError::weights(
-                    self.file,
-                    format!(
-                        "tensor '{}' has type {ty}; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, \
-                         Q4_K, Q5_K, Q6_K",
-                        t.name
-                    ),
-                )
-            })?;
-            let name = hf_name(&t.name).unwrap_or_else(|| t.name.clone());
-            let layout = match (llama, name.rsplit('.').nth(1)) {
-                (true, Some("q_proj")) => {
-                    Layout::RopeInterleaved { heads: config.num_attention_heads }
-                }
-                (true, Some("k_proj")) => {
-                    Layout::RopeInterleaved { heads: config.num_key_value_heads }
-                }
-                _ => Layout::Plain,
-            };
-            let data = Cow::Borrowed(self.tensor_bytes(t)?);
-            sources.push((name, Source { file: self.file, dtype, shape: t.shape(), data, layout }));
-        }
-        Tensors::new(sources)
-    }
-
-    /// `tokenizer.chat_template`, if the file has one.
-    pub fn chat_template(&self) -> Option<&str> {
-        self.get("tokenizer.chat_template").and_then(Value::as_str)
-    }
-
     /// The ggml types of the tensors, with counts (`q4_1: 210`), for reports.
     pub fn type_counts(&self) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
-        for t in &self.tensors {
+        for t in &self.infos {
             let name = match Stored::from_ggml(t.ggml_type) {
                 Ok(s) => s.name().to_string(),
                 Err(n) => n.to_lowercase(),
@@ -428,36 +302,4 @@ impl<'a> GgufFile<'a> {
         }
         counts
     }
-}
-
-/// The Hugging Face name of a llama.cpp tensor name, for the tensors the decoder uses.
-pub fn hf_name(gguf: &str) -> Option<String> {
-    let fixed = match gguf {
-        "token_embd.weight" => Some("model.embed_tokens.weight"),
-        "output_norm.weight" => Some("model.norm.weight"),
-        "output.weight" => Some("lm_head.weight"),
-        _ => None,
-    };
-    if let Some(f) = fixed {
-        return Some(f.to_string());
-    }
-    let rest = gguf.strip_prefix("blk.")?;
-    let (layer, rest) = rest.split_once('.')?;
-    let layer: usize = layer.parse().ok()?;
-    let (module, suffix) = rest.rsplit_once('.')?;
-    let hf = match module {
-        "attn_norm" => "input_layernorm",
-        "attn_q" => "self_attn.q_proj",
-        "attn_k" => "self_attn.k_proj",
-        "attn_v" => "self_attn.v_proj",
-        "attn_output" => "self_attn.o_proj",
-        "attn_q_norm" => "self_attn.q_norm",
-        "attn_k_norm" => "self_attn.k_norm",
-        "ffn_norm" => "post_attention_layernorm",
-        "ffn_gate" => "mlp.gate_proj",
-        "ffn_up" => "mlp.up_proj",
-        "ffn_down" => "mlp.down_proj",
-        _ => return None,
-    };
-    Some(format!("model.layers.{layer}.{hf}.{suffix}"))
 }

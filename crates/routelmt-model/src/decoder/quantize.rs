@@ -10,9 +10,9 @@ use burn::module::Param;
 use burn::nn::Linear;
 use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
 
-use crate::cpu::Precision;
+use super::Decoder;
 use crate::error::{ModelError, Result};
-use crate::model::Decoder;
+use crate::precision::Precision;
 
 /// The q8 scheme: int8 symmetric, f32 scales per 32 values of a row, packed in u32 words.
 pub fn q8_scheme() -> QuantScheme {
@@ -38,12 +38,7 @@ pub fn convert(mut decoder: Decoder, weights: Precision) -> Result<Decoder> {
         Precision::Q8 => {
             let scheme = q8_scheme();
             for l in &mut decoder.layers {
-                let a = &mut l.self_attn;
-                for p in [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj, &mut a.o_proj] {
-                    quantize(p, &scheme);
-                }
-                let m = &mut l.mlp;
-                for p in [&mut m.gate_proj, &mut m.up_proj, &mut m.down_proj] {
+                for (_, p) in l.projections_mut() {
                     quantize(p, &scheme);
                 }
             }

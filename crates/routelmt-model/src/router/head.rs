@@ -5,21 +5,20 @@
 //! Stored as safetensors in the PyTorch layout: `head.weight` `[outputs, hidden]`,
 //! `head.bias` `[outputs]`.
 
-use std::collections::HashMap;
-
 use burn::module::{Module, Param, ParamId};
 use burn::nn::Linear;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
-use safetensors::Dtype;
-
-use crate::tensors::{Tensors, safetensors_sources};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
+use crate::formats::safetensors;
+use crate::readback::read;
+use crate::tensors::{Tensors, transpose};
 
 /// What the head predicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum HeadKind {
     /// `score_large − score_small` (RouteLMT). Route the highest first.
     Gain,
@@ -131,34 +130,12 @@ impl RouterHead {
 
     /// Serializes to safetensors (`head.weight` `[outputs, hidden]`, `head.bias`).
     pub fn to_safetensors(&self) -> Result<Vec<u8>> {
-        let w = self.linear.weight.val();
-        let [hidden, outputs] = w.dims();
-        let w: Vec<f32> = read(w)?;
-        let mut wt = vec![0f32; w.len()];
-        for i in 0..hidden {
-            for o in 0..outputs {
-                wt[o * hidden + i] = w[i * outputs + o];
-            }
-        }
-        let b: Vec<f32> = match &self.linear.bias {
-            Some(b) => read(b.val())?,
-            None => vec![0.0; outputs],
-        };
-        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-        let (wb, bb) = (bytes(&wt), bytes(&b));
-        let views = vec![
-            (
-                "head.weight",
-                safetensors::tensor::TensorView::new(Dtype::F32, vec![outputs, hidden], &wb)
-                    .map_err(st_err)?,
-            ),
-            (
-                "head.bias",
-                safetensors::tensor::TensorView::new(Dtype::F32, vec![outputs], &bb)
-                    .map_err(st_err)?,
-            ),
-        ];
-        safetensors::serialize(views, None::<HashMap<String, String>>).map_err(st_err)
+        let (w, b) = self.to_host()?;
+        let outputs = b.len();
+        let hidden = w.len() / outputs.max(1);
+        let wt = transpose(&w, hidden, outputs);
+        let tensors = [("head.weight", vec![outputs, hidden], &wt[..]), ("head.bias", vec![outputs], &b[..])];
+        safetensors::write("head.safetensors", &tensors)
     }
 
     /// Reads a head written by [`Self::to_safetensors`], checking its shape.
@@ -169,37 +146,11 @@ impl RouterHead {
         kind: HeadKind,
         device: &Device,
     ) -> Result<Self> {
-        let mut ts = Tensors::new(safetensors_sources(file, bytes)?)?;
+        let mut ts = Tensors::new(safetensors::sources(file, bytes)?)?;
         let linear = ts.linear("head", hidden, kind.outputs(), true, device)?;
         if let Some(extra) = ts.unused().first() {
             return Err(ModelError::weights(file, format!("unexpected tensor '{extra}'")));
         }
         Ok(Self { linear })
     }
-}
-
-fn st_err(e: safetensors::SafeTensorError) -> ModelError {
-    ModelError::weights("safetensors", e.to_string())
-}
-
-/// Reads a tensor back to the host as f32 (native only: the browser reads asynchronously).
-#[cfg(not(target_arch = "wasm32"))]
-pub fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data().try_to_vec().map_err(|e| ModelError::Device(format!("read-back failed: {e:?}")))
-}
-
-/// Reads a tensor back to the host as f32 without blocking (the browser's only way; works
-/// natively too).
-pub async fn read_async<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    let data = t
-        .into_data_async()
-        .await
-        .map_err(|e| ModelError::Device(format!("read-back failed: {e:?}")))?;
-    data.try_to_vec().map_err(|e| ModelError::Device(format!("read-back failed: {e:?}")))
-}
-
-/// Reads a tensor back to the host as f32 (native only: the browser reads asynchronously).
-#[cfg(target_arch = "wasm32")]
-pub fn read<const D: usize>(_t: Tensor<D>) -> Result<Vec<f32>> {
-    Err(ModelError::Device("synchronous read-back is unavailable in the browser".into()))
 }

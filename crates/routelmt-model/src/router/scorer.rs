@@ -5,10 +5,14 @@
 
 use serde_json::{Value, json};
 
-use crate::head::HeadKind;
+use super::Router;
+use super::head::HeadKind;
+use crate::error::Result;
 use crate::model::Model;
-use crate::prompt::PromptStyle;
-use crate::router::Router;
+use crate::precision::Precision;
+use crate::readback::Pending;
+use crate::text::chat::ChatMode;
+use crate::text::prompt::PromptStyle;
 
 /// A base model prepared with a router (LoRA merged), and the router.
 #[derive(Debug)]
@@ -25,8 +29,8 @@ impl Scorer {
     pub fn new(
         model: Model,
         router: Router,
-        weights: Option<crate::cpu::Precision>,
-    ) -> crate::error::Result<Self> {
+        weights: Option<Precision>,
+    ) -> Result<Self> {
         let model = router.prepare_for_inference(model, weights)?;
         Ok(Self { router, model })
     }
@@ -47,7 +51,7 @@ impl Scorer {
     }
 
     /// Whether the router's prompts use the model's chat template.
-    pub fn chat_mode(&self) -> crate::chat::ChatMode {
+    pub fn chat_mode(&self) -> ChatMode {
         self.router.config.chat_template
     }
 
@@ -57,20 +61,10 @@ impl Scorer {
     }
 
     /// Head outputs of any number of token sequences, in input order, at most `max_rows` per
-    /// device pass (fewer when a pass would exceed the device's buffer limit). Native only: the
-    /// browser reads results back asynchronously.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn score(&self, batch: &[Vec<u32>], max_rows: usize) -> crate::Result<Vec<Vec<f32>>> {
+    /// device pass (fewer when a pass would exceed the device's buffer limit), not read back
+    /// yet (`.read()` natively, `.read_async().await` in the browser).
+    pub fn score(&self, batch: &[Vec<u32>], max_rows: usize) -> Result<Pending> {
         self.router.score(&self.model, batch, max_rows)
-    }
-
-    /// [`Self::score`] without blocking on the read-back (the browser's way).
-    pub async fn score_async(
-        &self,
-        batch: &[Vec<u32>],
-        max_rows: usize,
-    ) -> crate::Result<Vec<Vec<f32>>> {
-        self.router.score_async(&self.model, batch, max_rows).await
     }
 
     /// The record fields one row of head outputs becomes: `score` (the routing score: the

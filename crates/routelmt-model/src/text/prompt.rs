@@ -75,6 +75,7 @@ pub const LANGUAGES: [(&str, &str); 60] = [
 /// Which revision of the LMT instruction to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum PromptStyle {
     /// Hugging Face model card: `... into {T}.` (default).
     #[default]

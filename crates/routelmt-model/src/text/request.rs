@@ -9,8 +9,8 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::error::ModelError;
-use crate::prompt::PromptStyle;
-use crate::tokenizer::Tokenizer;
+use super::prompt::PromptStyle;
+use super::tokenizer::Tokenizer;
 
 /// Why a request cannot be prepared. The message names the field; front doors add where the
 /// request came from (file and line, record index).

@@ -9,29 +9,20 @@
 //! Only the seven projection types (q, k, v, o, gate, up, down) are supported, never the
 //! embedding, norms or head (docs/architecture.md, decision 7).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use burn::module::{Lora, LoraAdapter, Module, Param, ParamGroup, ParamId, Reparameterizer};
 use burn::tensor::{Device, Tensor, TensorData};
-use safetensors::Dtype;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::config::ModelConfig;
+use crate::decoder::Decoder;
+use crate::decoder::block::PROJECTIONS;
 use crate::error::{ModelError, Result};
-use crate::model::Decoder;
-use crate::tensors::{Tensors, safetensors_sources, transpose};
-
-/// The projection modules LoRA may adapt, as (PEFT module name, path inside a layer).
-pub const TARGETS: [(&str, &str); 7] = [
-    ("q_proj", "self_attn.q_proj"),
-    ("k_proj", "self_attn.k_proj"),
-    ("v_proj", "self_attn.v_proj"),
-    ("o_proj", "self_attn.o_proj"),
-    ("gate_proj", "mlp.gate_proj"),
-    ("up_proj", "mlp.up_proj"),
-    ("down_proj", "mlp.down_proj"),
-];
+use crate::formats::safetensors;
+use crate::readback::read;
+use crate::tensors::{Tensors, transpose};
 
 /// LoRA settings: rank and alpha (`None` in a router's settings for a head-only router).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -42,7 +33,7 @@ pub struct LoraSettings {
     pub alpha: f64,
 }
 
-/// Parameter paths (inside [`Decoder`]) that LoRA adapts: every projection weight.
+/// Parameter paths (inside [`Decoder`]) that LoRA adapts: every weight of [`PROJECTIONS`].
 pub const TARGET_REGEX: &str =
     r"^layers\.[0-9]+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)\.weight$";
 
@@ -79,19 +70,6 @@ pub struct PeftAdapter {
     pub scale: f64,
     /// Factors by decoder module path.
     pub factors: BTreeMap<String, Factors>,
-}
-
-/// (in, out) of a projection.
-fn dims(config: &ModelConfig, module: &str) -> (usize, usize) {
-    let (h, d, i) = (config.hidden_size, config.head_dim, config.intermediate_size);
-    let (nq, nkv) = (config.num_attention_heads, config.num_key_value_heads);
-    match module {
-        "q_proj" => (h, nq * d),
-        "k_proj" | "v_proj" => (h, nkv * d),
-        "o_proj" => (nq * d, h),
-        "gate_proj" | "up_proj" => (h, i),
-        _ => (i, h), // down_proj
-    }
 }
 
 impl PeftAdapter {
@@ -136,7 +114,7 @@ impl PeftAdapter {
         let rslora = cfg.get("use_rslora").and_then(Value::as_bool).unwrap_or(false);
         let scale = if rslora { alpha / (rank as f64).sqrt() } else { alpha / rank as f64 };
 
-        let sources = safetensors_sources(weights_file, weights)?;
+        let sources = safetensors::sources(weights_file, weights)?;
         let names: Vec<String> = sources.iter().map(|(n, _)| n.clone()).collect();
         let mut ts = Tensors::new(sources)?;
         let mut factors = BTreeMap::new();
@@ -174,7 +152,7 @@ impl PeftAdapter {
                     ),
                 ));
             }
-            let (d_in, d_out) = dims(base, module);
+            let (d_in, d_out) = base.projection_dims(module);
             let b_name = format!("base_model.model.model.{path}.lora_B.weight");
             for (n, shape) in [(name.as_str(), [rank, d_in]), (b_name.as_str(), [d_out, rank])] {
                 if let Some(src) = ts.get(n).filter(|s| s.shape != shape) {
@@ -227,32 +205,17 @@ impl PeftAdapter {
             "rank_pattern": {},
             "alpha_pattern": {},
         });
-        let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut owned: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
         for (path, f) in &self.factors {
             let a = transpose(&f.a, f.d_in, self.rank); // -> [r, in]
             let b = transpose(&f.b, self.rank, f.d_out); // -> [out, r]
-            let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-            owned.push((
-                format!("base_model.model.model.{path}.lora_A.weight"),
-                vec![self.rank, f.d_in],
-                bytes(&a),
-            ));
-            owned.push((
-                format!("base_model.model.model.{path}.lora_B.weight"),
-                vec![f.d_out, self.rank],
-                bytes(&b),
-            ));
+            let prefix = format!("base_model.model.model.{path}");
+            owned.push((format!("{prefix}.lora_A.weight"), vec![self.rank, f.d_in], a));
+            owned.push((format!("{prefix}.lora_B.weight"), vec![f.d_out, self.rank], b));
         }
-        let views = owned
-            .iter()
-            .map(|(n, s, b)| {
-                safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b)
-                    .map(|v| (n.clone(), v))
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| ModelError::weights("adapter_model.safetensors", e.to_string()))?;
-        let weights = safetensors::serialize(views, None::<HashMap<String, String>>)
-            .map_err(|e| ModelError::weights("adapter_model.safetensors", e.to_string()))?;
+        let tensors: Vec<(&str, Vec<usize>, &[f32])> =
+            owned.iter().map(|(n, s, v)| (n.as_str(), s.clone(), &v[..])).collect();
+        let weights = safetensors::write("adapter_model.safetensors", &tensors)?;
         let config = serde_json::to_vec_pretty(&config)
             .map_err(|e| ModelError::config("adapter_config.json", e.to_string()))?;
         Ok((config, weights))
@@ -262,7 +225,7 @@ impl PeftAdapter {
     /// unmerged model, no extra cost per request.
     pub fn merge_into(&self, mut decoder: Decoder, device: &Device) -> Decoder {
         for (n, layer) in decoder.layers.iter_mut().enumerate() {
-            for (module, lin) in projections_mut(layer) {
+            for (module, lin) in layer.projections_mut() {
                 if let Some(f) = self.factors.get(&format!("layers.{n}.{module}")) {
                     let (a, b) = f.tensors(self.rank, device);
                     let w = lin.weight.val() + a.matmul(b).mul_scalar(self.scale);
@@ -303,7 +266,7 @@ impl PeftAdapter {
     pub fn param_ids(decoder: &Decoder) -> BTreeMap<String, [u64; 2]> {
         let mut ids = BTreeMap::new();
         for (n, layer) in decoder.layers.iter().enumerate() {
-            for (module, lin) in projections(layer) {
+            for (module, lin) in layer.projections() {
                 if let Some(ad) = lin.weight.adapter() {
                     ids.insert(format!("layers.{n}.{module}"), [ad.a.id.val(), ad.b.id.val()]);
                 }
@@ -317,7 +280,7 @@ impl PeftAdapter {
     pub fn extract(decoder: &Decoder, rank: usize, alpha: f64) -> Result<Option<Self>> {
         let mut factors = BTreeMap::new();
         for (n, layer) in decoder.layers.iter().enumerate() {
-            for (module, lin) in projections(layer) {
+            for (module, lin) in layer.projections() {
                 if let Some(ad) = lin.weight.adapter() {
                     let a = ad.a.val();
                     let [d_in, r] = a.dims();
@@ -330,7 +293,7 @@ impl PeftAdapter {
                     }
                     factors.insert(
                         format!("layers.{n}.{module}"),
-                        Factors { a: crate::head::read(a)?, b: crate::head::read(b)?, d_in, d_out },
+                        Factors { a: read(a)?, b: read(b)?, d_in, d_out },
                     );
                 }
             }
@@ -348,39 +311,13 @@ impl Factors {
     }
 }
 
-/// `layers.N.self_attn.q_proj` -> (N, "q_proj"); `None` for anything but the seven targets.
+/// `layers.N.self_attn.q_proj` -> (N, "q_proj"); `None` for anything but the seven
+/// projections.
 fn parse_path(path: &str) -> Option<(usize, &'static str)> {
     let (n, module) = path.strip_prefix("layers.")?.split_once('.')?;
     let n: usize = n.parse().ok()?;
-    TARGETS.iter().find(|(_, p)| *p == module).map(|(m, _)| (n, *m))
-}
-
-fn projections(layer: &crate::block::DecoderLayer) -> [(&'static str, &burn::nn::Linear); 7] {
-    [
-        ("self_attn.q_proj", &layer.self_attn.q_proj),
-        ("self_attn.k_proj", &layer.self_attn.k_proj),
-        ("self_attn.v_proj", &layer.self_attn.v_proj),
-        ("self_attn.o_proj", &layer.self_attn.o_proj),
-        ("mlp.gate_proj", &layer.mlp.gate_proj),
-        ("mlp.up_proj", &layer.mlp.up_proj),
-        ("mlp.down_proj", &layer.mlp.down_proj),
-    ]
-}
-
-fn projections_mut(
-    layer: &mut crate::block::DecoderLayer,
-) -> [(&'static str, &mut burn::nn::Linear); 7] {
-    let a = &mut layer.self_attn;
-    let m = &mut layer.mlp;
-    [
-        ("self_attn.q_proj", &mut a.q_proj),
-        ("self_attn.k_proj", &mut a.k_proj),
-        ("self_attn.v_proj", &mut a.v_proj),
-        ("self_attn.o_proj", &mut a.o_proj),
-        ("mlp.gate_proj", &mut m.gate_proj),
-        ("mlp.up_proj", &mut m.up_proj),
-        ("mlp.down_proj", &mut m.down_proj),
-    ]
+    let proj = PROJECTIONS.iter().find(|p| **p == module)?;
+    proj.rsplit('.').next().map(|m| (n, m))
 }
 
 struct Attach<'a> {

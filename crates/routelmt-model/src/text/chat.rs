@@ -16,8 +16,10 @@ use crate::error::{ModelError, Result};
 /// How the prompt is wrapped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum ChatMode {
-    /// The model's chat template when it has one, else the bare instruction (default).
+    /// The model's chat template when it has one (tokenizer_config.json, chat_template.jinja,
+    /// or the GGUF's), else the bare instruction (default).
     #[default]
     Auto,
     /// The bare instruction, never a template.

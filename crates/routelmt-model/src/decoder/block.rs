@@ -12,8 +12,8 @@ use burn::nn::Linear;
 use burn::tensor::Tensor;
 use burn::tensor::activation::{silu, softmax};
 
-use crate::norm::RmsNorm;
-use crate::rope::Rope;
+use super::norm::RmsNorm;
+use super::rope::Rope;
 
 /// Self-attention (with Qwen3's q/k norms when present); field names mirror HF (`self_attn.q_proj`, ...).
 #[derive(Module, Debug)]
@@ -110,7 +110,43 @@ pub struct DecoderLayer {
     pub post_attention_layernorm: RmsNorm,
 }
 
+/// The seven projections of a decoder layer, by their path inside the layer (HF names): the
+/// one list that loading, LoRA, quantization and the CPU kernels share.
+pub const PROJECTIONS: [&str; 7] = [
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+];
+
 impl DecoderLayer {
+    /// The projections in [`PROJECTIONS`] order, with their paths.
+    pub fn projections(&self) -> [(&'static str, &Linear); 7] {
+        let (a, m) = (&self.self_attn, &self.mlp);
+        let all = [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj];
+        let mut names = PROJECTIONS.into_iter();
+        all.map(|l| (names.next().expect("seven names"), l))
+    }
+
+    /// [`Self::projections`], mutable.
+    pub fn projections_mut(&mut self) -> [(&'static str, &mut Linear); 7] {
+        let (a, m) = (&mut self.self_attn, &mut self.mlp);
+        let all = [
+            &mut a.q_proj,
+            &mut a.k_proj,
+            &mut a.v_proj,
+            &mut a.o_proj,
+            &mut m.gate_proj,
+            &mut m.up_proj,
+            &mut m.down_proj,
+        ];
+        let mut names = PROJECTIONS.into_iter();
+        all.map(|l| (names.next().expect("seven names"), l))
+    }
+
     /// # Shapes
     /// - x: `[batch, seq, hidden]` -> `[batch, seq, hidden]`
     pub fn forward(&self, x: Tensor<3>, rope: &Rope, causal_bias: &Tensor<2>) -> Tensor<3> {
