@@ -97,7 +97,7 @@ pub fn read_tokenizer(path: &Path) -> Result<Tokenizer> {
 pub fn model_tokenizer(model: &Path, over: Option<&Path>, mode: ChatMode) -> Result<Tokenizer> {
     let tok = match over {
         Some(p) => read_tokenizer(p)?,
-        None if is_gguf(model) => with_gguf(model, GgufCheckpoint::tokenizer)?,
+        None if is_gguf(model) => with_gguf(model, |g| g.tokenizer())?,
         None => read_tokenizer(model)?,
     };
     Ok(tok.with_mode(mode))

@@ -115,7 +115,7 @@ fn check_model(model: &crate::Model, label: &str) {
     for p in &g.prompts {
         let ids = std::slice::from_ref(&p.input_ids);
         for (layer, want) in &p.hidden_last {
-            let got = model.last_hidden(ids, layer.parse().unwrap().read().unwrap(), 1).unwrap().remove(0);
+            let got = model.last_hidden(ids, layer.parse().unwrap(), 1).unwrap().read().unwrap().remove(0);
             let tol = 1e-4 * want.iter().fold(1f32, |m, v| m.max(v.abs()));
             let d = max_abs_diff(&got, want);
             assert!(d <= tol, "{label} {}: layer {layer}: max abs diff {d:e} > {tol:e}", p.name);

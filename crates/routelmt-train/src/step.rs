@@ -190,7 +190,7 @@ pub(crate) fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
 /// Errors before a micro-batch would exceed the device's buffer limit (a panic on wgpu).
 fn check_buffers(model: &Model, ids: &[Vec<u32>]) -> Result<()> {
     let t = ids.iter().map(Vec::len).max().unwrap_or(0);
-    let need = model.peak_buffer_bytes(ids.len(), t);
+    let need = routelmt_model::limits::peak_buffer_bytes(&model.config, ids.len(), t);
     if need > routelmt_model::MAX_BUFFER_BYTES {
         return Err(TrainError::BatchTooLarge {
             rows: ids.len(),

@@ -140,7 +140,11 @@ pub fn sources<'a>(file: &'a str, bytes: &'a [u8]) -> Result<Vec<(String, Source
         ModelError::weights(file, format!("truncated: the header needs {} bytes", 8 + n))
     })?;
     let entries = header_entries(&bytes[8..end], bytes.len() as u64, file)?;
-    Ok(entries.into_iter().map(|(name, e)| (name, source(file, e, &bytes[e.start as usize..e.end as usize]))).collect())
+    let source_of = |(name, e): (String, Entry)| {
+        let data = &bytes[e.start as usize..e.end as usize];
+        (name, source(file, e, data))
+    };
+    Ok(entries.into_iter().map(source_of).collect())
 }
 
 /// A tensor's [`Source`] from its entry and its bytes (`data` is `entry.start..entry.end`).
