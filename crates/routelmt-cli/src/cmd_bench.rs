@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use routelmt_model::{LoraSettings, Model, ModelConfig, hf};
 use routelmt_model::router::peft;
+use routelmt_model::{LoraSettings, Model, ModelConfig, hf};
 use serde_json::{Value, json};
 
 use crate::args::DeviceOpt;
@@ -202,7 +202,10 @@ pub fn bench(cmd: BenchCommand) -> Result<()> {
         let ids = bench_ids(b, a.seq, vocab);
         for _ in 0..a.warmup {
             for v in &variants {
-                v.model.last_hidden(&ids, layer, b).and_then(|p| p.read()).context("warm-up run")?;
+                v.model
+                    .last_hidden(&ids, layer, b)
+                    .and_then(|p| p.read())
+                    .context("warm-up run")?;
             }
         }
         // Variants interleaved per iteration, so that load on a shared machine hits all.

@@ -113,7 +113,9 @@ pub fn features(a: FeaturesArgs) -> Result<()> {
         let hidden = model.last_hidden(&ids, layer, batch_size)?.read()?;
         let top = match top_k {
             Some(k) if layer == final_layer => model.top_logits(&hidden, k)?,
-            Some(k) => model.top_logits(&model.last_hidden(&ids, final_layer, batch_size)?.read()?, k)?,
+            Some(k) => {
+                model.top_logits(&model.last_hidden(&ids, final_layer, batch_size)?.read()?, k)?
+            }
             None => Vec::new(),
         };
         let mut top = top.into_iter();

@@ -24,17 +24,7 @@ pub enum DeviceChoice {
     Gpu,
 }
 
-impl std::str::FromStr for DeviceChoice {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "cpu" => Ok(Self::Cpu),
-            "gpu" => Ok(Self::Gpu),
-            o => Err(format!("unknown device '{o}' (expected auto, cpu or gpu)")),
-        }
-    }
-}
+crate::error::from_str_by_name!(DeviceChoice, "device", "auto" => Auto, "cpu" => Cpu, "gpu" => Gpu);
 
 /// A device, a description of it ("cpu (burn flex)", "gpu: llvmpipe ... (Vulkan, Cpu)") and
 /// why it was chosen.

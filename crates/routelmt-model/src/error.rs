@@ -80,3 +80,36 @@ pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+/// The value of `s` among an option enum's `names`, or `unknown {what} 's' (expected a, b or
+/// c)`: the one rule behind every option enum's `FromStr` ([`from_str_by_name`]).
+pub(crate) fn parse_name<T: Copy>(
+    s: &str,
+    what: &str,
+    names: &[(&str, T)],
+) -> std::result::Result<T, String> {
+    if let Some((_, v)) = names.iter().find(|(n, _)| *n == s) {
+        return Ok(*v);
+    }
+    let list: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
+    let expected = match list.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    Err(format!("unknown {what} '{s}' (expected {expected})"))
+}
+
+/// `FromStr` for an option enum from its names: `from_str_by_name!(Type, "what", "name" =>
+/// Variant, ...)`.
+macro_rules! from_str_by_name {
+    ($ty:ty, $what:literal, $($name:literal => $v:ident),+ $(,)?) => {
+        impl std::str::FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> std::result::Result<Self, String> {
+                $crate::error::parse_name(s, $what, &[$(($name, <$ty>::$v)),+])
+            }
+        }
+    };
+}
+pub(crate) use from_str_by_name;

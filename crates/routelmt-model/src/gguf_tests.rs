@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::formats::gguf::{self, GgufFile};
 use crate::formats::dtype::{self as quant, Stored};
+use crate::formats::gguf::{self, GgufFile};
 use crate::tests::{fixtures, max_abs_diff};
 
 fn gguf_dir() -> PathBuf {

@@ -157,20 +157,20 @@ impl Model {
         if let Some(cpu) = &self.cpu {
             return Ok(Part::Host(cpu.forward_last(&self.embed_tokens, batch, layer)));
         }
-        let out = self.decoder.forward_last(
-            &self.config,
-            &self.embed_tokens,
-            batch,
-            layer,
-            &self.device,
-        );
+        let out =
+            self.decoder.forward_last(&self.config, &self.embed_tokens, batch, layer, &self.device);
         Ok(Part::Device(out))
     }
 
     /// The last-token states of any number of sequences, in chunks of at most `max_rows` that
     /// fit the buffer limit, in input order, not read back yet: `.read()` natively,
     /// `.read_async().await` in the browser.
-    pub fn last_hidden(&self, batch: &[Vec<u32>], layer: usize, max_rows: usize) -> Result<Pending> {
+    pub fn last_hidden(
+        &self,
+        batch: &[Vec<u32>],
+        layer: usize,
+        max_rows: usize,
+    ) -> Result<Pending> {
         check_batch(&self.config, batch, layer)?;
         let lens: Vec<usize> = batch.iter().map(Vec::len).collect();
         let parts = plan_chunks(&self.config, &lens, max_rows)?

@@ -8,6 +8,8 @@ use burn::tensor::Tensor;
 use crate::error::{ModelError, Result};
 
 /// One chunk of results.
+// A handful per batch: the size of a burn tensor handle does not matter here.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Part {
     /// `[rows, width]` on the device, not read yet.

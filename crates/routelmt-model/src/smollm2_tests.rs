@@ -10,11 +10,11 @@ use std::path::PathBuf;
 use burn::tensor::Device;
 use serde::Deserialize;
 
-use crate::text::chat::ChatMode;
 use crate::device::{DeviceChoice, select};
 use crate::formats::gguf::GgufFile;
 use crate::hf;
 use crate::tests::{fixtures, max_abs_diff};
+use crate::text::chat::ChatMode;
 
 /// The cached GGUF: `$ROUTELMT_SMOLLM2_GGUF`, else where `models/fetch.sh` puts it.
 fn smollm2_path() -> PathBuf {
@@ -115,7 +115,12 @@ fn check_model(model: &crate::Model, label: &str) {
     for p in &g.prompts {
         let ids = std::slice::from_ref(&p.input_ids);
         for (layer, want) in &p.hidden_last {
-            let got = model.last_hidden(ids, layer.parse().unwrap(), 1).unwrap().read().unwrap().remove(0);
+            let got = model
+                .last_hidden(ids, layer.parse().unwrap(), 1)
+                .unwrap()
+                .read()
+                .unwrap()
+                .remove(0);
             let tol = 1e-4 * want.iter().fold(1f32, |m, v| m.max(v.abs()));
             let d = max_abs_diff(&got, want);
             assert!(d <= tol, "{label} {}: layer {layer}: max abs diff {d:e} > {tol:e}", p.name);
@@ -157,8 +162,10 @@ fn smollm2_on_the_cpu_kernels_matches_transformers_and_q8_keeps_the_next_token()
     let (mut worst, mut same, mut decided) = (0f32, 0, 0);
     for p in &golden().prompts {
         let ids = std::slice::from_ref(&p.input_ids);
-        let (a, b) =
-            (f32_model.last_hidden(ids, 30, 1).unwrap().read().unwrap(), q8.last_hidden(ids, 30, 1).unwrap().read().unwrap());
+        let (a, b) = (
+            f32_model.last_hidden(ids, 30, 1).unwrap().read().unwrap(),
+            q8.last_hidden(ids, 30, 1).unwrap().read().unwrap(),
+        );
         let scale = a[0].iter().fold(1f32, |m, v| m.max(v.abs()));
         worst = worst.max(max_abs_diff(&a[0], &b[0]) / scale);
         let top = q8.top_logits(&b, 1).unwrap()[0].0[0];

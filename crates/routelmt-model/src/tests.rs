@@ -116,8 +116,11 @@ fn check_parity_with(device: &Device, label: &str, kernels: Option<crate::cpu::I
         for case in &g.cases {
             for (layer, want) in &case.hidden {
                 let layer: usize = layer.parse().unwrap();
-                let got =
-                    model.last_hidden(std::slice::from_ref(&case.input_ids), layer, 1).unwrap().read().unwrap();
+                let got = model
+                    .last_hidden(std::slice::from_ref(&case.input_ids), layer, 1)
+                    .unwrap()
+                    .read()
+                    .unwrap();
                 let d = max_abs_diff(&got[0], want);
                 assert!(
                     d <= PARITY_TOL,
@@ -129,7 +132,8 @@ fn check_parity_with(device: &Device, label: &str, kernels: Option<crate::cpu::I
         }
         if let Some(b) = &g.batch {
             let layer = model.config.num_hidden_layers;
-            let got = model.last_hidden(&b.input_ids, layer, b.input_ids.len()).unwrap().read().unwrap();
+            let got =
+                model.last_hidden(&b.input_ids, layer, b.input_ids.len()).unwrap().read().unwrap();
             for (row, (g, w)) in got.iter().zip(&b.hidden_final).enumerate() {
                 let d = max_abs_diff(g, w);
                 assert!(d <= PARITY_TOL, "{label} {name}: batch row {row}: {d:e}");
@@ -138,7 +142,11 @@ fn check_parity_with(device: &Device, label: &str, kernels: Option<crate::cpu::I
         }
         for (case, want) in g.cases.iter().zip(&g.top5) {
             let l = model.config.num_hidden_layers;
-            let h = model.last_hidden(std::slice::from_ref(&case.input_ids), l, 1).unwrap().read().unwrap();
+            let h = model
+                .last_hidden(std::slice::from_ref(&case.input_ids), l, 1)
+                .unwrap()
+                .read()
+                .unwrap();
             let (ids, logits) = model.top_logits(&h, 5).unwrap().remove(0);
             assert_eq!(ids, want.ids, "{label} {name}: top-5 ids");
             let d = max_abs_diff(&logits, &want.logits);
@@ -190,7 +198,8 @@ fn batch_invariance(model: &Model, label: &str) {
         let rev: Vec<Vec<u32>> = seqs.iter().rev().cloned().collect();
         let reversed = model.last_hidden(&rev, layer, rev.len()).unwrap().read().unwrap();
         for (row, ids) in seqs.iter().enumerate() {
-            let alone = model.last_hidden(std::slice::from_ref(ids), layer, 1).unwrap().read().unwrap();
+            let alone =
+                model.last_hidden(std::slice::from_ref(ids), layer, 1).unwrap().read().unwrap();
             let d = max_abs_diff(&batched[row], &alone[0]);
             assert!(d <= BATCH_TOL, "{label}: layer {layer} row {row}: batch vs alone {d:e}");
             let d = max_abs_diff(&reversed[seqs.len() - 1 - row], &alone[0]);
@@ -230,9 +239,8 @@ fn chunks_respect_the_buffer_limit() {
     // 16 heads × T² × 4 bytes: T = 512 allows 8 rows per chunk at most.
     let lens = vec![512; 20];
     let chunks = crate::limits::plan_chunks(&model.config, &lens, 64).unwrap();
-    assert!(
-        chunks.iter().all(|c| crate::limits::peak_buffer_bytes(&model.config, c.len(), 512) <= crate::MAX_BUFFER_BYTES)
-    );
+    assert!(chunks.iter().all(|c| crate::limits::peak_buffer_bytes(&model.config, c.len(), 512)
+        <= crate::MAX_BUFFER_BYTES));
     assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), 20);
     assert_eq!(crate::limits::plan_chunks(&model.config, &[3, 3, 3], 2).unwrap(), vec![0..2, 2..3]);
     let e = crate::limits::plan_chunks(&model.config, &[4000], 1).unwrap_err().to_string();

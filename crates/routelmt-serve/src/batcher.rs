@@ -79,19 +79,20 @@ fn worker(
         }
         let started = Instant::now();
         let ids: Vec<Vec<u32>> = jobs.iter().map(|j| j.ids.clone()).collect();
-        let scores: Vec<Result<f32, String>> = match scorer.score(&ids, max_size).and_then(|p| p.read()) {
-            Ok(rows) => rows.into_iter().map(|r| Ok(r[0])).collect(),
-            Err(_) => ids
-                .iter()
-                .map(|one| {
-                    scorer
-                        .score(std::slice::from_ref(one), 1)
-                        .and_then(|p| p.read())
-                        .map(|r| r[0][0])
-                        .map_err(|e| routelmt_model::one_line(&e))
-                })
-                .collect(),
-        };
+        let scores: Vec<Result<f32, String>> =
+            match scorer.score(&ids, max_size).and_then(|p| p.read()) {
+                Ok(rows) => rows.into_iter().map(|r| Ok(r[0])).collect(),
+                Err(_) => ids
+                    .iter()
+                    .map(|one| {
+                        scorer
+                            .score(std::slice::from_ref(one), 1)
+                            .and_then(|p| p.read())
+                            .map(|r| r[0][0])
+                            .map_err(|e| routelmt_model::one_line(&e))
+                    })
+                    .collect(),
+            };
         metrics.prefill(started.elapsed(), jobs.len());
         for (job, score) in jobs.into_iter().zip(scores) {
             let routed = score.and_then(|score| {

@@ -5,8 +5,8 @@ use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 use routelmt_model::readback::read;
-use routelmt_model::{HeadKind, LoraSettings, Model, RouterHead};
 use routelmt_model::router::peft;
+use routelmt_model::{HeadKind, LoraSettings, Model, RouterHead};
 
 use crate::error::Result;
 use crate::settings::adamw;

@@ -112,7 +112,14 @@ fn spearman(a: &[f64], b: &[f64]) -> f64 {
 fn scores(router: &routelmt_model::Router, model: Model, set: &[Example]) -> Vec<f64> {
     let model = router.prepare(model);
     let ids: Vec<Vec<u32>> = set.iter().map(|e| e.ids.clone()).collect();
-    router.score(&model, &ids, 32).unwrap().read().unwrap().iter().map(|s| f64::from(s[0])).collect()
+    router
+        .score(&model, &ids, 32)
+        .unwrap()
+        .read()
+        .unwrap()
+        .iter()
+        .map(|s| f64::from(s[0]))
+        .collect()
 }
 
 #[test]

@@ -15,8 +15,8 @@ use burn::module::Module;
 use burn::optim::{GradientsAccumulator, ModuleOptimizer};
 use burn::tensor::Device;
 use routelmt_model::router::FORMAT;
-use routelmt_model::{Model, PeftAdapter, Router, RouterConfig, RouterHead};
 use routelmt_model::router::peft;
+use routelmt_model::{Model, PeftAdapter, Router, RouterConfig, RouterHead};
 use serde_json::json;
 
 use crate::checkpoint::{Checkpoints, STATE_FORMAT, State};

@@ -25,19 +25,23 @@ extern "C" {
         phase: &str,
         on_progress: &JsValue,
         optional: bool,
-    ) -> Result<JsValue, JsValue>;
+    ) -> std::result::Result<JsValue, JsValue>;
 
     #[wasm_bindgen(js_name = sizeOf)]
     fn size_of(handle: &JsValue) -> f64;
 
     #[wasm_bindgen(catch, js_name = readRange)]
-    async fn read_range(handle: &JsValue, start: f64, end: f64) -> Result<JsValue, JsValue>;
+    async fn read_range(
+        handle: &JsValue,
+        start: f64,
+        end: f64,
+    ) -> std::result::Result<JsValue, JsValue>;
 
     #[wasm_bindgen(js_name = describeSource)]
     pub fn describe_source(source: &JsValue) -> String;
 
     #[wasm_bindgen(catch, js_name = clearCache)]
-    pub async fn clear_cache() -> Result<JsValue, JsValue>;
+    pub async fn clear_cache() -> std::result::Result<JsValue, JsValue>;
 }
 
 /// An opened file: read in byte ranges, never whole.
@@ -182,9 +186,10 @@ async fn open_shards(source: &Source<'_>) -> Result<Vec<Opened>> {
     if let Some(single) = source.open(SINGLE, true).await? {
         return Ok(vec![single]);
     }
-    let index = source.read(INDEX, true).await?.ok_or_else(|| {
-        WebError::Input(format!("{}: no {SINGLE} or {INDEX}", source.describe()))
-    })?;
+    let index = source
+        .read(INDEX, true)
+        .await?
+        .ok_or_else(|| WebError::Input(format!("{}: no {SINGLE} or {INDEX}", source.describe())))?;
     let mut shards = Vec::new();
     for name in shard_names(&index, INDEX)? {
         let shard = source.open(&name, false).await?;

@@ -148,8 +148,7 @@ impl Router {
             return Err(js_err("option 'model' is required: a base URL or a list of files"));
         };
         let want =
-            device::Want::parse(field(&options, "device").and_then(|d| d.as_string()).as_deref())
-                ?;
+            device::Want::parse(field(&options, "device").and_then(|d| d.as_string()).as_deref())?;
         let model = Source { value: &model_value, phase: "model", on_progress: &progress };
         let config = files::config(&model).await?;
         let chosen = device::choose(want).await?;
@@ -172,16 +171,13 @@ impl Router {
         let mode =
             router.as_ref().map_or(routelmt_model::ChatMode::Auto, |r| r.config.chat_template);
         let tokenizer = tokenizer.map(|t| t.with_mode(mode));
-        let (loaded_model, report) =
-            files::model(&model, &config, &chosen.device).await?;
+        let (loaded_model, report) = files::model(&model, &config, &chosen.device).await?;
         let loaded = match router {
             Some(r) => Loaded::Routed(Box::new(
                 Scorer::new(loaded_model, r, None).map_err(WebError::from)?,
             )),
             None => Loaded::Plain(Box::new(
-                loaded_model
-                    .prepared(routelmt_model::Precision::F32)
-                    .map_err(WebError::from)?,
+                loaded_model.prepared(routelmt_model::Precision::F32).map_err(WebError::from)?,
             )),
         };
         Ok(Router {
@@ -213,8 +209,12 @@ impl Router {
         };
         let (_, prepared) = self.prepare(records, None)?;
         let ids: Vec<Vec<u32>> = prepared.iter().map(|p| p.ids.clone()).collect();
-        let hidden =
-            model.last_hidden(&ids, layer, BATCH).map_err(WebError::from)?.read_async().await.map_err(WebError::from)?;
+        let hidden = model
+            .last_hidden(&ids, layer, BATCH)
+            .map_err(WebError::from)?
+            .read_async()
+            .await
+            .map_err(WebError::from)?;
         let out: Vec<Value> = prepared
             .into_iter()
             .zip(hidden)
@@ -319,9 +319,12 @@ impl Router {
         for (i, v) in values.into_iter().enumerate() {
             let at = |m: String| js_err(format!("record {}: {m}", i + 1));
             let Value::Object(obj) = v else { return Err(at("expected a JSON object".into())) };
-            let p =
-                routelmt_model::text::request::prepare_value(Value::Object(obj.clone()), source, opts)
-                    .map_err(|e| at(one_line(&e)))?;
+            let p = routelmt_model::text::request::prepare_value(
+                Value::Object(obj.clone()),
+                source,
+                opts,
+            )
+            .map_err(|e| at(one_line(&e)))?;
             objects.push(obj);
             prepared.push(p);
         }
@@ -336,7 +339,12 @@ impl Router {
         let scorer = self.scorer()?;
         let (mut objects, prepared) = self.prepare(records, Some(scorer.prompt_style()))?;
         let ids: Vec<Vec<u32>> = prepared.iter().map(|p| p.ids.clone()).collect();
-        let outputs = scorer.score(&ids, BATCH).map_err(WebError::from)?.read_async().await.map_err(WebError::from)?;
+        let outputs = scorer
+            .score(&ids, BATCH)
+            .map_err(WebError::from)?
+            .read_async()
+            .await
+            .map_err(WebError::from)?;
         let mut scores = Vec::with_capacity(outputs.len());
         for (obj, out) in objects.iter_mut().zip(&outputs) {
             for (name, value) in scorer.fields(out) {

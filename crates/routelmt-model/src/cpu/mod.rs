@@ -24,11 +24,11 @@ use rayon::prelude::*;
 
 pub use gemm::{Isa, PackedMatrix, Precision};
 
-use crate::decoder::block::DecoderLayer;
 use crate::config::ModelConfig;
-use crate::embedding::HostEmbedding;
 use crate::decoder::Decoder;
+use crate::decoder::block::DecoderLayer;
 use crate::decoder::norm::RmsNorm;
+use crate::embedding::HostEmbedding;
 
 /// Runs `f(index, chunk)` over `width`-sized chunks of `out`, in parallel where threads exist
 /// (the one place that chooses rayon natively and a plain loop in wasm32).

@@ -126,7 +126,8 @@ impl DecoderLayer {
     /// The projections in [`PROJECTIONS`] order, with their paths.
     pub fn projections(&self) -> [(&'static str, &Linear); 7] {
         let (a, m) = (&self.self_attn, &self.mlp);
-        let all = [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj];
+        let all =
+            [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj];
         let mut names = PROJECTIONS.into_iter();
         all.map(|l| (names.next().expect("seven names"), l))
     }

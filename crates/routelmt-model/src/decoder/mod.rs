@@ -97,4 +97,3 @@ fn causal_bias(g: usize, t: usize, device: &Device) -> Tensor<2> {
     }
     Tensor::from_data(TensorData::new(bias, [g * t, t]), device)
 }
-

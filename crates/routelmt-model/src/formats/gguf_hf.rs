@@ -21,19 +21,14 @@ pub fn config(g: &GgufFile<'_>) -> Result<ModelConfig> {
     let family = Family::from_name(arch).ok_or_else(|| {
         ModelError::config(
             g.file,
-            format!(
-                "metadata 'general.architecture' is '{arch}'; supported: llama, qwen2, qwen3"
-            ),
+            format!("metadata 'general.architecture' is '{arch}'; supported: llama, qwen2, qwen3"),
         )
     })?;
     let key = |k: &str| format!("{arch}.{k}");
     let num = |k: &str| -> Result<usize> {
         let k = key(k);
         g.get(&k).and_then(GgufValue::as_u64).map(|v| v as usize).ok_or_else(|| {
-            ModelError::config(
-                g.file,
-                format!("metadata key '{k}' is missing or not an integer"),
-            )
+            ModelError::config(g.file, format!("metadata key '{k}' is missing or not an integer"))
         })
     };
     let opt_num = |k: &str| g.get(&key(k)).and_then(GgufValue::as_u64).map(|v| v as usize);
@@ -56,10 +51,11 @@ pub fn config(g: &GgufFile<'_>) -> Result<ModelConfig> {
     }
     let hidden = num("embedding_length")?;
     let heads = num("attention.head_count")?;
-    let embd =
-        g.infos.iter().find(|t| t.name == "token_embd.weight").ok_or_else(|| {
-            ModelError::weights(g.file, "missing tensor 'token_embd.weight'")
-        })?;
+    let embd = g
+        .infos
+        .iter()
+        .find(|t| t.name == "token_embd.weight")
+        .ok_or_else(|| ModelError::weights(g.file, "missing tensor 'token_embd.weight'"))?;
     let vocab = embd.shape().first().copied().unwrap_or(0);
     let eps = g
         .get(&key("attention.layer_norm_rms_epsilon"))
@@ -67,10 +63,7 @@ pub fn config(g: &GgufFile<'_>) -> Result<ModelConfig> {
         .ok_or_else(|| {
             ModelError::config(
                 g.file,
-                format!(
-                    "metadata key '{}' is missing",
-                    key("attention.layer_norm_rms_epsilon")
-                ),
+                format!("metadata key '{}' is missing", key("attention.layer_norm_rms_epsilon")),
             )
         })?;
     let theta = g.get(&key("rope.freq_base")).and_then(GgufValue::as_f64);
@@ -117,12 +110,8 @@ pub fn tensors<'a>(g: &GgufFile<'a>, config: &ModelConfig) -> Result<Vec<(String
         })?;
         let name = hf_name(&t.name).unwrap_or_else(|| t.name.clone());
         let layout = match (llama, name.rsplit('.').nth(1)) {
-            (true, Some("q_proj")) => {
-                Layout::RopeInterleaved { heads: config.num_attention_heads }
-            }
-            (true, Some("k_proj")) => {
-                Layout::RopeInterleaved { heads: config.num_key_value_heads }
-            }
+            (true, Some("q_proj")) => Layout::RopeInterleaved { heads: config.num_attention_heads },
+            (true, Some("k_proj")) => Layout::RopeInterleaved { heads: config.num_key_value_heads },
             _ => Layout::Plain,
         };
         let data = Cow::Borrowed(g.tensor_bytes(t)?);
@@ -224,11 +213,11 @@ pub fn tokenizer_json(file: &GgufFile<'_>) -> Result<(Value, BTreeMap<String, St
     };
     let tokens = strings("tokenizer.ggml.tokens")?;
     let merges = strings("tokenizer.ggml.merges")?;
-    let types: Vec<u64> =
-        match file.get("tokenizer.ggml.token_type").and_then(GgufValue::as_array) {
-            Some(a) => a.iter().map(|v| v.as_u64().unwrap_or(1)).collect(),
-            None => vec![1; tokens.len()],
-        };
+    let types: Vec<u64> = match file.get("tokenizer.ggml.token_type").and_then(GgufValue::as_array)
+    {
+        Some(a) => a.iter().map(|v| v.as_u64().unwrap_or(1)).collect(),
+        None => vec![1; tokens.len()],
+    };
     let spelling = byte_spelling();
     let alphabet: std::collections::HashSet<char> = spelling.iter().copied().collect();
     let in_alphabet = |t: &str| t.chars().all(|c| alphabet.contains(&c));

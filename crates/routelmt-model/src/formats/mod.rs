@@ -69,4 +69,3 @@ impl Source<'_> {
         self.len() == 0
     }
 }
-

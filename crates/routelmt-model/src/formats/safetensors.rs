@@ -77,13 +77,14 @@ pub fn header_len(first: &[u8], file: &str) -> Result<u64> {
 /// decode is an error naming the tensor.
 pub fn header_entries(header: &[u8], file_size: u64, file: &str) -> Result<Vec<(String, Entry)>> {
     let bad = |m: String| ModelError::weights(file, format!("not a valid safetensors file: {m}"));
-    let map: BTreeMap<String, serde_json::Value> =
-        serde_json::from_slice(header).map_err(|e| {
-            ModelError::weights(
-                file,
-                format!("not a valid safetensors file (corrupt or truncated?): header is not JSON ({e})"),
-            )
-        })?;
+    let map: BTreeMap<String, serde_json::Value> = serde_json::from_slice(header).map_err(|e| {
+        ModelError::weights(
+            file,
+            format!(
+                "not a valid safetensors file (corrupt or truncated?): header is not JSON ({e})"
+            ),
+        )
+    })?;
     let base = 8 + header.len() as u64;
     let mut out = Vec::new();
     for (name, v) in map.into_iter().filter(|(k, _)| k != "__metadata__") {
@@ -131,7 +132,6 @@ struct HeaderInfo {
     data_offsets: (u64, u64),
 }
 
-
 /// The tensors of one whole safetensors file, borrowed from its bytes (`file` names it in
 /// errors).
 pub fn sources<'a>(file: &'a str, bytes: &'a [u8]) -> Result<Vec<(String, Source<'a>)>> {
@@ -149,7 +149,13 @@ pub fn sources<'a>(file: &'a str, bytes: &'a [u8]) -> Result<Vec<(String, Source
 
 /// A tensor's [`Source`] from its entry and its bytes (`data` is `entry.start..entry.end`).
 pub fn source<'a>(file: &'a str, entry: Entry, data: &'a [u8]) -> Source<'a> {
-    Source { file, dtype: entry.dtype, shape: entry.shape, data: Cow::Borrowed(data), layout: Layout::Plain }
+    Source {
+        file,
+        dtype: entry.dtype,
+        shape: entry.shape,
+        data: Cow::Borrowed(data),
+        layout: Layout::Plain,
+    }
 }
 
 /// A safetensors file of f32 tensors `(name, shape, row-major values)`, the one writer
@@ -162,7 +168,11 @@ pub fn write(file: &str, tensors: &[(&str, Vec<usize>, &[f32])]) -> Result<Vec<u
         .iter()
         .zip(&bytes)
         .map(|((name, shape, _), b)| {
-            Ok((*name, ::safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), b).map_err(fail)?))
+            Ok((
+                *name,
+                ::safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), b)
+                    .map_err(fail)?,
+            ))
         })
         .collect::<Result<Vec<_>>>()?;
     ::safetensors::serialize(views, None::<HashMap<String, String>>).map_err(fail)
@@ -228,7 +238,10 @@ impl ShardIndex {
     }
 
     /// The named tensors as [`Source`]s, given each one's bytes (`entry(name)`'s range).
-    pub fn sources_of<'a>(&'a self, tensors: &'a [(String, Vec<u8>)]) -> Result<Vec<(String, Source<'a>)>> {
+    pub fn sources_of<'a>(
+        &'a self,
+        tensors: &'a [(String, Vec<u8>)],
+    ) -> Result<Vec<(String, Source<'a>)>> {
         tensors
             .iter()
             .map(|(name, data)| {

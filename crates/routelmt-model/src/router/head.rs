@@ -38,17 +38,7 @@ impl HeadKind {
     }
 }
 
-impl std::str::FromStr for HeadKind {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "gain" => Ok(Self::Gain),
-            "quality" => Ok(Self::Quality),
-            "both" => Ok(Self::Both),
-            o => Err(format!("unknown head '{o}' (expected gain, quality or both)")),
-        }
-    }
-}
+crate::error::from_str_by_name!(HeadKind, "head", "gain" => Gain, "quality" => Quality, "both" => Both);
 
 /// A linear head `[hidden] -> [outputs]`.
 #[derive(Module, Debug)]
@@ -134,7 +124,8 @@ impl RouterHead {
         let outputs = b.len();
         let hidden = w.len() / outputs.max(1);
         let wt = transpose(&w, hidden, outputs);
-        let tensors = [("head.weight", vec![outputs, hidden], &wt[..]), ("head.bias", vec![outputs], &b[..])];
+        let tensors =
+            [("head.weight", vec![outputs, hidden], &wt[..]), ("head.bias", vec![outputs], &b[..])];
         safetensors::write("head.safetensors", &tensors)
     }
 

@@ -235,11 +235,7 @@ impl Router {
 
     /// [`Self::prepare`], then [`Model::prepared`] for inference with `weights` (the router's
     /// own setting when `None`).
-    pub fn prepare_for_inference(
-        &self,
-        model: Model,
-        weights: Option<Precision>,
-    ) -> Result<Model> {
+    pub fn prepare_for_inference(&self, model: Model, weights: Option<Precision>) -> Result<Model> {
         self.prepare(model).prepared(weights.unwrap_or(self.config.weights))
     }
 

@@ -26,11 +26,7 @@ impl Scorer {
     /// `weights` (the router's `weights` when `None`): a request then costs exactly one plain
     /// prefill. The router must have been checked against this base model
     /// ([`Router::from_files`] does).
-    pub fn new(
-        model: Model,
-        router: Router,
-        weights: Option<Precision>,
-    ) -> Result<Self> {
+    pub fn new(model: Model, router: Router, weights: Option<Precision>) -> Result<Self> {
         let model = router.prepare_for_inference(model, weights)?;
         Ok(Self { router, model })
     }

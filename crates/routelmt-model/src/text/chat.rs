@@ -26,16 +26,7 @@ pub enum ChatMode {
     None,
 }
 
-impl std::str::FromStr for ChatMode {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "none" => Ok(Self::None),
-            other => Err(format!("unknown chat template mode '{other}' (expected auto or none)")),
-        }
-    }
-}
+crate::error::from_str_by_name!(ChatMode, "chat template mode", "auto" => Auto, "none" => None);
 
 /// A compiled chat template and the special-token strings it may refer to.
 #[derive(Debug)]

@@ -84,16 +84,7 @@ pub enum PromptStyle {
     Colon,
 }
 
-impl std::str::FromStr for PromptStyle {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "card" => Ok(Self::Card),
-            "colon" => Ok(Self::Colon),
-            other => Err(format!("unknown prompt style '{other}' (expected card or colon)")),
-        }
-    }
-}
+crate::error::from_str_by_name!(PromptStyle, "prompt style", "card" => Card, "colon" => Colon);
 
 /// English name of a language code, or an error listing every supported code.
 pub fn language_name(code: &str) -> Result<&'static str> {

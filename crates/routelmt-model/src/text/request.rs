@@ -8,9 +8,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::error::ModelError;
 use super::prompt::PromptStyle;
 use super::tokenizer::Tokenizer;
+use crate::error::ModelError;
 
 /// Why a request cannot be prepared. The message names the field; front doors add where the
 /// request came from (file and line, record index).

@@ -45,8 +45,7 @@ impl Tokenizer {
             )),
             None => None,
         };
-        let template =
-            chat::from_tokenizer_config(config.map(|c| (c.bytes, c.name)), jinja)?;
+        let template = chat::from_tokenizer_config(config.map(|c| (c.bytes, c.name)), jinja)?;
         Ok(tok.with_chat(template))
     }
 
