@@ -10,9 +10,9 @@ use burn::module::Param;
 use burn::nn::Linear;
 use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
 
-use crate::cpu::Precision;
 use crate::error::{ModelError, Result};
 use crate::model::Decoder;
+use crate::precision::Precision;
 
 /// The q8 scheme: int8 symmetric, f32 scales per 32 values of a row, packed in u32 words.
 pub fn q8_scheme() -> QuantScheme {

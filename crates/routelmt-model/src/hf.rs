@@ -194,7 +194,7 @@ pub fn load_scorer(
     model_dir: &Path,
     router_dir: &Path,
     device: &Device,
-    weights: Option<crate::cpu::Precision>,
+    weights: Option<crate::Precision>,
 ) -> Result<Scorer> {
     let config = read_config(model_dir)?;
     let router = read_router(router_dir, &config, device)?;

@@ -11,11 +11,12 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::block::DecoderLayer;
 use crate::config::ModelConfig;
-use crate::cpu::{CpuDecoder, Precision};
+use crate::cpu::CpuDecoder;
 use crate::embedding::HostEmbedding;
 use crate::error::{ModelError, Result};
 use crate::loader::LoadOptions;
 use crate::norm::RmsNorm;
+use crate::precision::Precision;
 use crate::rope::Rope;
 use crate::tensors::Tensors;
 
@@ -146,7 +147,7 @@ impl Model {
     /// into the host kernels of [`crate::cpu`] (fused, packed, in f32, f16 or q8) and the burn
     /// decoder keeps only its final norm, so a prepared model is for inference, not training.
     /// On other devices the burn decoder stays: f32 as it is, f16 cast, q8 quantized per
-    /// block of 32 (see [`crate::cpu::Precision`]).
+    /// block of 32 (see [`crate::Precision`]).
     ///
     /// Errors for f16 off the CPU (see [`crate::gpu_weights`]).
     pub fn prepared(mut self, weights: Precision) -> Result<Self> {

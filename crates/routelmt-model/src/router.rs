@@ -50,7 +50,7 @@ pub struct RouterConfig {
     /// How scoring stores the decoder's weights (`f32`, the default and what routers written
     /// before this field used; `f16`; `q8`). `--weights` overrides it.
     #[serde(default)]
-    pub weights: crate::cpu::Precision,
+    pub weights: crate::Precision,
     /// [`ModelConfig::fingerprint`] of the base model.
     pub base_fingerprint: String,
     /// Where the base model came from (informational).
@@ -207,7 +207,7 @@ impl Router {
     pub fn prepare_for_inference(
         &self,
         model: Model,
-        weights: Option<crate::cpu::Precision>,
+        weights: Option<crate::Precision>,
     ) -> Result<Model> {
         self.prepare(model).prepared(weights.unwrap_or(self.config.weights))
     }

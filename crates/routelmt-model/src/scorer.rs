@@ -25,7 +25,7 @@ impl Scorer {
     pub fn new(
         model: Model,
         router: Router,
-        weights: Option<crate::cpu::Precision>,
+        weights: Option<crate::Precision>,
     ) -> crate::error::Result<Self> {
         let model = router.prepare_for_inference(model, weights)?;
         Ok(Self { router, model })
