@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """torch.matmul (f32, MKL on x86) on the Qwen3-0.6B projection shapes: the reference for
-`cargo run --release --example gemm` (same shapes, median of 7 runs, GFLOP/s).
+`cargo run --release -p routelmt-kernels --example gemm` (same shapes, median of 7 runs, GFLOP/s).
 
 Run: $HOME/.cache/routelmt-venv/bin/python scripts/bench_torch_gemm.py [ROWS ...]
 (default: 64 1024; venv from scripts/setup-python.sh).

@@ -1,12 +1,15 @@
 //! The CPU prefill for inference: the decoder's arithmetic on host memory, with weights
-//! fused and packed once at load, in f32, f16 or q8 ([`Precision`]).
+//! fused and packed once at load, in f32, f16 or q8 ([`Precision`]). This module is the
+//! orchestration (converting burn's decoder, the block's steps, the profile); the arithmetic
+//! is `routelmt-kernels`'.
 //!
 //! What it does differently from the burn decoder (which stays for training and for wgpu):
 //! - **No padding.** The tokens of every sequence in a batch are stacked into one `[tokens,
 //!   hidden]` matrix, so each projection is one 2-D GEMM over all real tokens; attention runs
 //!   per sequence on its real length.
 //! - **Fused projections.** q/k/v are one `[hidden, (H + 2·KV)·D]` weight and gate/up one
-//!   `[hidden, 2·I]` weight, packed for the micro-kernel at load ([`gemm::PackedMatrix`]).
+//!   `[hidden, 2·I]` weight, packed for the micro-kernel at load
+//!   ([`routelmt_kernels::PackedMatrix`]).
 //! - **The last block for the last token only.** The routed layer's state is only needed at
 //!   each sequence's last token, so the final block computes keys and values for every token
 //!   but the query, attention output, o_proj and MLP for one row per sequence.
@@ -15,42 +18,22 @@
 //! `rotate_half` RoPE, softmax over `q·kᵀ / √D` with the causal mask, SiLU-gated MLP), so
 //! the states match the burn decoder and transformers within the parity bounds.
 
-pub mod gemm;
-
-use std::time::Instant;
-
-#[cfg(any(not(target_arch = "wasm32"), target_feature = "atomics"))]
-use rayon::prelude::*;
-
-pub use gemm::{Isa, PackedMatrix, Precision};
+use routelmt_kernels::{
+    AttnShape, HostRope, PackedMatrix, Stopwatch, add_rows, attend, for_rows, qk_norm_rope,
+    rms_norm_rows, select_rows, silu_up_rows,
+};
+pub use routelmt_kernels::{Isa, threads};
 
 use crate::config::ModelConfig;
 use crate::decoder::Decoder;
 use crate::decoder::block::DecoderLayer;
 use crate::decoder::norm::RmsNorm;
 use crate::embedding::HostEmbedding;
+use crate::precision::Precision;
 
-/// Runs `f(index, chunk)` over `width`-sized chunks of `out`, in parallel where threads exist
-/// (the one place that chooses rayon natively and a plain loop in wasm32).
-fn for_rows(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
-    #[cfg(any(not(target_arch = "wasm32"), target_feature = "atomics"))]
-    out.par_chunks_mut(width.max(1)).enumerate().for_each(|(i, c)| f(i, c));
-    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
-    out.chunks_mut(width.max(1)).enumerate().for_each(|(i, c)| f(i, c));
-}
-
-/// Threads the CPU kernels spread their work over (1 in the single-threaded wasm build).
-pub fn threads() -> usize {
-    #[cfg(any(not(target_arch = "wasm32"), target_feature = "atomics"))]
-    return rayon::current_num_threads();
-    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
-    1
-}
-
-/// Host values of a burn tensor as f32 (any float dtype; a synchronous read, which the flex
-/// device this converts from allows in the browser too).
+/// Host values of a burn tensor on the flex device this converts from.
 fn host<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("an f32 tensor")
+    crate::readback::read_host(t).expect("a float tensor on the CPU device")
 }
 
 /// A linear layer's `[in, out]` weight and bias on the host.
@@ -100,6 +83,7 @@ struct Layer {
 
 impl Layer {
     fn from_burn(l: &DecoderLayer, precision: Precision) -> Self {
+        let format = precision.format();
         let a = &l.self_attn;
         let (q, hidden, nq, qb) = linear(&a.q_proj);
         let (k, _, nk, kb) = linear(&a.k_proj);
@@ -112,12 +96,12 @@ impl Layer {
         assert!(gb.is_none() && ub.is_none() && db.is_none(), "MLP projections have no bias");
         let gate_up = concat_columns(&[(&g, ni), (&u, ni)], hidden);
         Self {
-            qkv: PackedMatrix::pack(&qkv, hidden, nq + nk + nv, precision),
+            qkv: PackedMatrix::pack(&qkv, hidden, nq + nk + nv, format),
             qkv_bias: concat_bias(&[(qb, nq), (kb, nk), (vb, nv)]),
-            o: PackedMatrix::pack(&o, no_in, no, precision),
+            o: PackedMatrix::pack(&o, no_in, no, format),
             o_bias: ob,
-            gate_up: PackedMatrix::pack(&gate_up, hidden, 2 * ni, precision),
-            down: PackedMatrix::pack(&d, di, dn, precision),
+            gate_up: PackedMatrix::pack(&gate_up, hidden, 2 * ni, format),
+            down: PackedMatrix::pack(&d, di, dn, format),
             input_norm: norm(&l.input_layernorm),
             post_norm: norm(&l.post_attention_layernorm),
             q_norm: a.q_norm.as_ref().map(norm),
@@ -155,7 +139,7 @@ pub struct Profile {
     pub gemm_copies: f64,
     /// The matrix products' shapes `[m, k, n]` with how many ran, in first-run order.
     pub gemm_shapes: Vec<([usize; 3], usize)>,
-    /// Whether the clock is read (see [`Stopwatch`]).
+    /// Whether the clock is read (see [`routelmt_kernels::Stopwatch`]).
     timed: bool,
 }
 
@@ -168,20 +152,6 @@ impl Profile {
     /// Multiply-adds in them, times two.
     pub fn gemm_flops(&self) -> f64 {
         self.gemm_shapes.iter().map(|([m, k, n], c)| 2.0 * (m * k * n * c) as f64).sum()
-    }
-}
-
-/// Reads the clock only when a profile was asked for: the model core reads no clock on the
-/// inference path (wasm32 has none; `Instant::now` panics there).
-struct Stopwatch(Option<Instant>);
-
-impl Stopwatch {
-    fn start(on: bool) -> Self {
-        Self(on.then(Instant::now))
-    }
-
-    fn secs(&self) -> f64 {
-        self.0.map_or(0.0, |t| t.elapsed().as_secs_f64())
     }
 }
 
@@ -305,7 +275,7 @@ impl CpuDecoder {
         }
         let max_len = lens.iter().copied().max().unwrap_or(0);
         let (cos, sin) = crate::decoder::rope::tables(max_len, &self.inv_freq);
-        let rope = Rope { cos: &cos, sin: &sin, half: self.head_dim / 2 };
+        let rope = HostRope { cos: &cos, sin: &sin, half: self.head_dim / 2 };
         let positions: Vec<usize> = lens.iter().flat_map(|&len| 0..len).collect();
         for (i, l) in self.layers[..n_blocks].iter().enumerate() {
             let last = i + 1 == n_blocks;
@@ -315,7 +285,7 @@ impl CpuDecoder {
         }
         if layer == self.layers.len() {
             let t = Stopwatch::start(prof.timed);
-            rms_norm_rows(&mut x, &self.norm, h);
+            rms_norm_rows(&mut x, &self.norm.0, self.norm.1, h);
             prof.elementwise += t.secs();
         }
         (x, prof)
@@ -331,7 +301,7 @@ impl CpuDecoder {
     ) -> Vec<f32> {
         let t = Stopwatch::start(prof.timed);
         let mut out = vec![0f32; m * w.n()];
-        let split = gemm::matmul_split(self.isa, a, m, w, bias, &mut out, prof.timed);
+        let split = routelmt_kernels::matmul_split(self.isa, a, m, w, bias, &mut out, prof.timed);
         prof.gemm += t.secs();
         prof.gemm_packing += split.packing;
         prof.gemm_copies += split.copies;
@@ -352,38 +322,24 @@ impl CpuDecoder {
         l: &Layer,
         mut x: Vec<f32>,
         seqs: &Seqs<'_>,
-        rope: &Rope<'_>,
+        rope: &HostRope<'_>,
         prof: &mut Profile,
     ) -> Vec<f32> {
-        let (h, d) = (self.hidden, self.head_dim);
-        let (nq, nkv) = (self.heads * d, self.kv_heads * d);
-        let width = nq + 2 * nkv;
+        let h = self.hidden;
+        let shape = AttnShape::new(self.heads, self.kv_heads, self.head_dim);
+        let nq = shape.nq;
         let tokens = x.len() / h;
 
         // 1. Norm, fused q/k/v, q/k norms and RoPE.
         let mut t = Stopwatch::start(prof.timed);
         let mut xn = x.clone();
-        rms_norm_rows(&mut xn, &l.input_norm, h);
+        rms_norm_rows(&mut xn, &l.input_norm.0, l.input_norm.1, h);
         prof.elementwise += t.secs();
         let mut qkv = self.gemm(&xn, tokens, &l.qkv, l.qkv_bias.as_deref(), prof);
         t = Stopwatch::start(prof.timed);
-        for_rows(&mut qkv, width, |row, v| {
-            let pos = seqs.positions[row];
-            let (q, kv) = v.split_at_mut(nq);
-            let k = &mut kv[..nkv];
-            for head in q.chunks_exact_mut(d) {
-                if let Some(n) = &l.q_norm {
-                    rms_norm(head, n);
-                }
-                rope.apply(head, pos);
-            }
-            for head in k.chunks_exact_mut(d) {
-                if let Some(n) = &l.k_norm {
-                    rms_norm(head, n);
-                }
-                rope.apply(head, pos);
-            }
-        });
+        let q_norm = l.q_norm.as_ref().map(|(w, eps)| (w.as_slice(), *eps));
+        let k_norm = l.k_norm.as_ref().map(|(w, eps)| (w.as_slice(), *eps));
+        qk_norm_rope(&mut qkv, &shape, seqs.positions, q_norm, k_norm, rope);
         prof.elementwise += t.secs();
 
         // 2. Attention for every token, or each sequence's last one.
@@ -398,14 +354,6 @@ impl CpuDecoder {
                 .collect()
         };
         let mut attn = vec![0f32; queries.len() * nq];
-        let shape = AttnShape {
-            width,
-            nq,
-            nkv,
-            d,
-            group: self.heads / self.kv_heads,
-            scale: (d as f32).powf(-0.5),
-        };
         let isa = self.isa;
         for_rows(&mut attn, nq, |qi, out| {
             let (start, i) = queries[qi];
@@ -427,19 +375,12 @@ impl CpuDecoder {
 
         // 4. MLP: down(silu(gate) · up), residual.
         let mut xn = x.clone();
-        rms_norm_rows(&mut xn, &l.post_norm, h);
+        rms_norm_rows(&mut xn, &l.post_norm.0, l.post_norm.1, h);
         prof.elementwise += t.secs();
         let gu = self.gemm(&xn, rows, &l.gate_up, None, prof);
         t = Stopwatch::start(prof.timed);
-        let i_size = self.inter;
-        let mut act = vec![0f32; rows * i_size];
-        for_rows(&mut act, i_size, |r, a| {
-            let row = &gu[r * 2 * i_size..][..2 * i_size];
-            let (gate, up) = row.split_at(i_size);
-            for ((o, g), u) in a.iter_mut().zip(gate).zip(up) {
-                *o = g / (1.0 + (-g).exp()) * u;
-            }
-        });
+        let mut act = vec![0f32; rows * self.inter];
+        silu_up_rows(&mut act, &gu, self.inter);
         prof.elementwise += t.secs();
         let down = self.gemm(&act, rows, &l.down, None, prof);
         t = Stopwatch::start(prof.timed);
@@ -456,145 +397,4 @@ struct Seqs<'a> {
     /// Each stacked token's position in its sequence.
     positions: &'a [usize],
     last_only: bool,
-}
-
-/// RoPE tables, `[position, head_dim]`.
-struct Rope<'a> {
-    cos: &'a [f32],
-    sin: &'a [f32],
-    half: usize,
-}
-
-impl Rope<'_> {
-    /// `x·cos + rotate_half(x)·sin` at `pos`, in place.
-    fn apply(&self, x: &mut [f32], pos: usize) {
-        let d = 2 * self.half;
-        let (cos, sin) = (&self.cos[pos * d..][..d], &self.sin[pos * d..][..d]);
-        for i in 0..self.half {
-            let (a, b) = (x[i], x[i + self.half]);
-            x[i] = a * cos[i] - b * sin[i];
-            x[i + self.half] = b * cos[i + self.half] + a * sin[i + self.half];
-        }
-    }
-}
-
-/// Where queries, keys and values sit in a fused q/k/v row, and the attention constants.
-struct AttnShape {
-    width: usize,
-    nq: usize,
-    nkv: usize,
-    d: usize,
-    group: usize,
-    scale: f32,
-}
-
-/// `a·b + c`: one fused instruction where the caller is compiled with FMA (`FUSED`), two
-/// roundings otherwise (a software `fmaf` would be far slower, e.g. on wasm32).
-#[inline(always)]
-fn madd<const FUSED: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FUSED { a.mul_add(b, c) } else { a * b + c }
-}
-
-/// One query's causal attention over its sequence (every head), into `out` (`[H·D]`).
-#[inline(always)]
-fn attend_query<const FUSED: bool>(
-    qkv: &[f32],
-    s: &AttnShape,
-    start: usize,
-    i: usize,
-    out: &mut [f32],
-) {
-    let d = s.d;
-    let q = &qkv[(start + i) * s.width..][..s.nq];
-    let mut scores = vec![0f32; i + 1];
-    for (head, o) in out.chunks_exact_mut(d).enumerate() {
-        let kvh = head / s.group;
-        let qh = &q[head * d..][..d];
-        for (j, sc) in scores.iter_mut().enumerate() {
-            let kj = &qkv[(start + j) * s.width + s.nq + kvh * d..][..d];
-            *sc = dot::<FUSED>(qh, kj) * s.scale;
-        }
-        softmax(&mut scores);
-        o.fill(0.0);
-        for (j, p) in scores.iter().enumerate() {
-            let vj = &qkv[(start + j) * s.width + s.nq + s.nkv + kvh * d..][..d];
-            for (oo, vv) in o.iter_mut().zip(vj) {
-                *oo = madd::<FUSED>(*p, *vv, *oo);
-            }
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn attend_avx2(qkv: &[f32], s: &AttnShape, start: usize, i: usize, out: &mut [f32]) {
-    attend_query::<true>(qkv, s, start, i, out)
-}
-
-/// [`attend_query`] compiled for the widest vectors `isa` allows.
-#[allow(unsafe_code)]
-fn attend(isa: Isa, qkv: &[f32], s: &AttnShape, start: usize, i: usize, out: &mut [f32]) {
-    match isa {
-        // SAFETY: both kernels were chosen after detecting AVX2 and FMA (`Isa::detect`,
-        // `Isa::supported`).
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 | Isa::Avx2 => unsafe { attend_avx2(qkv, s, start, i, out) },
-        _ => attend_query::<false>(qkv, s, start, i, out),
-    }
-}
-
-#[inline(always)]
-fn dot<const FUSED: bool>(a: &[f32], b: &[f32]) -> f32 {
-    // Sixteen partial sums, so that the compiler vectorizes without reassociating.
-    let mut acc = [0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..16 {
-            acc[i] = madd::<FUSED>(x[i], y[i], acc[i]);
-        }
-    }
-    let mut s = acc.iter().sum::<f32>();
-    for (x, y) in ra.iter().zip(rb) {
-        s = madd::<FUSED>(*x, *y, s);
-    }
-    s
-}
-
-fn softmax(s: &mut [f32]) {
-    let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for v in s.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    for v in s.iter_mut() {
-        *v /= sum;
-    }
-}
-
-/// transformers' RMSNorm on one vector, in place.
-fn rms_norm(x: &mut [f32], (w, eps): &(Vec<f32>, f32)) {
-    let ms = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
-    let inv = 1.0 / (ms + eps).sqrt();
-    for (v, w) in x.iter_mut().zip(w) {
-        *v = *v * inv * w;
-    }
-}
-
-fn rms_norm_rows(x: &mut [f32], n: &(Vec<f32>, f32), width: usize) {
-    for_rows(x, width, |_, row| rms_norm(row, n));
-}
-
-/// `x += y`, row-parallel.
-fn add_rows(x: &mut [f32], y: &[f32], width: usize) {
-    for_rows(x, width, |r, row| {
-        for (a, b) in row.iter_mut().zip(&y[r * width..]) {
-            *a += b;
-        }
-    });
-}
-
-fn select_rows(x: &[f32], width: usize, rows: &[usize]) -> Vec<f32> {
-    rows.iter().flat_map(|&r| x[r * width..(r + 1) * width].iter().copied()).collect()
 }
