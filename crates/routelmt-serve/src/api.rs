@@ -17,9 +17,11 @@ use serde_json::{Value, json};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::batcher::Batcher;
+use crate::decide::Routed;
+use crate::error::{ApiError, ServeError};
 use crate::metrics::Metrics;
-use crate::prompt::{Routed as Target, routed_text};
-use crate::upstream::{Reply, Side, Upstreams};
+use crate::prompt::routed_text;
+use crate::upstream::{Reply, Served, Side, Upstreams};
 
 /// What exists once the model and router are loaded.
 pub struct Ready {
@@ -36,7 +38,7 @@ pub struct AppState {
     /// Set once loading finished.
     pub ready: OnceLock<Ready>,
     /// A loading failure, reported by `/readyz`.
-    pub load_error: OnceLock<String>,
+    pub load_error: OnceLock<ServeError>,
     /// The upstreams.
     pub upstreams: Upstreams,
     /// Counters.
@@ -45,13 +47,6 @@ pub struct AppState {
     pub tokens: Vec<String>,
     /// Longest routed text in characters.
     pub max_text_chars: usize,
-}
-
-/// An OpenAI-style error response.
-pub fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
-    let body =
-        json!({"error": {"message": message.into(), "type": kind, "param": null, "code": null}});
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 /// The router of the gateway.
@@ -66,9 +61,7 @@ pub fn app(state: Arc<AppState>, max_body: usize, cors_origins: &[String]) -> Ht
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .fallback(|| async {
-            error(StatusCode::NOT_FOUND, "invalid_request_error", "no such route")
-        })
+        .fallback(|| async { ApiError::NotFound })
         .with_state(state);
     if !cors_origins.is_empty() {
         let origin = if cors_origins.iter().any(|o| o == "*") {
@@ -108,11 +101,7 @@ async fn auth(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Respo
         }
         _ => {
             s.metrics.request("none", 401);
-            error(
-                StatusCode::UNAUTHORIZED,
-                "authentication_error",
-                "missing or invalid bearer token",
-            )
+            ApiError::Unauthorized.into_response()
         }
     }
 }
@@ -122,10 +111,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn readyz(State(s): State<Arc<AppState>>) -> Response {
-    match (s.ready.get(), s.load_error.get()) {
-        (Some(_), _) => (StatusCode::OK, "ready\n").into_response(),
-        (None, Some(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "server_error", e.clone()),
-        (None, None) => error(StatusCode::SERVICE_UNAVAILABLE, "server_error", "loading"),
+    match s.ready.get() {
+        Some(_) => (StatusCode::OK, "ready\n").into_response(),
+        None => not_ready(&s, "loading").into_response(),
     }
 }
 
@@ -143,92 +131,115 @@ async fn models(State(s): State<Arc<AppState>>) -> Response {
 }
 
 async fn chat(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
-    let (response, route) = handle(&s, body).await;
-    s.metrics.request(route, response.status().as_u16());
+    let (response, served) = match handle(&s, body).await {
+        Ok((response, served)) => (response, served.name()),
+        Err(e) => (e.into_response(), "none"),
+    };
+    s.metrics.request(served, response.status().as_u16());
     response
 }
 
-fn bad(message: impl Into<String>) -> Response {
-    error(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+/// One chat request: the response and the side that served it.
+async fn handle(
+    s: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(Response, Side), ApiError> {
+    let request = parse(body)?;
+    let ready = s.ready.get().ok_or_else(|| not_ready(s, "the router is loading"))?;
+    let ids = router_input(&request, ready, s.max_text_chars)?;
+    let routed = ready.batcher.route(ids).await?;
+    let (request, stream) = upstream_request(request);
+    let served = s.upstreams.call(routed.side, &request, stream, &s.metrics).await?;
+    let side = served.side;
+    Ok((respond(&routed, served), side))
 }
 
-/// One chat request; returns the response and the side that served it (`none` if neither).
-async fn handle(s: &AppState, body: Result<Bytes, BytesRejection>) -> (Response, &'static str) {
+/// The body as a JSON object.
+fn parse(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
     let body = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            let m = "request body too large";
-            return (error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", m), "none");
+            return Err(ApiError::BodyTooLarge);
         }
-        Err(e) => return (bad(format!("cannot read the body: {e}")), "none"),
+        Err(e) => return Err(ApiError::Body(e)),
     };
-    let mut request: Value = match serde_json::from_slice(&body) {
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => return (bad("the body must be a JSON object"), "none"),
-        Err(e) => return (bad(format!("malformed JSON: {e}")), "none"),
-    };
-    let Some(ready) = s.ready.get() else {
-        let m = s.load_error.get().cloned().unwrap_or_else(|| "the router is loading".into());
-        return (error(StatusCode::SERVICE_UNAVAILABLE, "server_error", m), "none");
-    };
-    let target = match routed_text(&request) {
-        Ok(t) => t,
-        Err(m) => return (bad(m), "none"),
-    };
-    let chars = match &target {
-        Target::Translation { src, .. } => src.chars().count(),
-        Target::Message(m) => m.chars().count(),
-    };
-    if chars > s.max_text_chars {
-        let m = format!("text of {chars} characters is over the {} limit", s.max_text_chars);
-        return (error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", m), "none");
+    match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(ApiError::NotAnObject),
+        Err(e) => Err(ApiError::Json(e)),
     }
-    let ids = match target.token_ids(&ready.tokenizer, ready.style) {
-        Ok(ids) if !ids.is_empty() => ids,
-        Ok(_) => return (bad("the routed message is empty"), "none"),
-        Err(m) => return (bad(m), "none"),
-    };
-    let routed = match ready.batcher.route(ids).await {
-        Ok(r) => r,
-        Err(m) => return (error(StatusCode::SERVICE_UNAVAILABLE, "server_error", m), "none"),
-    };
+}
+
+/// 503 with the loading failure, or `loading` while the router loads.
+fn not_ready(s: &AppState, loading: &str) -> ApiError {
+    ApiError::NotReady(s.load_error.get().map_or_else(|| loading.into(), ToString::to_string))
+}
+
+/// The token ids the router scores: the request's target within the length limit, tokenized.
+fn router_input(request: &Value, ready: &Ready, max_chars: usize) -> Result<Vec<u32>, ApiError> {
+    let target = routed_text(request)?;
+    let chars = target.chars();
+    if chars > max_chars {
+        return Err(ApiError::TextTooLong { chars, limit: max_chars });
+    }
+    let ids = target.token_ids(&ready.tokenizer, ready.style).map_err(ApiError::Tokenize)?;
+    if ids.is_empty() {
+        return Err(ApiError::EmptyMessage);
+    }
+    Ok(ids)
+}
+
+/// The client's request as the upstreams get it (without the gateway's own `routelmt`
+/// field), and whether it asks for a stream.
+fn upstream_request(mut request: Value) -> (Value, bool) {
     if let Some(obj) = request.as_object_mut() {
         obj.remove("routelmt");
     }
     let stream = request.get("stream").and_then(Value::as_bool) == Some(true);
-    let side = if routed.decided.large { Side::Large } else { Side::Small };
-    let served = match s.upstreams.call(side, &request, stream, &s.metrics).await {
-        Ok(served) => served,
-        Err(e) => {
-            let m = format!("both upstreams failed: {}", e.0);
-            return (error(StatusCode::BAD_GATEWAY, "upstream_error", m), "none");
-        }
-    };
+    (request, stream)
+}
+
+/// The upstream's reply with the routing headers.
+fn respond(routed: &Routed, served: Served) -> Response {
+    let headers = routing_headers(routed, served.side);
+    match served.reply {
+        Reply::Full { status, headers: up, body } => buffered(headers, status, up, body),
+        Reply::Stream(resp) => streamed(headers, resp),
+    }
+}
+
+/// A buffered reply with the upstream's status and content type.
+fn buffered(mut headers: HeaderMap, status: u16, up: HeaderMap, body: Bytes) -> Response {
+    headers.extend(up);
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    (status, headers, body).into_response()
+}
+
+/// A streamed reply, its body passed through as it arrives.
+fn streamed(mut headers: HeaderMap, resp: reqwest::Response) -> Response {
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::OK);
+    if let Some(ct) = resp.headers().get(reqwest::header::CONTENT_TYPE)
+        && let Ok(v) = HeaderValue::from_bytes(ct.as_bytes())
+    {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    (status, headers, Body::from_stream(resp.bytes_stream())).into_response()
+}
+
+/// `x-routelmt-route` (the side decided), `-served` (the side that answered), `-score` and
+/// `-decision` (the position in the decision sequence).
+fn routing_headers(routed: &Routed, served: Side) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    let put = |h: &mut HeaderMap, k: &'static str, v: String| {
-        if let Ok(v) = HeaderValue::from_str(&v) {
-            h.insert(k, v);
+    let values = [
+        ("x-routelmt-route", routed.side.name().to_string()),
+        ("x-routelmt-served", served.name().to_string()),
+        ("x-routelmt-score", routed.score.to_string()),
+        ("x-routelmt-decision", routed.seq.to_string()),
+    ];
+    for (name, value) in values {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
         }
-    };
-    put(&mut headers, "x-routelmt-route", side.name().into());
-    put(&mut headers, "x-routelmt-served", served.side.name().into());
-    put(&mut headers, "x-routelmt-score", format!("{}", routed.score));
-    put(&mut headers, "x-routelmt-decision", routed.decided.seq.to_string());
-    let response = match served.reply {
-        Reply::Full { status, headers: up, body } => {
-            headers.extend(up);
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-            (status, headers, body).into_response()
-        }
-        Reply::Stream(resp) => {
-            let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::OK);
-            if let Some(ct) = resp.headers().get(reqwest::header::CONTENT_TYPE)
-                && let Ok(v) = HeaderValue::from_bytes(ct.as_bytes())
-            {
-                headers.insert(header::CONTENT_TYPE, v);
-            }
-            (status, headers, Body::from_stream(resp.bytes_stream())).into_response()
-        }
-    };
-    (response, served.side.name())
+    }
+    headers
 }

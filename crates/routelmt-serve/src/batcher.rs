@@ -8,24 +8,30 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use routelmt_model::Scorer;
+use routelmt_model::{ModelError, Scorer, one_line};
+use thiserror::Error;
 use tokio::sync::oneshot;
 
-use crate::decide::{Decided, Decider};
+use crate::decide::{Decider, Routed, StoreError};
 use crate::metrics::Metrics;
 
-/// A routed request.
-#[derive(Debug, Clone, Copy)]
-pub struct Routed {
-    /// The router's score.
-    pub score: f32,
-    /// The decision.
-    pub decided: Decided,
+/// A request the worker could not route (the client gets 503).
+#[derive(Debug, Error)]
+pub enum RoutingError {
+    /// The worker thread is gone.
+    #[error("the prefill worker stopped")]
+    Stopped,
+    /// Scoring this request failed (alone, after its batch failed).
+    #[error("{}", one_line(.0))]
+    Score(ModelError),
+    /// The decision failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 struct Job {
     ids: Vec<u32>,
-    reply: oneshot::Sender<Result<Routed, String>>,
+    reply: oneshot::Sender<Result<Routed, RoutingError>>,
 }
 
 /// Handle to the prefill worker; cheap to clone.
@@ -52,10 +58,10 @@ impl Batcher {
     }
 
     /// Scores and decides one request.
-    pub async fn route(&self, ids: Vec<u32>) -> Result<Routed, String> {
+    pub async fn route(&self, ids: Vec<u32>) -> Result<Routed, RoutingError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Job { ids, reply }).map_err(|_| "the prefill worker stopped".to_string())?;
-        rx.await.map_err(|_| "the prefill worker stopped".to_string())?
+        self.tx.send(Job { ids, reply }).map_err(|_| RoutingError::Stopped)?;
+        rx.await.map_err(|_| RoutingError::Stopped)?
     }
 }
 
@@ -79,7 +85,7 @@ fn worker(
         }
         let started = Instant::now();
         let ids: Vec<Vec<u32>> = jobs.iter().map(|j| j.ids.clone()).collect();
-        let scores: Vec<Result<f32, String>> =
+        let scores: Vec<Result<f32, RoutingError>> =
             match scorer.score(&ids, max_size).and_then(|p| p.read()) {
                 Ok(rows) => rows.into_iter().map(|r| Ok(r[0])).collect(),
                 Err(_) => ids
@@ -89,16 +95,16 @@ fn worker(
                             .score(std::slice::from_ref(one), 1)
                             .and_then(|p| p.read())
                             .map(|r| r[0][0])
-                            .map_err(|e| routelmt_model::one_line(&e))
+                            .map_err(RoutingError::Score)
                     })
                     .collect(),
             };
         metrics.prefill(started.elapsed(), jobs.len());
         for (job, score) in jobs.into_iter().zip(scores) {
             let routed = score.and_then(|score| {
-                let decided = decider.decide(f64::from(score))?;
-                metrics.decision(&decided, decider.budget());
-                Ok(Routed { score, decided })
+                let routed = decider.decide(score)?;
+                metrics.decision(&routed, decider.budget());
+                Ok(routed)
             });
             // A client that went away no longer waits for its answer.
             let _ = job.reply.send(routed);

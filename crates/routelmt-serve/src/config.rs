@@ -7,6 +7,47 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// A configuration the gateway cannot start with; each message is one line naming the file,
+/// flag or key at fault.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("{}: cannot read ({err})", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        err: std::io::Error,
+    },
+    /// The file is not valid TOML for [`ServeConfig`] (the parser's message on one line).
+    #[error("{}: {message}", path.display())]
+    Toml {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+    /// `--budget` and `--threshold` were both given.
+    #[error("--budget and --threshold exclude each other")]
+    BudgetAndThreshold,
+    /// A key with a missing or unusable value.
+    #[error("{key}: {problem}")]
+    Key {
+        /// The key (`upstreams.small.base_url`).
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+impl ConfigError {
+    /// A problem with `key`.
+    pub fn key(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self::Key { key: key.into(), problem: problem.into() }
+    }
+}
 
 /// One upstream OpenAI-compatible endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -266,17 +307,19 @@ fn set<T>(slot: &mut T, value: Option<T>) {
 
 impl ServeConfig {
     /// Parses a TOML file (`path` names it in errors).
-    pub fn from_toml(text: &str, path: &Path) -> Result<Self, String> {
-        toml::from_str(text)
-            .map_err(|e| format!("{}: {}", path.display(), e.to_string().replace('\n', " ").trim()))
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Toml {
+            path: path.to_path_buf(),
+            message: e.to_string().replace('\n', " ").trim().to_string(),
+        })
     }
 
     /// The file (if any) with the flags and environment applied over it.
-    pub fn resolve(args: &ServeArgs) -> Result<Self, String> {
+    pub fn resolve(args: &ServeArgs) -> Result<Self, ConfigError> {
         let mut c = match &args.config {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
-                    .map_err(|e| format!("{}: cannot read ({e})", p.display()))?;
+                    .map_err(|err| ConfigError::Read { path: p.clone(), err })?;
                 Self::from_toml(&text, p)?
             }
             None => Self::default(),
@@ -303,7 +346,7 @@ impl ServeConfig {
             c.budget.budget = None;
         }
         if a.budget.is_some() && a.threshold.is_some() {
-            return Err("--budget and --threshold exclude each other".into());
+            return Err(ConfigError::BudgetAndThreshold);
         }
         set(&mut c.budget.window, a.window);
         c.budget.store = a.budget_store.clone().or(c.budget.store);
@@ -321,62 +364,88 @@ impl ServeConfig {
     /// Checks everything that can be checked without loading the model: required keys, file
     /// and folder existence, URLs, the budget, and that every named environment variable is
     /// set. Each problem is one line naming the key.
-    pub fn check(&self) -> Result<(), String> {
-        let _: SocketAddr = self
-            .listen
-            .parse()
-            .map_err(|_| format!("listen: '{}' is not HOST:PORT", self.listen))?;
-        let model = self.model.as_ref().ok_or("model: missing (--model or `model` in the file)")?;
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let _: SocketAddr = self.listen.parse().map_err(|_| {
+            ConfigError::key("listen", format!("'{}' is not HOST:PORT", self.listen))
+        })?;
+        let model = self.model()?;
         if !model.exists() {
-            return Err(format!("model: {} does not exist", model.display()));
+            return Err(ConfigError::key("model", format!("{} does not exist", model.display())));
         }
-        let router =
-            self.router.as_ref().ok_or("router: missing (--router or `router` in the file)")?;
+        let router = self.router()?;
         if !router.is_dir() {
-            return Err(format!("router: {} is not a folder", router.display()));
+            return Err(ConfigError::key(
+                "router",
+                format!("{} is not a folder", router.display()),
+            ));
         }
         if !matches!(self.device.as_str(), "auto" | "cpu" | "gpu") {
-            return Err(format!("device: '{}' is not auto, cpu or gpu", self.device));
+            return Err(ConfigError::key(
+                "device",
+                format!("'{}' is not auto, cpu or gpu", self.device),
+            ));
         }
         for (side, u) in [("small", &self.upstreams.small), ("large", &self.upstreams.large)] {
             let url = reqwest::Url::parse(&u.base_url).map_err(|e| {
-                format!("upstreams.{side}.base_url: '{}' is not a URL ({e})", u.base_url)
+                let problem = format!("'{}' is not a URL ({e})", u.base_url);
+                ConfigError::key(format!("upstreams.{side}.base_url"), problem)
             })?;
             if !matches!(url.scheme(), "http" | "https") {
-                return Err(format!("upstreams.{side}.base_url: scheme must be http or https"));
+                let problem = "scheme must be http or https";
+                return Err(ConfigError::key(format!("upstreams.{side}.base_url"), problem));
             }
             if u.model.is_empty() {
-                return Err(format!("upstreams.{side}.model: missing"));
+                return Err(ConfigError::key(format!("upstreams.{side}.model"), "missing"));
             }
             if let Some(var) = &u.api_key_env
                 && std::env::var_os(var).is_none()
             {
-                return Err(format!("upstreams.{side}.api_key_env: ${var} is not set"));
+                return Err(ConfigError::key(
+                    format!("upstreams.{side}.api_key_env"),
+                    format!("${var} is not set"),
+                ));
             }
         }
         if let Some(p) = self.budget.budget
             && !(0.0..=1.0).contains(&p)
         {
-            return Err(format!("budget.budget: {p} is not in [0, 1]"));
+            return Err(ConfigError::key("budget.budget", format!("{p} is not in [0, 1]")));
         }
         if self.budget.budget.is_some() && self.budget.threshold.is_some() {
-            return Err("budget: give budget or threshold, not both".into());
+            return Err(ConfigError::key("budget", "give budget or threshold, not both"));
         }
         if let Some(s) = &self.budget.store
             && !s.starts_with("redis://")
         {
-            return Err(format!("budget.store: '{s}' is not a redis:// URL"));
+            return Err(ConfigError::key("budget.store", format!("'{s}' is not a redis:// URL")));
         }
         if self.batch.max_size == 0 {
-            return Err("batch.max_size: must be at least 1".into());
+            return Err(ConfigError::key("batch.max_size", "must be at least 1"));
         }
         if let Some(var) = &self.tokens_env {
             match std::env::var(var) {
                 Ok(v) if v.split(',').any(|t| !t.trim().is_empty()) => {}
-                _ => return Err(format!("tokens_env: ${var} is not set or holds no token")),
+                _ => {
+                    return Err(ConfigError::key(
+                        "tokens_env",
+                        format!("${var} is not set or holds no token"),
+                    ));
+                }
             }
         }
         Ok(())
+    }
+
+    /// The model path, or the error naming where to give it.
+    pub fn model(&self) -> Result<&Path, ConfigError> {
+        let missing = || ConfigError::key("model", "missing (--model or `model` in the file)");
+        self.model.as_deref().ok_or_else(missing)
+    }
+
+    /// The router folder, or the error naming where to give it.
+    pub fn router(&self) -> Result<&Path, ConfigError> {
+        let missing = || ConfigError::key("router", "missing (--router or `router` in the file)");
+        self.router.as_deref().ok_or_else(missing)
     }
 
     /// The inbound tokens (empty when none are configured).
@@ -430,9 +499,11 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
-        let e = ServeConfig::from_toml("[budget]\nbudgte = 0.3", Path::new("g.toml")).unwrap_err();
+        let e = ServeConfig::from_toml("[budget]\nbudgte = 0.3", Path::new("g.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("g.toml: ") && e.contains("budgte"), "{e}");
         let c = ServeConfig { listen: "nope".into(), ..Default::default() };
-        assert!(c.check().unwrap_err().starts_with("listen: 'nope'"));
+        assert!(c.check().unwrap_err().to_string().starts_with("listen: 'nope'"));
     }
 }

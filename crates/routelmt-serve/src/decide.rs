@@ -5,17 +5,65 @@
 //! keeps its own quantile tracker, fed with the fleet's realized share.
 
 use routelmt_route::controller::{BudgetController, ControllerConfig};
-use routelmt_route::policy::Direction;
+use routelmt_route::policy::{Direction, Route};
+use thiserror::Error;
 
-/// One decision.
+/// Which side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The small model.
+    Small,
+    /// The large model.
+    Large,
+}
+
+impl Side {
+    /// `small` or `large`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Small => "small",
+            Side::Large => "large",
+        }
+    }
+
+    /// The other side.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Small => Side::Large,
+            Side::Large => Side::Small,
+        }
+    }
+}
+
+/// A routed request: the router's score and what was decided on it. The one record of a
+/// decision, from the decider through the batcher to the metrics and the response headers.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Decided {
-    /// True: the large side.
-    pub large: bool,
+pub struct Routed {
+    /// The router's score.
+    pub score: f32,
+    /// The side decided on.
+    pub side: Side,
     /// The threshold the score was compared with (in the score's direction).
     pub threshold: f64,
     /// Position in the decision sequence (the fleet's, with a store), from 1.
     pub seq: u64,
+}
+
+/// The shared budget store failed (the Redis error is written into the message, see
+/// [`crate::error`]).
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// Connecting at start-up.
+    #[error("budget store {url}: {err}")]
+    Connect {
+        /// The store's URL.
+        url: String,
+        /// What Redis said.
+        err: redis::RedisError,
+    },
+    /// The band script, for one decision (the request gets 503).
+    #[error("budget store: {0}")]
+    Script(redis::RedisError),
 }
 
 /// The shared band: the fleet's last `W − 1` decisions in Redis.
@@ -53,13 +101,12 @@ return {large, c, n, seq}
 
 impl RedisBand {
     /// Connects to `url` (`redis://HOST:PORT`); keys start with `prefix`.
-    pub fn connect(url: &str, prefix: &str) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("budget store {url}: {e}"))?;
+    pub fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let failed = |err| StoreError::Connect { url: url.to_string(), err };
+        let client = redis::Client::open(url).map_err(failed)?;
         let timeout = std::time::Duration::from_secs(2);
-        let conn = client
-            .get_connection_with_timeout(timeout)
-            .map_err(|e| format!("budget store {url}: {e}"))?;
-        conn.set_read_timeout(Some(timeout)).map_err(|e| format!("budget store {url}: {e}"))?;
+        let conn = client.get_connection_with_timeout(timeout).map_err(failed)?;
+        conn.set_read_timeout(Some(timeout)).map_err(failed)?;
         let keys = [format!("{prefix}:recent"), format!("{prefix}:large"), format!("{prefix}:seq")];
         Ok(Self { conn, keys, script: redis::Script::new(BAND_SCRIPT) })
     }
@@ -70,7 +117,7 @@ impl RedisBand {
         &mut self,
         cfg: &ControllerConfig,
         preferred: bool,
-    ) -> Result<(bool, f64, u64), String> {
+    ) -> Result<(bool, f64, u64), StoreError> {
         let (lo, hi) = cfg.band();
         let (large, c, n, seq): (i64, i64, i64, u64) = self
             .script
@@ -82,7 +129,7 @@ impl RedisBand {
             .arg(hi)
             .arg(i64::from(preferred))
             .invoke(&mut self.conn)
-            .map_err(|e| format!("budget store: {e}"))?;
+            .map_err(StoreError::Script)?;
         let share = if n > 0 { c as f64 / n as f64 } else { cfg.budget };
         Ok((large == 1, share, seq))
     }
@@ -111,8 +158,8 @@ impl Decider {
         cfg: ControllerConfig,
         direction: Direction,
         band: Option<RedisBand>,
-    ) -> Result<Self, String> {
-        let ctl = BudgetController::new(cfg).map_err(|e| e.to_string())?;
+    ) -> Result<Self, routelmt_route::RouteError> {
+        let ctl = BudgetController::new(cfg)?;
         Ok(Self {
             kind: Kind::Controller { ctl: Box::new(ctl), band: band.map(Box::new), share: None },
             direction,
@@ -130,19 +177,18 @@ impl Decider {
 
     /// Decides one request from its router score. A store error fails this decision (the
     /// caller answers 503) and leaves the sequence as it was.
-    pub fn decide(&mut self, score: f64) -> Result<Decided, String> {
-        let s = self.direction.score(score);
-        match &mut self.kind {
+    pub fn decide(&mut self, score: f32) -> Result<Routed, StoreError> {
+        let s = self.direction.score(f64::from(score));
+        let (large, threshold) = match &mut self.kind {
             Kind::Threshold(tau) => {
                 let t = self.direction.score(*tau);
                 self.seq += 1;
-                Ok(Decided { large: s > t, threshold: t, seq: self.seq })
+                (s > t, t)
             }
             Kind::Controller { ctl, band: None, .. } => {
                 let d = ctl.decide(s);
                 self.seq += 1;
-                let large = d.route == routelmt_route::policy::Route::Large;
-                Ok(Decided { large, threshold: d.threshold, seq: self.seq })
+                (d.route == Route::Large, d.threshold)
             }
             Kind::Controller { ctl, band: Some(band), share } => {
                 let (preferred, threshold) = ctl.prefer(s, *share);
@@ -151,8 +197,10 @@ impl Decider {
                 ctl.record(large, preferred);
                 *share = Some(fleet_share);
                 self.seq = seq;
-                Ok(Decided { large, threshold, seq })
+                (large, threshold)
             }
-        }
+        };
+        let side = if large { Side::Large } else { Side::Small };
+        Ok(Routed { score, side, threshold, seq: self.seq })
     }
 }

@@ -10,6 +10,7 @@ pub mod api;
 pub mod batcher;
 pub mod config;
 pub mod decide;
+pub mod error;
 pub mod metrics;
 pub mod prompt;
 pub mod upstream;
@@ -22,7 +23,8 @@ use routelmt_model::hf;
 use routelmt_route::controller::ControllerConfig;
 use routelmt_route::policy::{Calibration, Direction};
 
-pub use config::{ServeArgs, ServeConfig};
+pub use config::{ConfigError, ServeArgs, ServeConfig};
+pub use error::{ApiError, ServeError};
 
 use crate::api::{AppState, Ready};
 use crate::batcher::Batcher;
@@ -31,7 +33,7 @@ use crate::metrics::Metrics;
 use crate::upstream::Upstreams;
 
 /// The decider the configuration and the router ask for.
-fn decider(cfg: &ServeConfig, scorer: &routelmt_model::Scorer) -> Result<Decider, String> {
+fn decider(cfg: &ServeConfig, scorer: &routelmt_model::Scorer) -> Result<Decider, ServeError> {
     let direction = if scorer.lowest_first() { Direction::Asc } else { Direction::Desc };
     if let Some(tau) = cfg.budget.threshold {
         return Ok(Decider::threshold(tau, direction));
@@ -43,32 +45,24 @@ fn decider(cfg: &ServeConfig, scorer: &routelmt_model::Scorer) -> Result<Decider
             Some(url) => Some(RedisBand::connect(url, &cfg.budget.store_key)?),
             None => None,
         };
-        return Decider::controller(c, direction, band);
+        return Decider::controller(c, direction, band).map_err(ServeError::Policy);
     }
-    match &scorer.router().config.threshold {
-        Some(t) => {
-            let name = "router.json threshold";
-            let bytes = serde_json::to_vec(t).map_err(|e| e.to_string())?;
-            let cal = Calibration::from_json(&bytes, name).map_err(|e| e.to_string())?;
-            Ok(Decider::threshold(cal.threshold, cal.order))
-        }
-        None => Err("no budget policy: give --budget or --threshold, or calibrate the router \
-                     (`routelmt calibrate --router`)"
-            .into()),
-    }
+    let t = scorer.router().config.threshold.as_ref().ok_or(ServeError::NoPolicy)?;
+    let cal = Calibration::from_json(t.to_string().as_bytes(), "router.json threshold")
+        .map_err(ServeError::Policy)?;
+    Ok(Decider::threshold(cal.threshold, cal.order))
 }
 
 /// Loads model, router and tokenizer and starts the prefill worker (blocking).
-fn load(cfg: &ServeConfig, metrics: Arc<Metrics>) -> Result<Ready, String> {
-    let one = |e: routelmt_model::ModelError| routelmt_model::one_line(&e);
-    let model = cfg.model.as_ref().ok_or("model: missing")?;
-    let router = cfg.router.as_ref().ok_or("router: missing")?;
-    let choice: DeviceChoice = cfg.device.parse().map_err(|e: String| format!("device: {e}"))?;
-    let dev = device::select(choice).map_err(one)?;
+fn load(cfg: &ServeConfig, metrics: Arc<Metrics>) -> Result<Ready, ServeError> {
+    let (model, router) = (cfg.model()?, cfg.router()?);
+    let choice: DeviceChoice = cfg.device.parse().map_err(ServeError::Device)?;
+    let dev = device::select(choice).map_err(ServeError::Model)?;
     eprintln!("serve: device {dev}");
-    let scorer = hf::load_scorer(model, router, &dev.device, cfg.weights).map_err(one)?;
-    let tokenizer =
-        hf::model_tokenizer(model, cfg.tokenizer.as_deref(), scorer.chat_mode()).map_err(one)?;
+    let scorer =
+        hf::load_scorer(model, router, &dev.device, cfg.weights).map_err(ServeError::Model)?;
+    let tokenizer = hf::model_tokenizer(model, cfg.tokenizer.as_deref(), scorer.chat_mode())
+        .map_err(ServeError::Model)?;
     let style = scorer.prompt_style();
     let decider = decider(cfg, &scorer)?;
     let wait = Duration::from_millis(cfg.batch.max_wait_ms);
@@ -100,11 +94,12 @@ async fn shutdown_signal() {
 }
 
 /// Runs the gateway until SIGTERM / Ctrl-C, then drains and returns.
-pub async fn serve(cfg: ServeConfig) -> Result<(), String> {
+pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     cfg.check()?;
     let metrics = Arc::new(Metrics::new(cfg.budget.window));
     let upstreams =
-        Upstreams::new(&cfg.upstreams.small, &cfg.upstreams.large, cfg.upstream.clone())?;
+        Upstreams::new(&cfg.upstreams.small, &cfg.upstreams.large, cfg.upstream.clone())
+            .map_err(ServeError::HttpClient)?;
     let state = Arc::new(AppState {
         ready: OnceLock::new(),
         load_error: OnceLock::new(),
@@ -115,8 +110,8 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), String> {
     });
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
-        .map_err(|e| format!("listen: cannot bind {} ({e})", cfg.listen))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|err| ServeError::Bind { addr: cfg.listen.clone(), err })?;
+    let addr = listener.local_addr().map_err(ServeError::Server)?;
     eprintln!("serve: listening on http://{addr}");
     let loading = {
         let (state, cfg) = (state.clone(), cfg.clone());
@@ -134,5 +129,5 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), String> {
     let app = api::app(state, cfg.limits.max_body_bytes, &cfg.cors_origins);
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
     loading.abort();
-    served.map_err(|e| format!("server: {e}"))
+    served.map_err(ServeError::Server)
 }

@@ -8,7 +8,7 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::decide::Decided;
+use crate::decide::{Routed, Side};
 
 const BUCKETS: [f64; 14] =
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -93,10 +93,10 @@ impl Metrics {
     }
 
     /// One routing decision.
-    pub fn decision(&self, d: &Decided, budget: Option<f64>) {
+    pub fn decision(&self, d: &Routed, budget: Option<f64>) {
         self.with(|m| {
-            *m.decisions.entry(if d.large { "large" } else { "small" }).or_default() += 1;
-            m.window.push_back(d.large);
+            *m.decisions.entry(d.side.name()).or_default() += 1;
+            m.window.push_back(d.side == Side::Large);
             if m.window.len() > m.window_len {
                 m.window.pop_front();
             }

@@ -1,15 +1,16 @@
 //! What a chat request asks to translate: an explicit `routelmt: {src, src_lang, tgt_lang}`
-//! object, else the last user message read as the LMT instruction
-//! (`Translate the following text from {S} into {T}.\n{S}: {text}\n{T}:`, `.` or `:`), else the
-//! last user message as it stands, scored in the model's chat template.
+//! object, else the last user message read back as the LMT instruction
+//! ([`parse_instruction`], either style), else the last user message as it stands, scored in
+//! the model's chat template.
 
-use routelmt_model::text::prompt::LANGUAGES;
-use routelmt_model::{PromptStyle, Tokenizer};
+use routelmt_model::text::prompt::parse_instruction;
+use routelmt_model::{ModelError, PromptStyle, Tokenizer};
 use serde_json::Value;
+use thiserror::Error;
 
 /// The text the router scores.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Routed {
+pub enum Target {
     /// A translation request.
     Translation {
         /// Source text.
@@ -23,42 +24,63 @@ pub enum Routed {
     Message(String),
 }
 
-impl Routed {
+impl Target {
+    /// The target of a user message: the LMT instruction's parts if it is one, else the
+    /// message itself.
+    pub fn of_message(text: String) -> Self {
+        match parse_instruction(&text) {
+            Some(i) => Target::Translation {
+                src: i.text.to_string(),
+                src_lang: i.src_lang.to_string(),
+                tgt_lang: i.tgt_lang.to_string(),
+            },
+            None => Target::Message(text),
+        }
+    }
+
+    /// Length in characters of the text to translate, or of the message.
+    pub fn chars(&self) -> usize {
+        match self {
+            Target::Translation { src, .. } => src.chars().count(),
+            Target::Message(m) => m.chars().count(),
+        }
+    }
+
     /// Token ids: the LMT prompt in the router's style, or the message in the chat template.
-    pub fn token_ids(&self, tok: &Tokenizer, style: PromptStyle) -> Result<Vec<u32>, String> {
-        let ids = match self {
-            Routed::Translation { src, src_lang, tgt_lang } => {
+    pub fn token_ids(&self, tok: &Tokenizer, style: PromptStyle) -> Result<Vec<u32>, ModelError> {
+        match self {
+            Target::Translation { src, src_lang, tgt_lang } => {
                 tok.encode_request(src, src_lang, tgt_lang, style).map(|(_, ids)| ids)
             }
-            Routed::Message(m) => {
+            Target::Message(m) => {
                 let prompt = match tok.chat_template() {
                     Some(t) => t.render_user(m),
                     None => Ok(m.clone()),
                 };
                 prompt.and_then(|p| tok.encode(&p))
             }
-        };
-        ids.map_err(|e| routelmt_model::one_line(&e))
+        }
     }
 }
 
-fn code_of(name: &str) -> Option<&'static str> {
-    LANGUAGES.iter().find(|(_, n)| *n == name).map(|(c, _)| *c)
-}
-
-/// The LMT instruction's parts, if `msg` is one.
-pub fn parse_instruction(msg: &str) -> Option<Routed> {
-    let rest = msg.strip_prefix("Translate the following text from ")?;
-    let (s, rest) = rest.split_once(" into ")?;
-    let (t, rest) = rest.split_once('\n')?;
-    let t = t.strip_suffix('.').or_else(|| t.strip_suffix(':'))?;
-    let body = rest.strip_prefix(&format!("{s}: "))?;
-    let src = body.strip_suffix(&format!("\n{t}:"))?;
-    Some(Routed::Translation {
-        src: src.to_string(),
-        src_lang: code_of(s)?.to_string(),
-        tgt_lang: code_of(t)?.to_string(),
-    })
+/// A chat request that names nothing to route; the message names the field.
+#[derive(Debug, Error)]
+pub enum TargetError {
+    /// A `routelmt` object whose field is missing or not a string.
+    #[error("'routelmt.{0}' must be a string")]
+    Field(&'static str),
+    /// No `messages`.
+    #[error("missing field 'messages'")]
+    NoMessages,
+    /// `messages` is not an array, or is empty.
+    #[error("'messages' must be a non-empty array")]
+    BadMessages,
+    /// No message has the role `user`.
+    #[error("'messages' has no user message")]
+    NoUserMessage,
+    /// The last user message has neither a string content nor text parts.
+    #[error("the last user message has no text content")]
+    NoText,
 }
 
 /// The text content of a message (a string, or the text parts of a list).
@@ -77,16 +99,13 @@ fn content_text(content: &Value) -> Option<String> {
     }
 }
 
-/// What `request` (a chat completion body) asks to route; an error names the field.
-pub fn routed_text(request: &Value) -> Result<Routed, String> {
+/// What `request` (a chat completion body) asks to route.
+pub fn routed_text(request: &Value) -> Result<Target, TargetError> {
     if let Some(r) = request.get("routelmt").filter(|v| !v.is_null()) {
-        let field = |k: &str| -> Result<String, String> {
-            r.get(k)
-                .and_then(Value::as_str)
-                .map(String::from)
-                .ok_or_else(|| format!("'routelmt.{k}' must be a string"))
+        let field = |k: &'static str| -> Result<String, TargetError> {
+            r.get(k).and_then(Value::as_str).map(String::from).ok_or(TargetError::Field(k))
         };
-        return Ok(Routed::Translation {
+        return Ok(Target::Translation {
             src: field("src")?,
             src_lang: field("src_lang")?,
             tgt_lang: field("tgt_lang")?,
@@ -94,19 +113,16 @@ pub fn routed_text(request: &Value) -> Result<Routed, String> {
     }
     let messages = match request.get("messages") {
         Some(Value::Array(m)) if !m.is_empty() => m,
-        Some(_) => return Err("'messages' must be a non-empty array".into()),
-        None => return Err("missing field 'messages'".into()),
+        Some(_) => return Err(TargetError::BadMessages),
+        None => return Err(TargetError::NoMessages),
     };
     let last_user = messages
         .iter()
         .rev()
         .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        .ok_or("'messages' has no user message")?;
-    let text = last_user
-        .get("content")
-        .and_then(content_text)
-        .ok_or("the last user message has no text content")?;
-    Ok(parse_instruction(&text).unwrap_or(Routed::Message(text)))
+        .ok_or(TargetError::NoUserMessage)?;
+    let text = last_user.get("content").and_then(content_text).ok_or(TargetError::NoText)?;
+    Ok(Target::of_message(text))
 }
 
 #[cfg(test)]
@@ -118,7 +134,7 @@ mod tests {
     fn the_three_ways_to_name_a_translation() {
         let explicit = json!({"messages": [{"role": "user", "content": "x"}],
             "routelmt": {"src": "Hallo", "src_lang": "de", "tgt_lang": "en"}});
-        let want = Routed::Translation {
+        let want = Target::Translation {
             src: "Hallo".into(),
             src_lang: "de".into(),
             tgt_lang: "en".into(),
@@ -133,16 +149,19 @@ mod tests {
         }
         let plain =
             json!({"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]});
-        assert_eq!(routed_text(&plain).unwrap(), Routed::Message("hi".into()));
+        assert_eq!(routed_text(&plain).unwrap(), Target::Message("hi".into()));
     }
 
     #[test]
     fn bad_requests_name_the_field() {
-        assert_eq!(routed_text(&json!({})).unwrap_err(), "missing field 'messages'");
-        assert!(routed_text(&json!({"messages": []})).unwrap_err().contains("non-empty"));
-        let e = routed_text(&json!({"messages": [{"role": "user"}], "routelmt": {"src": 1}}));
-        assert_eq!(e.unwrap_err(), "'routelmt.src' must be a string");
-        let e = routed_text(&json!({"messages": [{"role": "assistant", "content": "a"}]}));
-        assert!(e.unwrap_err().contains("no user message"));
+        let e = |request: Value| routed_text(&request).unwrap_err().to_string();
+        assert_eq!(e(json!({})), "missing field 'messages'");
+        assert!(e(json!({"messages": []})).contains("non-empty"));
+        let m = e(json!({"messages": [{"role": "user"}], "routelmt": {"src": 1}}));
+        assert_eq!(m, "'routelmt.src' must be a string");
+        assert!(
+            e(json!({"messages": [{"role": "assistant", "content": "a"}]}))
+                .contains("no user message")
+        );
     }
 }

@@ -10,36 +10,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue};
+use thiserror::Error;
 
 use crate::config::{Upstream, UpstreamPolicy};
+pub use crate::decide::Side;
 use crate::metrics::Metrics;
-
-/// Which side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    /// The small model.
-    Small,
-    /// The large model.
-    Large,
-}
-
-impl Side {
-    /// `small` or `large`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Side::Small => "small",
-            Side::Large => "large",
-        }
-    }
-
-    /// The other side.
-    pub fn other(self) -> Side {
-        match self {
-            Side::Small => Side::Large,
-            Side::Large => Side::Small,
-        }
-    }
-}
 
 struct Endpoint {
     url: String,
@@ -79,8 +54,9 @@ pub struct Served {
     pub side: Side,
 }
 
-/// Both sides failed: the last error of each, for the client's error message.
-#[derive(Debug)]
+/// Both sides failed: every attempt's error, for the client's error message.
+#[derive(Debug, Error)]
+#[error("both upstreams failed: {0}")]
 pub struct BothFailed(pub String);
 
 /// The two upstreams.
@@ -108,12 +84,15 @@ enum Attempt {
 
 impl Upstreams {
     /// Clients for `small` and `large`.
-    pub fn new(small: &Upstream, large: &Upstream, policy: UpstreamPolicy) -> Result<Self, String> {
+    pub fn new(
+        small: &Upstream,
+        large: &Upstream,
+        policy: UpstreamPolicy,
+    ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(policy.connect_timeout_ms))
             .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| format!("http client: {e}"))?;
+            .build()?;
         Ok(Self { client, sides: [endpoint(small), endpoint(large)], policy })
     }
 

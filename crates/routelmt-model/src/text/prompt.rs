@@ -96,6 +96,12 @@ pub fn language_name(code: &str) -> Result<&'static str> {
     })
 }
 
+/// Code of a language's English name as [`LANGUAGES`] spells it (the inverse of
+/// [`language_name`]).
+pub fn language_code(name: &str) -> Option<&'static str> {
+    LANGUAGES.iter().find(|(_, n)| *n == name).map(|(c, _)| *c)
+}
+
 /// The user message of the LMT-60 prompt.
 pub fn user_message(
     text: &str,
@@ -118,6 +124,35 @@ pub fn build(text: &str, src_lang: &str, tgt_lang: &str, style: PromptStyle) -> 
     Ok(format!("<|im_start|>user\n{msg}<|im_end|>\n<|im_start|>assistant\n"))
 }
 
+/// An LMT-60 user message read back into its parts ([`parse_instruction`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Instruction<'a> {
+    /// The text to translate.
+    pub text: &'a str,
+    /// Source language code.
+    pub src_lang: &'static str,
+    /// Target language code.
+    pub tgt_lang: &'static str,
+    /// Which revision of the instruction it was written in.
+    pub style: PromptStyle,
+}
+
+/// The parts of `msg` if it is a [`user_message`] (either style) naming two of the
+/// [`LANGUAGES`]; `None` for any other text. The text may span lines: only the first line and
+/// the `\n{T}:` tail are fixed.
+pub fn parse_instruction(msg: &str) -> Option<Instruction<'_>> {
+    let rest = msg.strip_prefix("Translate the following text from ")?;
+    let (s, rest) = rest.split_once(" into ")?;
+    let (t, rest) = rest.split_once('\n')?;
+    let (t, style) = match t.strip_suffix('.') {
+        Some(t) => (t, PromptStyle::Card),
+        None => (t.strip_suffix(':')?, PromptStyle::Colon),
+    };
+    let body = rest.strip_prefix(&format!("{s}: "))?;
+    let text = body.strip_suffix(&format!("\n{t}:"))?;
+    Some(Instruction { text, src_lang: language_code(s)?, tgt_lang: language_code(t)?, style })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +167,30 @@ mod tests {
         );
         let p = build("x", "nb", "mvf", PromptStyle::Colon).unwrap();
         assert!(p.contains("from Norwegian Bokmål into Inner Mongolian:\n"), "{p}");
+    }
+
+    #[test]
+    fn every_pair_round_trips_through_the_parser() {
+        // The text may hold newlines and a line that looks like the tail (`\nChinese:`).
+        let text = "Hello\nworld\nChinese: x";
+        for style in [PromptStyle::Card, PromptStyle::Colon] {
+            for (src_lang, _) in LANGUAGES {
+                for (tgt_lang, _) in LANGUAGES {
+                    let msg = user_message(text, src_lang, tgt_lang, style).unwrap();
+                    let want = Instruction { text, src_lang, tgt_lang, style };
+                    assert_eq!(parse_instruction(&msg), Some(want), "{msg}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn other_text_is_not_an_instruction() {
+        let unknown =
+            "Translate the following text from Klingon into English.\nKlingon: x\nEnglish:";
+        for msg in ["Hello", "Translate the following text from English into German.", unknown] {
+            assert_eq!(parse_instruction(msg), None, "{msg}");
+        }
     }
 
     #[test]
