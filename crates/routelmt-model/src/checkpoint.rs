@@ -17,6 +17,7 @@ use crate::decoder::build::{LoadOptions, LoadReport, ModelBuilder};
 use crate::error::Result;
 use crate::formats::Named;
 use crate::formats::gguf::GgufFile;
+pub use crate::formats::gguf::is_gguf;
 use crate::formats::gguf_hf;
 pub use crate::formats::safetensors::{INDEX, SINGLE, ShardIndex, shard_names};
 use crate::model::Model;
@@ -32,11 +33,6 @@ pub const TOKENIZER_JSON: &str = "tokenizer.json";
 pub const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
 /// A separate chat template, which transformers 5 prefers when present.
 pub const CHAT_TEMPLATE_JINJA: &str = "chat_template.jinja";
-
-/// Whether `bytes` start with the GGUF magic.
-pub fn is_gguf(bytes: &[u8]) -> bool {
-    bytes.starts_with(b"GGUF")
-}
 
 /// A GGUF file as a checkpoint: its parsed table and the config from its metadata.
 #[derive(Debug)]

@@ -7,7 +7,7 @@ use routelmt_model::checkpoint::{
     CHAT_TEMPLATE_JINJA, CONFIG_JSON, FolderLoad, INDEX, SINGLE, ShardIndex, TOKENIZER_CONFIG,
     TOKENIZER_JSON, shard_names,
 };
-use routelmt_model::formats::safetensors::header_len;
+use routelmt_model::formats::safetensors::header_end;
 use routelmt_model::router::{ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEAD_FILE, ROUTER_JSON};
 use routelmt_model::{
     LoadOptions, LoadReport, Model, ModelConfig, Named, Router, RouterFiles, Tokenizer,
@@ -159,13 +159,8 @@ pub async fn model(
     let shards = open_shards(source).await?;
     let mut index = ShardIndex::default();
     for shard in &shards {
-        let n = header_len(&shard.range(0, 8.min(shard.size)).await?, &shard.name)?;
-        let end = (8 + n).min(shard.size);
-        let header = shard.range(8, end).await?;
-        if 8 + n > shard.size {
-            let m = format!("{}: truncated: the header needs {} bytes", shard.name, 8 + n);
-            return Err(WebError::Input(m));
-        }
+        let first = shard.range(0, 8.min(shard.size)).await?;
+        let header = shard.range(8, header_end(&first, shard.size, &shard.name)?).await?;
         index.add_header(&shard.name, &header, shard.size)?;
     }
     let mut load = FolderLoad::new(config, index, LoadOptions::default(), device);

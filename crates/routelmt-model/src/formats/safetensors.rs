@@ -59,8 +59,18 @@ pub struct Entry {
     pub end: u64,
 }
 
+/// Where a safetensors header ends (its 8 length bytes plus its JSON), from the file's first
+/// 8 bytes and its size: a header longer than the file means a truncated file.
+pub fn header_end(first: &[u8], file_size: u64, file: &str) -> Result<u64> {
+    let end = 8 + header_len(first, file)?;
+    if end > file_size {
+        return Err(ModelError::weights(file, format!("truncated: the header needs {end} bytes")));
+    }
+    Ok(end)
+}
+
 /// Length of a safetensors header, from the file's first 8 bytes (`file` names it in errors).
-pub fn header_len(first: &[u8], file: &str) -> Result<u64> {
+fn header_len(first: &[u8], file: &str) -> Result<u64> {
     let bytes: [u8; 8] = first
         .get(..8)
         .and_then(|b| b.try_into().ok())
@@ -135,10 +145,7 @@ struct HeaderInfo {
 /// The tensors of one whole safetensors file, borrowed from its bytes (`file` names it in
 /// errors).
 pub fn sources<'a>(file: &'a str, bytes: &'a [u8]) -> Result<Vec<(String, Source<'a>)>> {
-    let n = header_len(bytes, file)?;
-    let end = usize::try_from(8 + n).ok().filter(|&e| e <= bytes.len()).ok_or_else(|| {
-        ModelError::weights(file, format!("truncated: the header needs {} bytes", 8 + n))
-    })?;
+    let end = header_end(bytes, bytes.len() as u64, file)? as usize;
     let entries = header_entries(&bytes[8..end], bytes.len() as u64, file)?;
     let source_of = |(name, e): (String, Entry)| {
         let data = &bytes[e.start as usize..e.end as usize];
@@ -206,10 +213,7 @@ impl ShardIndex {
 
     /// Adds a whole file (native: a memory map).
     pub fn add_file(&mut self, file: &str, bytes: &[u8]) -> Result<()> {
-        let n = header_len(bytes, file)?;
-        let end = usize::try_from(8 + n).ok().filter(|&e| e <= bytes.len()).ok_or_else(|| {
-            ModelError::weights(file, format!("truncated: the header needs {} bytes", 8 + n))
-        })?;
+        let end = header_end(bytes, bytes.len() as u64, file)? as usize;
         self.add_header(file, &bytes[8..end], bytes.len() as u64)
     }
 
