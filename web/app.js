@@ -53,9 +53,10 @@ async function load() {
   setStatus("load-status", "loading…");
   try {
     const options = {
-      model: source($("model-url"), $("model-files")),
+      model: $("model-gguf").files.length ? $("model-gguf").files[0] : source($("model-url"), $("model-files")),
       router: source($("router-url"), $("router-files")),
       device: $("device").value,
+      weights: $("weights").value,
     };
     loadedInfo = null; // the worker frees the previous model first
     loadedInfo = await client.load(options, (p) => {
@@ -71,7 +72,10 @@ async function load() {
     $("info-summary").textContent =
       `${m.architecture}, ${m.layers} layers, hidden ${m.hidden_size}, ${(m.vocab_size / 1000).toFixed(0)}k vocab` +
       (r ? `; ${r.head} router, layer ${r.layer}${r.threshold ? `, τ ${Number(r.threshold.threshold).toFixed(4)}` : ""}` : "; no router") +
-      ` — ${loadedInfo.device}${loadedInfo.adapter ? ` (${loadedInfo.adapter})` : ""}`;
+      ` — ${loadedInfo.device}${loadedInfo.adapter ? ` (${loadedInfo.adapter})` : ""}` +
+      `; ${m.format} file, weights ${loadedInfo.weights}, embedding ${loadedInfo.embedding_dtype}` +
+      (loadedInfo.weight_bytes ? `, ${((loadedInfo.weight_bytes + loadedInfo.embedding_bytes) / 1e6).toFixed(1)} MB in memory` : "") +
+      (loadedInfo.wasm_memory_bytes ? `, wasm memory ${(loadedInfo.wasm_memory_bytes / 1e6).toFixed(0)} MB` : "");
     $("info-box").hidden = false;
     setStatus("load-status", `loaded on ${loadedInfo.device} (${loadedInfo.reason})`);
     $("use-tau").disabled = !(loadedInfo.router && loadedInfo.router.threshold);

@@ -40,7 +40,7 @@ const ops = {
   async userMessage({ text, src_lang, tgt_lang }) {
     return (await pkg("plain")).userMessage(text, src_lang, tgt_lang);
   },
-  async load({ model, router: routerSource, tokenizer, device }, id) {
+  async load({ model, router: routerSource, tokenizer, device, weights }, id) {
     // The previous model is freed before the next loads: two full-size models need not fit.
     if (router) router.free();
     router = null;
@@ -50,6 +50,7 @@ const ops = {
       router: routerSource,
       tokenizer,
       device,
+      weights,
       onProgress: (p) => postMessage({ id, progress: p }),
     });
     return router.info();

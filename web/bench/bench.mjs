@@ -2,8 +2,10 @@
 // package in headless Chromium, on the wasm CPU backend and on WebGPU (SwiftShader here), for
 // the tiny default model and a full-size random Qwen3-0.6B (web/bench/make_full_size.mjs).
 // Prints one JSON line per run and a markdown table. Needs web/dist (trunk build).
-// Run: node web/bench/bench.mjs [--full DIR] [--only tiny|full] [--iters N] [--tokens T]
-//      [--devices cpu,webgpu,cpu-threads] [--passes cold,cached]   (--iters 0: load and memory only)
+// Run: node web/bench/bench.mjs [--full DIR] [--gguf FILE] [--only tiny|full|gguf] [--iters N]
+//      [--tokens T] [--devices cpu,webgpu,cpu-threads] [--passes cold,cached]
+//      [--weights auto|f32|f16|q8]   (--iters 0: load and memory only)
+// --gguf FILE: one GGUF file (e.g. the SmolLM2 Q4_1 of models/fetch.sh), loaded by URL.
 // cpu-threads: the wasm CPU path in the page's model worker on a cross-origin isolated server,
 // so the threaded build (web/pkg/threads) with one thread per core; its memory is not read.
 import fs from "node:fs";
@@ -23,13 +25,16 @@ const iters = Number(arg("iters", "3"));
 const tokens = Number(arg("tokens", "64"));
 const devices = arg("devices", "cpu,webgpu").split(",");
 const passes = arg("passes", "cold,cached").split(",");
-const only = arg("only", null); // "tiny" or "full": one model only
+const only = arg("only", null); // "tiny", "full" or "gguf": one model only
+const gguf = arg("gguf", null);
+const weights = arg("weights", "auto");
 
 const routes = {
   "/": path.join(ROOT, "web/dist"),
   "/harness.html": () => fs.readFileSync(path.join(ROOT, "web/tests/harness.html")),
 };
 if (full) routes["/full/"] = full;
+if (gguf) routes["/gguf/"] = path.dirname(path.resolve(gguf));
 const server = await staticServer(routes);
 const isolated = await staticServer(
   { ...routes, "/worker-harness.html": () => fs.readFileSync(path.join(ROOT, "web/tests/worker-harness.html")) },
@@ -45,8 +50,9 @@ const browser = await puppeteer.launch({
 });
 
 const models = [];
-if (only !== "full") models.push(["tiny-default", "/models/tiny-default/"]);
-if (full && only !== "tiny") models.push(["qwen3-0.6b random bf16", "/full/"]);
+if (!only || only === "tiny") models.push(["tiny-default", "/models/tiny-default/"]);
+if (full && (!only || only === "full")) models.push(["qwen3-0.6b random bf16", "/full/"]);
+if (gguf && (!only || only === "gguf")) models.push([path.basename(gguf), `/gguf/${path.basename(gguf)}`]);
 
 /** One load and `iters` timed prefills in the page's model worker, threaded build. */
 async function inWorker(url, iters, tokens) {
@@ -54,10 +60,10 @@ async function inWorker(url, iters, tokens) {
   await page.goto(`${isolated.url}/worker-harness.html`);
   await page.waitForFunction(() => window.ready === true);
   const r = await page.evaluate(
-    async (url, iters, tokens) => {
+    async (url, iters, tokens, weights) => {
       const client = new window.RouterClient();
       const t0 = performance.now();
-      const info = (await client.call("load", { model: url, device: "cpu" })).result;
+      const info = (await client.call("load", { model: url, device: "cpu", weights })).result;
       const load = performance.now() - t0;
       const ids = Array.from({ length: tokens }, (_, i) => 1000 + ((i * 7919) % 30000));
       const times = [];
@@ -69,7 +75,7 @@ async function inWorker(url, iters, tokens) {
       times.sort((a, b) => a - b);
       return { load, info, median: times.length ? times[Math.floor(times.length / 2)] : null, isolated: self.crossOriginIsolated };
     },
-    isolated.url + url, iters, tokens,
+    isolated.url + url, iters, tokens, weights,
   );
   await page.close();
   if (!r.isolated || r.info.cpu_threads < 2) throw new Error(`cpu-threads ran with ${r.info.cpu_threads} thread(s)`);
@@ -83,7 +89,7 @@ for (const [name, rel] of models) {
     for (const pass of passes) {
       if (device === "cpu-threads") {
         const r = await inWorker(rel, iters, tokens);
-        const row = { model: name, device: `cpu, ${r.info.cpu_threads} threads`, pass, load_s: r.load / 1000, prefill_ms: r.median, tokens, wasm_memory_mb: null };
+        const row = { model: name, device: `cpu, ${r.info.cpu_threads} threads`, weights: r.info.weights, pass, load_s: r.load / 1000, prefill_ms: r.median, tokens, wasm_memory_mb: null };
         console.log(JSON.stringify(row));
         rows.push(row);
         continue;
@@ -91,10 +97,10 @@ for (const [name, rel] of models) {
       const page = await browser.newPage();
       await page.goto(`${server.url}/harness.html`);
       const r = await page.evaluate(
-        async (url, device, iters, tokens) => {
+        async (url, device, iters, tokens, weights) => {
           const wasm = await window.ready;
           const t0 = performance.now();
-          const router = await window.routelmt.Router.load({ model: url, device });
+          const router = await window.routelmt.Router.load({ model: url, device, weights });
           const load = performance.now() - t0;
           const info = router.info();
           const ids = Array.from({ length: tokens }, (_, i) => 1000 + ((i * 7919) % 30000));
@@ -109,11 +115,11 @@ for (const [name, rel] of models) {
           router.free();
           return { load, info, median: times.length ? times[Math.floor(times.length / 2)] : null, memory };
         },
-        url, device, iters, tokens,
+        url, device, iters, tokens, weights,
       );
       await page.close();
       const row = {
-        model: name, device: r.info.device, pass, load_s: r.load / 1000, prefill_ms: r.median,
+        model: name, device: r.info.device, weights: r.info.weights, pass, load_s: r.load / 1000, prefill_ms: r.median,
         tokens, wasm_memory_mb: r.memory / 2 ** 20, adapter: r.info.adapter,
       };
       console.log(JSON.stringify(row));
@@ -125,10 +131,10 @@ await browser.close();
 await server.close();
 await isolated.close();
 fs.rmSync(profile, { recursive: true, force: true });
-console.log(`\n| model | device | load | load (s) | prefill ${tokens} tokens (ms, median of ${iters}) | peak wasm memory (MiB) |`);
-console.log("|---|---|---|---:|---:|---:|");
+console.log(`\n| model | device | weights | load | load (s) | prefill ${tokens} tokens (ms, median of ${iters}) | peak wasm memory (MiB) |`);
+console.log("|---|---|---|---|---:|---:|---:|");
 for (const r of rows) {
   const prefill = r.prefill_ms === null ? "not run" : r.prefill_ms.toFixed(1);
   const memory = r.wasm_memory_mb === null ? "-" : r.wasm_memory_mb.toFixed(0);
-  console.log(`| ${r.model} | ${r.device} | ${r.pass} | ${r.load_s.toFixed(2)} | ${prefill} | ${memory} |`);
+  console.log(`| ${r.model} | ${r.device} | ${r.weights} | ${r.pass} | ${r.load_s.toFixed(2)} | ${prefill} | ${memory} |`);
 }

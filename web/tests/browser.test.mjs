@@ -30,8 +30,27 @@ let server;
 let browser;
 let profile;
 
-/** Broken checkpoints: the tiny fixture's config with a damaged model.safetensors. */
+/** Byte position of the u32 type field of tensor `name` in a GGUF file's tensor table. */
+function ggufTypeField(bytes, name) {
+  const key = Buffer.alloc(8 + name.length);
+  key.writeBigUInt64LE(BigInt(name.length));
+  key.write(name, 8);
+  const at = bytes.indexOf(key) + key.length;
+  return at + 4 + 8 * bytes.readUInt32LE(at);
+}
+
+/** Broken checkpoints: the tiny fixture's config with a damaged model.safetensors, or the tiny
+ * Qwen3 GGUF cut in half or with a tensor of a type nobody decodes here (Q3_K). */
 function broken(rest) {
+  if (rest.endsWith(".gguf")) {
+    const bytes = Buffer.from(fs.readFileSync(path.join(FIXTURES, "gguf/tiny-qwen3.gguf")));
+    if (rest === "truncated.gguf") return bytes.subarray(0, Math.floor(bytes.length / 2));
+    if (rest === "q3k.gguf") {
+      bytes.writeUInt32LE(11, ggufTypeField(bytes, "blk.0.attn_q.weight"));
+      return bytes;
+    }
+    return null;
+  }
   const dir = path.join(FIXTURES, "models/tiny-gqa");
   const [kind, file] = rest.split("/");
   if (file === "config.json") return fs.readFileSync(path.join(dir, "config.json"));
@@ -124,7 +143,7 @@ for (const device of ["cpu", "webgpu"]) {
     const page = await harness();
     const got = await page.evaluate(
       async (model, device, cases, layers) => {
-        const r = await window.routelmt.Router.load({ model, device });
+        const r = await window.routelmt.Router.load({ model, device, weights: "f32" });
         const info = r.info();
         const out = {};
         for (const layer of layers) {
@@ -154,7 +173,7 @@ for (const device of ["cpu", "webgpu"]) {
     const page = await harness();
     const got = await page.evaluate(
       async (model, router, device, records) => {
-        const r = await window.routelmt.Router.load({ model, router, device });
+        const r = await window.routelmt.Router.load({ model, router, device, weights: "f32" });
         const budget = await r.route(records, { budget: 0.3 });
         const tau = await r.route(records);
         const info = r.info();
@@ -407,4 +426,93 @@ test("a model folder given as picked files loads like its URL", { timeout: 120_0
   assert.deepEqual(got.out[0], got.out[1]);
   assert.ok(got.out[0][0].n_tokens > 10);
   assert.match(got.missing, /config\.json: not among the picked files/);
+});
+
+/** `routelmt features` with input ids, natively (`env` added to the environment). */
+function nativeFeatures(model, ids, extra, env = {}) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "routelmt-native-"));
+  const input = path.join(dir, "ids.jsonl");
+  fs.writeFileSync(input, ids.map((input_ids, id) => JSON.stringify({ id, input_ids })).join("\n") + "\n");
+  const out = path.join(dir, "features.jsonl");
+  execFileSync(BIN, ["features", "--model", model, "--input", input, "--output", out, "--device", "cpu", ...extra],
+    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...env } });
+  return readJsonl(out);
+}
+
+test("a GGUF file loads by URL and by File: f32 equals transformers, q8 the native CLI's q8, a reload fetches nothing", { timeout: 300_000 }, async () => {
+  const golden = JSON.parse(fs.readFileSync(path.join(FIXTURES, "gguf/tiny-qwen3.golden.json"), "utf8"));
+  const layer = golden.num_hidden_layers;
+  const cases = golden.cases.map((c) => c.input_ids);
+  const page = await harness();
+  const requests = [];
+  page.on("request", (r) => requests.push(r.url()));
+  const url = `${server.url}/fixtures/gguf/tiny-qwen3.gguf`;
+  const run = (source, weights) => page.evaluate(async (source, weights, cases, layer) => {
+    let model = source;
+    if (source.startsWith("file:")) {
+      const blob = await (await fetch(source.slice(5))).blob();
+      model = new File([blob], "tiny-qwen3.gguf");
+    }
+    const r = await window.routelmt.Router.load({ model, device: "cpu", weights });
+    const feats = await r.features(cases.map((input_ids, id) => ({ id, input_ids })), { layer });
+    const text = await r.features([{ id: "t", src: "Guten Morgen!", src_lang: "de", tgt_lang: "en" }]);
+    const info = r.info();
+    r.free();
+    return { hidden: feats.map((f) => f.hidden), n_tokens: text[0].n_tokens, info };
+  }, source, weights, cases, layer);
+  const f32 = await run(url, "f32");
+  const q8 = await run(url, "q8");
+  const before = requests.filter((u) => u.endsWith(".gguf")).length;
+  const again = await run(url, "auto");
+  const reloadRequests = requests.filter((u) => u.endsWith(".gguf")).length - before;
+  const byFile = await run(`file:${url}`, "q8");
+  await page.close();
+
+  assert.equal(f32.info.model.format, "gguf");
+  assert.equal(f32.info.model.architecture, "qwen3");
+  assert.equal(f32.info.weights, "f32");
+  assert.equal(q8.info.weights, "q8");
+  assert.equal(q8.info.embedding_dtype, "q8");
+  assert.equal(again.info.weights, "q8", "auto is q8 on the wasm CPU");
+  let worst = 0;
+  golden.cases.forEach((c, i) => { worst = Math.max(worst, maxAbsDiff(f32.hidden[i], c.hidden[String(layer)])); });
+  console.log(`GGUF f32 in the browser vs transformers: max |Δ| ${worst.toExponential(2)}`);
+  assert.ok(worst <= GOLDEN_TOL, `max |Δ| ${worst}`);
+  // q8 in the browser runs the portable kernel (q8 weights widened to f32): natively the same
+  // kernel (ROUTELMT_ISA=portable) gives the same states. The native default on a CPU with
+  // AVX-512 VNNI is the int8 kernel, which also rounds the activations to int8: printed only.
+  const gguf = path.join(FIXTURES, "gguf/tiny-qwen3.gguf");
+  const args = ["--weights", "q8", "--layer", String(layer)];
+  const relative = (native) => native.reduce((worst, n, i) => {
+    const scale = n.hidden.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+    return Math.max(worst, maxAbsDiff(q8.hidden[i], n.hidden) / scale);
+  }, 0);
+  const rel = relative(nativeFeatures(gguf, cases, args, { ROUTELMT_ISA: "portable" }));
+  const relBest = relative(nativeFeatures(gguf, cases, args));
+  console.log(`GGUF q8 in the browser vs the native CLI's q8: max relative |Δ| ${rel.toExponential(2)} (same kernel), ${relBest.toExponential(2)} (this CPU's best kernel)`);
+  assert.ok(rel <= 1e-5, `relative ${rel}`);
+  assert.deepEqual(byFile.hidden, q8.hidden, "a picked File loads like its URL");
+  assert.deepEqual(again.hidden, q8.hidden);
+  assert.ok(f32.n_tokens > 5, "the GGUF's own tokenizer and chat template");
+  assert.equal(reloadRequests, 0, "a reload reads the GGUF from the Cache API");
+});
+
+test("a truncated GGUF and one with a tensor type it cannot read reject with one-line errors", { timeout: 120_000 }, async () => {
+  const page = await harness();
+  const errors = await page.evaluate(async (base) => {
+    const out = {};
+    for (const name of ["truncated.gguf", "q3k.gguf"]) {
+      try {
+        await window.routelmt.Router.load({ model: base + name, device: "cpu" });
+        out[name] = "loaded";
+      } catch (e) {
+        out[name] = e.message;
+      }
+    }
+    return out;
+  }, `${server.url}/bad/`);
+  await page.close();
+  for (const message of Object.values(errors)) assert.ok(!message.includes("\n"), message);
+  assert.match(errors["truncated.gguf"], /truncated\.gguf: truncated: tensor '/);
+  assert.match(errors["q3k.gguf"], /q3k\.gguf: tensor 'blk\.0\.attn_q\.weight' has type Q3_K/);
 });

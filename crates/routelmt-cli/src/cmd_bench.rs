@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use routelmt_model::router::peft;
-use routelmt_model::{LoraSettings, Model, ModelConfig, hf};
+use routelmt_model::{LoadOptions, LoraSettings, Model, ModelConfig, hf};
 use serde_json::{Value, json};
 
 use crate::args::DeviceOpt;
@@ -167,7 +167,15 @@ fn variants(a: &BenchPrefillArgs, dev: &burn::tensor::Device) -> Result<Vec<Vari
         out.push(Variant { name: "burn f32".into(), model: load()? });
     }
     for &w in &a.weights {
-        let model = load()?.prepared(w)?;
+        // A file is packed as it loads (as every front door loads it); the random model is
+        // built whole, then prepared.
+        let model = match &a.model {
+            Some(dir) => {
+                let opts = LoadOptions { lm_head: false, weights: Some(w) };
+                hf::load_with(dir, opts, dev)?.0
+            }
+            None => random_model(&a.config, dev)?.prepared(w)?,
+        };
         let engine = match model.cpu_decoder() {
             Some(c) => format!("kernels {}", c.isa().name()),
             None => "wgpu".into(),

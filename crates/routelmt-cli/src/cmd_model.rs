@@ -95,9 +95,9 @@ pub fn features(a: FeaturesArgs) -> Result<()> {
     }
     let dev = a.device.select()?;
     let started = Instant::now();
-    let opts = LoadOptions { lm_head: a.logits.is_some() };
+    let weights = Some(a.model.weights.unwrap_or_default());
+    let opts = LoadOptions { lm_head: a.logits.is_some(), weights };
     let (model, report) = hf::load_with(dir, opts, &dev.device)?;
-    let model = model.prepared(a.model.weights.unwrap_or_default())?;
     tracing::info!(?report, "loaded in {:.2?}", started.elapsed());
     let top_k = a.logits.map(|k| k as usize);
     let final_layer = config.num_hidden_layers;

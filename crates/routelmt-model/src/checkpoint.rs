@@ -4,23 +4,25 @@
 //! `model.safetensors` or a sharded index, `tokenizer.json` with `tokenizer_config.json` or
 //! `chat_template.jinja`) or one GGUF file holding all of it.
 //!
-//! A folder's weights load one tensor group at a time ([`FolderLoad`]): the doors read the
-//! safetensors headers into a [`ShardIndex`], then for each group the byte ranges it names, so
-//! the browser holds one group's bytes at a time and never reads tensors the model does not use.
+//! Weights load one tensor group at a time ([`RangeLoad`]): the doors read the files' headers
+//! (safetensors headers, or a GGUF file's head) into a [`TensorIndex`], then for each group the
+//! byte ranges it names, so the browser holds one group's bytes at a time and never reads
+//! tensors the model does not use.
 
 use std::collections::BTreeSet;
 
 use burn::tensor::Device;
 
 use crate::config::ModelConfig;
-use crate::decoder::build::{LoadOptions, LoadReport, ModelBuilder};
+use crate::decoder::build::{LoadOptions, LoadReport};
 use crate::error::Result;
 use crate::formats::Named;
+pub use crate::formats::TensorIndex;
 use crate::formats::gguf::GgufFile;
 pub use crate::formats::gguf::is_gguf;
 use crate::formats::gguf_hf;
-pub use crate::formats::safetensors::{INDEX, SINGLE, ShardIndex, shard_names};
-use crate::model::Model;
+pub use crate::formats::safetensors::{INDEX, SINGLE, shard_names};
+use crate::model::{LayerEdit, Model, ModelLoad};
 use crate::tensors::Tensors;
 use crate::text::chat::ChatTemplate;
 use crate::text::tokenizer::Tokenizer;
@@ -51,6 +53,24 @@ impl<'a> GgufCheckpoint<'a> {
         Ok(Self { file, config })
     }
 
+    /// Parses the head of a file of `file_len` bytes (see [`GgufFile::parse_head`]): `None`
+    /// when `head` is too short to hold the tensor table (read more). The tokenizer and the
+    /// [`Self::index`] need only the head; the weights then load by byte ranges.
+    pub fn parse_head(named: Named<'a>, file_len: u64) -> Result<Option<Self>> {
+        let Some(file) = GgufFile::parse_head(named.bytes, file_len, named.name)? else {
+            return Ok(None);
+        };
+        let config = gguf_hf::config(&file)?;
+        Ok(Some(Self { file, config }))
+    }
+
+    /// Where each tensor is in the file, by Hugging Face name (for a [`RangeLoad`]).
+    pub fn index(&self) -> Result<TensorIndex> {
+        let mut index = TensorIndex::default();
+        index.add_entries(self.file.file, gguf_hf::entries(&self.file, &self.config)?)?;
+        Ok(index)
+    }
+
     /// Every tensor under its Hugging Face name.
     pub fn tensors(&self) -> Result<Tensors<'a>> {
         Tensors::new(gguf_hf::tensors(&self.file, &self.config)?)
@@ -71,19 +91,24 @@ impl<'a> GgufCheckpoint<'a> {
         Ok(tok.with_chat(chat))
     }
 
-    /// The model on `device`.
-    pub fn load(&self, opts: LoadOptions, device: &Device) -> Result<(Model, LoadReport)> {
-        Model::load(&self.config, &mut self.tensors()?, opts, device)
+    /// The model on `device`, with `edit` applied to each block as it loads.
+    pub fn load(
+        &self,
+        opts: LoadOptions,
+        edit: Option<LayerEdit<'_>>,
+        device: &Device,
+    ) -> Result<(Model, LoadReport)> {
+        Model::load_edited(&self.config, &mut self.tensors()?, opts, edit, device)
     }
 }
 
 /// One tensor's bytes a group needs: read `start..end` of file `file` (an index into
-/// [`ShardIndex::files`]).
+/// [`TensorIndex::files`]).
 #[derive(Debug, Clone)]
 pub struct Want {
     /// HF tensor name.
     pub name: String,
-    /// Index of the file in [`ShardIndex::files`].
+    /// Index of the file in [`TensorIndex::files`].
     pub file: usize,
     /// First byte in the file.
     pub start: u64,
@@ -91,30 +116,31 @@ pub struct Want {
     pub end: u64,
 }
 
-/// A folder's weights loaded one tensor group at a time (see the module docs).
-pub struct FolderLoad<'c> {
-    index: ShardIndex,
-    builder: ModelBuilder<'c>,
-    config: &'c ModelConfig,
-    device: Device,
+/// A checkpoint's weights loaded one tensor group at a time from byte ranges (see the module
+/// docs): a folder's safetensors files or one GGUF file, as a [`TensorIndex`] says.
+pub struct RangeLoad<'c, 'e> {
+    index: TensorIndex,
+    load: ModelLoad<'c, 'e>,
     used: BTreeSet<String>,
 }
 
-impl<'c> FolderLoad<'c> {
-    /// A load of `config` from the files of `index` onto `device`.
+impl<'c, 'e> RangeLoad<'c, 'e> {
+    /// A load of `config` from the files of `index` onto `device`, with `edit` applied to each
+    /// block as it loads.
     pub fn new(
         config: &'c ModelConfig,
-        index: ShardIndex,
+        index: TensorIndex,
         opts: LoadOptions,
+        edit: Option<LayerEdit<'e>>,
         device: &Device,
     ) -> Self {
-        let builder = ModelBuilder::new(config, device).with_options(opts);
-        Self { index, builder, config, device: device.clone(), used: BTreeSet::new() }
+        let load = ModelLoad::new(config, opts, device).with_edit(edit);
+        Self { index, load, used: BTreeSet::new() }
     }
 
     /// Tensor groups, in load order.
     pub fn groups(&self) -> usize {
-        self.builder.groups()
+        self.load.groups()
     }
 
     /// The files, for messages.
@@ -124,7 +150,7 @@ impl<'c> FolderLoad<'c> {
 
     /// The byte ranges group `group` needs; a missing tensor is an error naming the files.
     pub fn wants(&self, group: usize) -> Result<Vec<Want>> {
-        self.builder
+        self.load
             .names(group)
             .into_iter()
             .map(|name| {
@@ -137,7 +163,7 @@ impl<'c> FolderLoad<'c> {
     /// Adds group `group` from the bytes of its [`Self::wants`] (name, bytes).
     pub fn add(&mut self, group: usize, bytes: &[(String, Vec<u8>)]) -> Result<()> {
         let mut tensors = Tensors::new(self.index.sources_of(bytes)?)?;
-        self.builder.add(group, &mut tensors)?;
+        self.load.add(group, &mut tensors)?;
         self.used.extend(bytes.iter().map(|(n, _)| n.clone()));
         Ok(())
     }
@@ -145,19 +171,20 @@ impl<'c> FolderLoad<'c> {
     /// The model, once every group was added; tensors never read are in the report.
     pub fn finish(self) -> Result<(Model, LoadReport)> {
         let unused = self.index.unused(&self.used);
-        Ok(Model::from_built(self.builder.finish(unused)?, self.config, &self.device))
+        self.load.finish(unused)
     }
 }
 
 /// Loads a folder's weights at once from the bytes of all its safetensors files (native: the
-/// memory maps), in the order of `index`.
+/// memory maps), in the order of `index`, with `edit` applied to each block as it loads.
 pub fn load_folder(
     config: &ModelConfig,
-    index: &ShardIndex,
+    index: &TensorIndex,
     files: &[&[u8]],
     opts: LoadOptions,
+    edit: Option<LayerEdit<'_>>,
     device: &Device,
 ) -> Result<(Model, LoadReport)> {
     let mut ts = Tensors::new(index.sources(files))?;
-    Model::load(config, &mut ts, opts, device)
+    Model::load_edited(config, &mut ts, opts, edit, device)
 }

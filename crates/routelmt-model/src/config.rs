@@ -59,6 +59,10 @@ pub struct Llama3Rope {
     pub original_max_position_embeddings: f64,
 }
 
+/// Upper bounds of the sizes [`ModelConfig::check`] checks, in its order: vocab, hidden, MLP,
+/// layers, query heads, key/value heads, head width.
+const MAX_SIZES: [usize; 7] = [1 << 20, 1 << 16, 1 << 18, 1024, 1024, 1024, 1024];
+
 /// The architecture of a decoder, as far as prefill needs it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ModelConfig {
@@ -95,8 +99,9 @@ pub struct ModelConfig {
     /// Whether `lm_head` shares the embedding (used by `features --logits`).
     #[serde(default)]
     pub tie_word_embeddings: bool,
-    /// On-disk dtype as declared by the config (`dtype` in transformers 5, `torch_dtype` before).
-    #[serde(default, alias = "torch_dtype")]
+    /// On-disk dtype as declared by the config (`dtype` in transformers 5, `torch_dtype`
+    /// before; some versions write both, and `dtype` wins).
+    #[serde(default)]
     pub dtype: Option<String>,
     /// Longest position the model was trained for (informational).
     #[serde(default)]
@@ -148,6 +153,9 @@ impl ModelConfig {
         let mut config: ModelConfig = serde_json::from_value(value.clone())
             .map_err(|e| err(format!("missing or mistyped field: {e}")))?;
         config.family = family;
+        if config.dtype.is_none() {
+            config.dtype = obj.get("torch_dtype").and_then(Value::as_str).map(str::to_string);
+        }
 
         // transformers 5 nests RoPE settings under `rope_parameters`.
         if let Some(params) = obj.get("rope_parameters").filter(|v| !v.is_null()) {
@@ -263,6 +271,32 @@ impl ModelConfig {
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("field '{name}' must be positive"));
+        }
+        // Upper bounds above every real checkpoint up to 70B (Llama 3 70B: hidden 8,192, MLP
+        // 28,672, 80 layers, 64 heads; Qwen2.5-72B: vocab 152,064, MLP 29,568): a crafted
+        // config.json or GGUF is refused here, before anything is allocated from it.
+        for ((name, v), max) in positive.iter().zip(MAX_SIZES) {
+            if *v > max {
+                return Err(format!(
+                    "field '{name}' ({v}) is above {max}, beyond any checkpoint this project runs"
+                ));
+            }
+        }
+        // The largest tensors in f32 bytes must be addressable here (wasm32 has 32-bit sizes).
+        let h = self.hidden_size;
+        let products = [
+            ("vocab_size × hidden_size", self.vocab_size, h),
+            ("hidden_size × intermediate_size", h, self.intermediate_size),
+            (
+                "num_attention_heads × head_dim × hidden_size",
+                self.num_attention_heads * self.head_dim,
+                h,
+            ),
+        ];
+        for (what, a, b) in products {
+            if a.checked_mul(b).and_then(|n| n.checked_mul(4)).is_none() {
+                return Err(format!("{what} ({a} × {b}) is too large for this platform"));
+            }
         }
         if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
             return Err(format!(
@@ -402,6 +436,40 @@ mod tests {
         let c = parse(&m).unwrap();
         assert_eq!(c.dtype.as_deref(), Some("bfloat16"));
         assert_eq!(c.theta(), 10000.0);
+        // Both spellings at once (as some transformers versions write): `dtype` wins.
+        m.insert("torch_dtype".into(), "float32".into());
+        assert_eq!(parse(&m).unwrap().dtype.as_deref(), Some("bfloat16"));
+    }
+
+    #[test]
+    fn sizes_beyond_any_real_checkpoint_are_refused_naming_the_field() {
+        for (field, value) in [
+            ("num_hidden_layers", 1_000_000_000_000u64),
+            ("vocab_size", 1 << 21),
+            ("hidden_size", 1 << 17),
+            ("intermediate_size", 1 << 19),
+            ("num_attention_heads", 4096),
+            ("head_dim", 4096),
+        ] {
+            let mut m = base();
+            m.insert(field.into(), value.into());
+            let e = parse(&m).unwrap_err().to_string();
+            assert!(e.starts_with("config.json: field '") && e.contains(field), "{field}: {e}");
+        }
+        // The largest real shapes pass (Llama 3 70B's).
+        let mut m = base();
+        for (k, v) in [
+            ("hidden_size", 8192),
+            ("intermediate_size", 28672),
+            ("num_hidden_layers", 80),
+            ("num_attention_heads", 64),
+            ("num_key_value_heads", 8),
+            ("head_dim", 128),
+            ("vocab_size", 128_256),
+        ] {
+            m.insert(k.into(), v.into());
+        }
+        parse(&m).unwrap();
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! 151,936 × 1,024 f32 is 594 MiB, beyond WebGPU's 128 MiB binding limit, so the table never
 //! goes to the device: the rows a batch needs are gathered here and uploaded as
-//! `[batch, seq, hidden]`. Rows stay in the checkpoint's dtype (bf16 halves host memory) and
-//! are widened to f32 as they are gathered.
+//! `[batch, seq, hidden]`. Rows stay in the checkpoint's dtype (bf16 halves host memory), or
+//! are held as q8 (int8 with one f32 scale per 32 values of a row, as GGUF's `Q8_0`: a quarter
+//! of f32) when the model loads with q8 weights, and are widened to f32 as they are gathered.
 
 use half::{bf16, f16};
 
@@ -16,6 +17,42 @@ pub enum EmbeddingData {
     Bf16(Vec<bf16>),
     /// f16 rows.
     F16(Vec<f16>),
+    /// q8 rows: `q[i]·d[i / 32]`, blocks of 32 along each row (the row width a multiple of 32).
+    Q8 {
+        /// The int8 values.
+        q: Vec<i8>,
+        /// One scale per 32 values.
+        d: Vec<f32>,
+    },
+}
+
+/// Values per q8 scale.
+pub const Q8_BLOCK: usize = 32;
+
+impl EmbeddingData {
+    /// q8 of row-major values (`values.len()` a multiple of [`Q8_BLOCK`]), rounded as ggml's
+    /// reference `Q8_0` quantizer rounds: `d = max|x| / 127`, `q = round(x / d)`.
+    pub fn q8_from(values: &[f32]) -> Self {
+        let mut q = Vec::with_capacity(values.len());
+        let mut d = Vec::with_capacity(values.len() / Q8_BLOCK);
+        for block in values.chunks(Q8_BLOCK) {
+            let amax = block.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let scale = amax / 127.0;
+            let inv = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+            q.extend(block.iter().map(|x| (x * inv).round() as i8));
+            d.push(scale);
+        }
+        Self::Q8 { q, d }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::F32(v) => v.len(),
+            Self::Bf16(v) => v.len(),
+            Self::F16(v) => v.len(),
+            Self::Q8 { q, .. } => q.len(),
+        }
+    }
 }
 
 /// A `[vocab, hidden]` table on the host.
@@ -29,12 +66,10 @@ pub struct HostEmbedding {
 impl HostEmbedding {
     /// Wraps row-major data of `vocab * dim` values.
     pub fn new(vocab: usize, dim: usize, data: EmbeddingData) -> Self {
-        let len = match &data {
-            EmbeddingData::F32(v) => v.len(),
-            EmbeddingData::Bf16(v) => v.len(),
-            EmbeddingData::F16(v) => v.len(),
-        };
-        assert_eq!(len, vocab * dim, "embedding data length");
+        assert_eq!(data.len(), vocab * dim, "embedding data length");
+        if let EmbeddingData::Q8 { d, .. } = &data {
+            assert!(dim.is_multiple_of(Q8_BLOCK) && d.len() * Q8_BLOCK == vocab * dim, "q8 scales");
+        }
         Self { vocab, dim, data }
     }
 
@@ -50,11 +85,22 @@ impl HostEmbedding {
 
     /// Bytes held on the host.
     pub fn host_bytes(&self) -> usize {
-        let per = match &self.data {
-            EmbeddingData::F32(_) => 4,
-            EmbeddingData::Bf16(_) | EmbeddingData::F16(_) => 2,
-        };
-        per * self.vocab * self.dim
+        let n = self.vocab * self.dim;
+        match &self.data {
+            EmbeddingData::F32(_) => 4 * n,
+            EmbeddingData::Bf16(_) | EmbeddingData::F16(_) => 2 * n,
+            EmbeddingData::Q8 { .. } => n + 4 * n / Q8_BLOCK,
+        }
+    }
+
+    /// The stored precision's name (`f32`, `bf16`, `f16`, `q8`).
+    pub fn dtype(&self) -> &'static str {
+        match &self.data {
+            EmbeddingData::F32(_) => "f32",
+            EmbeddingData::Bf16(_) => "bf16",
+            EmbeddingData::F16(_) => "f16",
+            EmbeddingData::Q8 { .. } => "q8",
+        }
     }
 
     /// Writes row `id` as f32 into `out` (`out.len() == dim`). The caller checks `id < vocab`.
@@ -68,6 +114,13 @@ impl HostEmbedding {
             }
             EmbeddingData::F16(v) => {
                 out.iter_mut().zip(&v[range]).for_each(|(o, x)| *o = x.to_f32())
+            }
+            EmbeddingData::Q8 { q, d } => {
+                let scales = &d[start / Q8_BLOCK..(start + self.dim) / Q8_BLOCK];
+                let rows = out.chunks_mut(Q8_BLOCK).zip(q[range].chunks(Q8_BLOCK));
+                for ((o, q), &d) in rows.zip(scales) {
+                    o.iter_mut().zip(q).for_each(|(o, &q)| *o = f32::from(q) * d);
+                }
             }
         }
     }
@@ -89,5 +142,32 @@ impl HostEmbedding {
             best.truncate(k);
         }
         best.into_iter().map(|(v, id)| (id, v)).unzip()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q8_rows_are_within_half_a_step_of_the_values() {
+        let (vocab, dim) = (5, 64);
+        let values: Vec<f32> =
+            (0..vocab * dim).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
+        let mut zeros = values.clone();
+        zeros[..dim].fill(0.0); // an all-zero row has scale 0, values 0
+        let t = HostEmbedding::new(vocab, dim, EmbeddingData::q8_from(&zeros));
+        assert_eq!(t.host_bytes(), vocab * dim + vocab * dim / 8);
+        let mut row = vec![0f32; dim];
+        for id in 0..vocab {
+            t.gather_row(id as u32, &mut row);
+            let want = &zeros[id * dim..(id + 1) * dim];
+            for (block, wb) in row.chunks(Q8_BLOCK).zip(want.chunks(Q8_BLOCK)) {
+                let step = wb.iter().fold(0f32, |m, x| m.max(x.abs())) / 127.0;
+                for (g, w) in block.iter().zip(wb) {
+                    assert!((g - w).abs() <= step / 2.0 + 1e-6, "row {id}: {g} vs {w}");
+                }
+            }
+        }
     }
 }

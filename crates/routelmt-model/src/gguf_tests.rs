@@ -107,3 +107,99 @@ fn find_type_field(bytes: &[u8], name: &str) -> usize {
     let dims = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
     at + 4 + 8 * dims
 }
+
+/// A GGUF v3 file from metadata `(key, type, value bytes)` and tensors `(name, ne, type,
+/// offset)`, with `data` bytes after the table (aligned to 32).
+fn craft(
+    kvs: &[(&str, u32, Vec<u8>)],
+    tensors: &[(&str, Vec<u64>, u32, u64)],
+    data: usize,
+) -> Vec<u8> {
+    let s = |t: &str| [(t.len() as u64).to_le_bytes().to_vec(), t.as_bytes().to_vec()].concat();
+    let mut b = b"GGUF".to_vec();
+    b.extend(3u32.to_le_bytes());
+    b.extend((tensors.len() as u64).to_le_bytes());
+    b.extend((kvs.len() as u64).to_le_bytes());
+    for (k, ty, v) in kvs {
+        b.extend(s(k));
+        b.extend(ty.to_le_bytes());
+        b.extend(v);
+    }
+    for (name, ne, ty, off) in tensors {
+        b.extend(s(name));
+        b.extend((ne.len() as u32).to_le_bytes());
+        ne.iter().for_each(|d| b.extend(d.to_le_bytes()));
+        b.extend(ty.to_le_bytes());
+        b.extend(off.to_le_bytes());
+    }
+    b.resize(b.len().div_ceil(32) * 32 + data, 0);
+    b
+}
+
+#[test]
+fn crafted_tables_are_refused_with_the_field_named() {
+    let u32v = |v: u32| v.to_le_bytes().to_vec();
+    let ok = craft(&[("a", 4, u32v(1))], &[("t", vec![8], 0, 0)], 32);
+    GgufFile::parse(&ok, "ok.gguf").unwrap();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (craft(&[("a", 4, u32v(1)), ("a", 4, u32v(2))], &[], 0), "metadata key 'a' appears twice"),
+        (craft(&[], &[("t", vec![8], 0, 0), ("t", vec![8], 0, 0)], 64), "tensor 't' appears twice"),
+        (
+            craft(&[("general.alignment", 4, u32v(1 << 30))], &[], 0),
+            "'general.alignment' must be a power of two up to 1048576",
+        ),
+        (craft(&[("general.alignment", 4, u32v(0))], &[], 0), "'general.alignment' must be"),
+        // 2^32 · 2^32 elements: the product overflows (it used to wrap to a 0-byte tensor).
+        (craft(&[], &[("t", vec![1 << 32, 1 << 32], 0, 0)], 32), "tensor 't' has dimensions"),
+        (craft(&[], &[("t", vec![1 << 20], 0, 0)], 32), "truncated: tensor 't' ends"),
+    ];
+    for (bytes, want) in cases {
+        let e = GgufFile::parse(&bytes, "x.gguf").unwrap_err().to_string();
+        assert!(e.starts_with("x.gguf: ") && e.contains(want), "{want}: {e}");
+    }
+    // A tensor count far beyond what the file holds is refused before anything is allocated.
+    let mut big = craft(&[], &[], 0);
+    big[8..16].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+    let e = GgufFile::parse(&big, "x.gguf").unwrap_err().to_string();
+    assert!(e.contains("tensor count") && e.contains("needs at least"), "{e}");
+    // Arrays nested deeper than four levels.
+    let mut nested = Vec::new();
+    for _ in 0..6 {
+        nested.extend(9u32.to_le_bytes());
+        nested.extend(1u64.to_le_bytes());
+    }
+    nested.extend(4u32.to_le_bytes());
+    nested.extend(1u64.to_le_bytes());
+    nested.extend(7u32.to_le_bytes());
+    let deep = craft(&[("deep", 9, nested)], &[], 0);
+    let e = GgufFile::parse(&deep, "x.gguf").unwrap_err().to_string();
+    assert!(e.contains("metadata 'deep' nests arrays deeper than 4"), "{e}");
+}
+
+#[test]
+fn a_head_parses_once_it_holds_the_table_and_ranges_match_the_whole_file() {
+    for name in ["tiny-qwen3.gguf", "tiny-llama.gguf", "quants.gguf"] {
+        let bytes = read(name);
+        let whole = GgufFile::parse(&bytes, name).unwrap();
+        let mut len = 1;
+        let head = loop {
+            match GgufFile::parse_head(&bytes[..len], bytes.len() as u64, name).unwrap() {
+                Some(h) => break h,
+                None => len += 1 + len / 8,
+            }
+            assert!(len < bytes.len(), "{name}: the head never parsed");
+        };
+        assert_eq!(head.metadata, whole.metadata, "{name}");
+        assert_eq!(head.infos.len(), whole.infos.len(), "{name}");
+        for t in &whole.infos {
+            let range = head.tensor_range(t).unwrap().unwrap();
+            let data = &bytes[range.start as usize..range.end as usize];
+            assert_eq!(data, whole.tensor_bytes(t).unwrap(), "{name} {}", t.name);
+            // Bytes come from a file read whole only.
+            assert!(head.tensor_bytes(t).is_err());
+        }
+        // A file cut short is still refused (the table says where tensors end).
+        let cut = &bytes[..bytes.len() - 100];
+        assert!(GgufFile::parse_head(cut, cut.len() as u64, name).is_err(), "{name}");
+    }
+}

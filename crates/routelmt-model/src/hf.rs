@@ -10,14 +10,14 @@ use burn::tensor::Device;
 use memmap2::Mmap;
 
 use crate::checkpoint::{
-    self, CHAT_TEMPLATE_JINJA, GgufCheckpoint, INDEX, SINGLE, ShardIndex, TOKENIZER_CONFIG,
-    TOKENIZER_JSON,
+    self, CHAT_TEMPLATE_JINJA, GgufCheckpoint, INDEX, SINGLE, TOKENIZER_CONFIG, TOKENIZER_JSON,
+    TensorIndex,
 };
 use crate::config::ModelConfig;
 use crate::decoder::build::{LoadOptions, LoadReport};
 use crate::error::{ModelError, Result};
 use crate::formats::Named;
-use crate::model::Model;
+use crate::model::{LayerEdit, Model};
 use crate::precision::Precision;
 use crate::router::scorer::Scorer;
 use crate::router::{ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEAD_FILE, ROUTER_JSON, Router, RouterFiles};
@@ -143,21 +143,32 @@ pub fn load_folder(path: &Path, device: &Device) -> Result<(Model, LoadReport)> 
     load_with(path, LoadOptions::default(), device)
 }
 
-/// [`load_folder`] with options (e.g. an untied `lm_head` kept for logits).
+/// [`load_folder`] with options (e.g. an untied `lm_head` kept for logits, or the weights to
+/// pack the model with as it loads).
 pub fn load_with(path: &Path, opts: LoadOptions, device: &Device) -> Result<(Model, LoadReport)> {
+    load_edited(path, opts, None, device)
+}
+
+/// [`load_with`] with `edit` applied to each block as it loads.
+pub fn load_edited(
+    path: &Path,
+    opts: LoadOptions,
+    edit: Option<LayerEdit<'_>>,
+    device: &Device,
+) -> Result<(Model, LoadReport)> {
     if is_gguf(path) {
-        return with_gguf(path, |g| g.load(opts, device));
+        return with_gguf(path, |g| g.load(opts, edit, device));
     }
     let config = read_config(path)?;
     let files = weight_files(path)?;
     let maps = files.iter().map(|p| map_file(p)).collect::<Result<Vec<_>>>()?;
     let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-    let mut index = ShardIndex::default();
+    let mut index = TensorIndex::default();
     for (name, map) in names.iter().zip(&maps) {
         index.add_file(name, map)?;
     }
     let bytes: Vec<&[u8]> = maps.iter().map(|m| &m[..]).collect();
-    checkpoint::load_folder(&config, &index, &bytes, opts, device)
+    checkpoint::load_folder(&config, &index, &bytes, opts, edit, device)
 }
 
 /// Reads a router folder (see [`crate::router`]) and checks it against the base model.
@@ -181,7 +192,9 @@ pub fn read_router(dir: &Path, base: &ModelConfig, device: &Device) -> Result<Ro
 }
 
 /// Loads a base model folder and a router folder trained on it, as a [`Scorer`] on `device`.
-/// `weights` overrides the router's `weights` setting.
+/// `weights` overrides the router's `weights` setting. The adapter is merged into each block
+/// as it loads, and on the CPU the block is packed right then (the f32 decoder never exists
+/// whole).
 pub fn load_scorer(
     model_dir: &Path,
     router_dir: &Path,
@@ -190,6 +203,8 @@ pub fn load_scorer(
 ) -> Result<Scorer> {
     let config = read_config(model_dir)?;
     let router = read_router(router_dir, &config, device)?;
-    let (model, _) = load_folder(model_dir, device)?;
-    Scorer::new(model, router, weights)
+    let weights = weights.unwrap_or(router.config.weights);
+    let opts = LoadOptions { lm_head: false, weights: Some(weights) };
+    let (model, _) = load_edited(model_dir, opts, router.merge_edit(device), device)?;
+    Scorer::new(model, router, Some(weights))
 }

@@ -48,7 +48,7 @@ pub use embedding::{EmbeddingData, HostEmbedding};
 pub use error::{ModelError, Result, one_line};
 pub use formats::Named;
 pub use limits::{MAX_BUFFER_BYTES, check_batch};
-pub use model::Model;
+pub use model::{LayerEdit, Model, ModelLoad};
 pub use precision::Precision;
 pub use readback::Pending;
 pub use router::head::{HeadKind, RouterHead};
@@ -63,6 +63,8 @@ pub use text::tokenizer::Tokenizer;
 mod cpu_tests;
 #[cfg(test)]
 mod gguf_tests;
+#[cfg(test)]
+mod load_tests;
 #[cfg(test)]
 mod smollm2_tests;
 #[cfg(test)]

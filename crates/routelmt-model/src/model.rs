@@ -1,6 +1,7 @@
 //! The model facade: a host embedding table and a decoder, either the burn [`Decoder`] (any
 //! device; what training differentiates) or, once [`Model::prepared`] on the CPU, the
-//! [`CpuDecoder`] on the project's kernels. It loads from the one tensor door, answers
+//! [`CpuDecoder`] on the project's kernels. It loads from the one tensor door ([`ModelLoad`]:
+//! packed for inference block by block as it loads, when asked), answers
 //! last-token hidden states in chunks that fit [`crate::limits::MAX_BUFFER_BYTES`], and
 //! next-token logits on the host.
 
@@ -9,7 +10,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::config::ModelConfig;
 use crate::cpu::CpuDecoder;
 use crate::decoder::Decoder;
-use crate::decoder::build::{LoadOptions, LoadReport, ModelBuilder, Parts};
+use crate::decoder::block::DecoderLayer;
+use crate::decoder::build::{LoadOptions, LoadReport, ModelBuilder};
 use crate::embedding::HostEmbedding;
 use crate::error::{ModelError, Result};
 use crate::limits::{check_batch, check_chunk, plan_chunks};
@@ -29,6 +31,109 @@ pub struct Model {
     device: Device,
     lm_head: Option<HostEmbedding>,
     cpu: Option<CpuDecoder>,
+    /// The weights it was made ready for inference with (`None`: the plain f32 burn decoder).
+    weights: Option<Precision>,
+    /// The label of the [`LayerEdit`] applied while it loaded, if any.
+    edit: Option<String>,
+}
+
+/// Applies a [`LayerEdit`] to block `n`.
+pub type EditFn<'e> = Box<dyn Fn(usize, &mut DecoderLayer) + 'e>;
+
+/// A change made to each decoder block as it loads, before it is packed (a router's LoRA
+/// adapter merged into the block's weights), with a label the model keeps, so that a scorer
+/// can check the adapter merged was its own.
+pub struct LayerEdit<'e> {
+    /// What was applied (see [`Model::edit`]).
+    pub label: String,
+    /// Applies the change to block `n`.
+    pub apply: EditFn<'e>,
+}
+
+/// A model loading one tensor group at a time (see [`ModelBuilder`]), made ready for inference
+/// as it loads when [`LoadOptions::weights`] asks: on the CPU each block is edited (if a
+/// [`LayerEdit`] is given) and packed as soon as it is read, so the f32 burn decoder never
+/// exists whole.
+pub struct ModelLoad<'c, 'e> {
+    builder: ModelBuilder<'c>,
+    config: &'c ModelConfig,
+    device: Device,
+    weights: Option<Precision>,
+    edit: Option<LayerEdit<'e>>,
+    layers: Vec<DecoderLayer>,
+    cpu: Option<CpuDecoder>,
+}
+
+impl<'c, 'e> ModelLoad<'c, 'e> {
+    /// A load of `config` onto `device`.
+    pub fn new(config: &'c ModelConfig, opts: LoadOptions, device: &Device) -> Self {
+        let packing = opts.weights.filter(|_| *device == Device::flex());
+        Self {
+            builder: ModelBuilder::new(config, device).with_options(opts),
+            config,
+            device: device.clone(),
+            weights: opts.weights,
+            edit: None,
+            layers: Vec::new(),
+            cpu: packing.map(|w| CpuDecoder::new(config, w)),
+        }
+    }
+
+    /// Applies `edit` to each block as it loads.
+    pub fn with_edit(mut self, edit: Option<LayerEdit<'e>>) -> Self {
+        self.edit = edit;
+        self
+    }
+
+    /// Tensor groups, in load order.
+    pub fn groups(&self) -> usize {
+        self.builder.groups()
+    }
+
+    /// The HF tensor names of a group.
+    pub fn names(&self, group: usize) -> Vec<String> {
+        self.builder.names(group)
+    }
+
+    /// Reads group `group` (in order) from `ts`.
+    pub fn add(&mut self, group: usize, ts: &mut Tensors<'_>) -> Result<()> {
+        self.builder.add(group, ts)?;
+        for mut layer in self.builder.take_layers() {
+            let n = self.layers.len() + self.cpu.as_ref().map_or(0, CpuDecoder::len);
+            if let Some(edit) = &self.edit {
+                (edit.apply)(n, &mut layer);
+            }
+            match &mut self.cpu {
+                Some(cpu) => cpu.push(&layer),
+                None => self.layers.push(layer),
+            }
+        }
+        Ok(())
+    }
+
+    /// The model, once every group was added; `unused` lists the tensors never read.
+    pub fn finish(self, unused: Vec<String>) -> Result<(Model, LoadReport)> {
+        let (parts, report) = self.builder.finish(unused)?;
+        let norm = parts.decoder.norm;
+        let mut model = Model {
+            config: self.config.clone(),
+            embed_tokens: parts.embed,
+            decoder: Decoder { layers: self.layers, norm: norm.clone() },
+            device: self.device,
+            lm_head: parts.lm_head,
+            cpu: None,
+            weights: self.weights,
+            edit: self.edit.map(|e| e.label),
+        };
+        match (self.cpu, self.weights) {
+            (Some(cpu), _) => model.cpu = Some(cpu.with_norm(&norm)),
+            (None, Some(w)) => {
+                model.decoder = crate::decoder::quantize::convert(model.decoder, w)?;
+            }
+            (None, None) => {}
+        }
+        Ok((model, report))
+    }
 }
 
 impl Model {
@@ -39,33 +144,34 @@ impl Model {
         decoder: Decoder,
         device: Device,
     ) -> Self {
-        Self { config, embed_tokens, decoder, device, lm_head: None, cpu: None }
+        let (lm_head, cpu, weights, edit) = (None, None, None, None);
+        Self { config, embed_tokens, decoder, device, lm_head, cpu, weights, edit }
     }
 
     /// Loads a model from tensors by HF name (a checkpoint's, a GGUF file's, or random) onto
-    /// `device`, one group at a time through [`ModelBuilder`].
+    /// `device`, one group at a time through [`ModelLoad`], with `edit` applied to each block.
+    pub fn load_edited(
+        config: &ModelConfig,
+        ts: &mut Tensors<'_>,
+        opts: LoadOptions,
+        edit: Option<LayerEdit<'_>>,
+        device: &Device,
+    ) -> Result<(Self, LoadReport)> {
+        let mut load = ModelLoad::new(config, opts, device).with_edit(edit);
+        for group in 0..load.groups() {
+            load.add(group, ts)?;
+        }
+        load.finish(ts.unused())
+    }
+
+    /// [`Self::load_edited`] with no edit.
     pub fn load(
         config: &ModelConfig,
         ts: &mut Tensors<'_>,
         opts: LoadOptions,
         device: &Device,
     ) -> Result<(Self, LoadReport)> {
-        let mut builder = ModelBuilder::new(config, device).with_options(opts);
-        for group in 0..builder.groups() {
-            builder.add(group, ts)?;
-        }
-        let unused = ts.unused();
-        Ok(Self::from_built(builder.finish(unused)?, config, device))
-    }
-
-    /// The model of a finished [`ModelBuilder`] (the browser drives the builder itself).
-    pub fn from_built(
-        (parts, report): (Parts, LoadReport),
-        config: &ModelConfig,
-        device: &Device,
-    ) -> (Self, LoadReport) {
-        let model = Self::from_parts(config.clone(), parts.embed, parts.decoder, device.clone());
-        (Self { lm_head: parts.lm_head, ..model }, report)
+        Self::load_edited(config, ts, opts, None, device)
     }
 
     /// A model with random weights (N(0, 0.02) projections, unit norms, zero biases, a bf16
@@ -86,9 +192,10 @@ impl Model {
     ///
     /// Errors for f16 off the CPU (see [`crate::decoder::quantize`]).
     pub fn prepared(mut self, weights: Precision) -> Result<Self> {
-        if self.cpu.is_some() {
+        if self.weights.is_some() {
             return Err(ModelError::Input("the model is already prepared".into()));
         }
+        self.weights = Some(weights);
         if self.device == Device::flex() {
             let norm = self.decoder.norm.clone();
             let decoder =
@@ -107,6 +214,17 @@ impl Model {
             self.cpu = Some(cpu.with_isa(isa));
         }
         self
+    }
+
+    /// The weights the model was made ready for inference with ([`Self::prepared`] or
+    /// [`LoadOptions::weights`]); `None` for the plain f32 burn decoder.
+    pub fn weights(&self) -> Option<Precision> {
+        self.weights
+    }
+
+    /// The label of the [`LayerEdit`] applied while loading (a merged adapter), if any.
+    pub fn edit(&self) -> Option<&str> {
+        self.edit.as_deref()
     }
 
     /// The CPU kernels, on a model [`Self::prepared`] on the CPU.

@@ -13,7 +13,7 @@ use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 use half::{bf16, f16};
 
-use crate::embedding::{EmbeddingData, HostEmbedding};
+use crate::embedding::{EmbeddingData, HostEmbedding, Q8_BLOCK};
 use crate::error::{ModelError, Result};
 use crate::formats::dtype::{self, Stored};
 use crate::formats::{Layout, Source};
@@ -157,21 +157,60 @@ impl<'a> Tensors<'a> {
         })
     }
 
-    /// The embedding table in its stored precision where that is f32, bf16 or f16 (no f32
-    /// copy of a bf16 table); quantized tables are decoded to f32.
-    pub fn embedding(&mut self, name: &str, vocab: usize, h: usize) -> Result<HostEmbedding> {
+    /// The embedding table: with `q8` (and a row width that is a multiple of 32) as q8, a
+    /// GGUF `Q8_0` table kept as stored and others quantized a slice of rows at a time (no f32
+    /// copy of the table); else in its stored precision where that is f32, bf16 or f16, and
+    /// quantized tables decoded to f32.
+    pub fn embedding(
+        &mut self,
+        name: &str,
+        vocab: usize,
+        h: usize,
+        q8: bool,
+    ) -> Result<HostEmbedding> {
+        let q8 = q8 && h.is_multiple_of(Q8_BLOCK);
         if let Some(fill) = self.fill.as_mut().filter(|_| !self.by_name.contains_key(name)) {
-            let table = (0..vocab * h).map(|_| bf16::from_f32((fill.uniform() - 0.5) * 0.07));
-            let table = EmbeddingData::Bf16(table.collect());
+            let table: Vec<bf16> =
+                (0..vocab * h).map(|_| bf16::from_f32((fill.uniform() - 0.5) * 0.07)).collect();
             self.used.insert(name.to_string());
             self.dtypes.insert("random bf16".into());
-            return Ok(HostEmbedding::new(vocab, h, table));
+            let data = if q8 {
+                let widened: Vec<f32> = table.iter().map(|x| x.to_f32()).collect();
+                EmbeddingData::q8_from(&widened)
+            } else {
+                EmbeddingData::Bf16(table)
+            };
+            return Ok(HostEmbedding::new(vocab, h, data));
         }
         let dtype = self.source(name, &[vocab, h])?.dtype;
+        let src = &self.by_name[name];
         let data = match dtype {
+            Stored::Q8_0 if q8 => {
+                let blocks = src.data.chunks_exact(34);
+                let d = blocks.clone().map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32());
+                let q = blocks.flat_map(|b| b[2..].iter().map(|&x| x as i8));
+                EmbeddingData::Q8 { d: d.collect(), q: q.collect() }
+            }
+            _ if q8 => {
+                // A slice of 256 rows is whole blocks of every stored type.
+                let rows = 256;
+                let chunk_bytes = dtype.bytes_for(rows * h).expect("256 rows are whole blocks");
+                let (mut q, mut d) = (Vec::with_capacity(vocab * h), Vec::new());
+                for (i, bytes) in src.data.chunks(chunk_bytes).enumerate() {
+                    let n = (vocab - i * rows).min(rows) * h;
+                    let values = dtype::decode(dtype, bytes, n).map_err(|m| {
+                        ModelError::weights(src.file, format!("tensor '{name}': {m}"))
+                    })?;
+                    let EmbeddingData::Q8 { q: qi, d: di } = EmbeddingData::q8_from(&values) else {
+                        unreachable!("q8_from makes q8")
+                    };
+                    q.extend(qi);
+                    d.extend(di);
+                }
+                EmbeddingData::Q8 { q, d }
+            }
             Stored::BF16 | Stored::F16 => {
-                let bytes = &self.by_name[name].data;
-                let halves = bytes.chunks_exact(2).map(|c| [c[0], c[1]]);
+                let halves = src.data.chunks_exact(2).map(|c| [c[0], c[1]]);
                 if dtype == Stored::BF16 {
                     EmbeddingData::Bf16(halves.map(bf16::from_le_bytes).collect())
                 } else {

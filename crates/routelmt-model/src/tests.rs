@@ -96,7 +96,7 @@ fn check_parity(device: &Device, label: &str) {
 /// prepared for CPU inference (f32) with that micro-kernel.
 fn check_parity_with(device: &Device, label: &str, kernels: Option<crate::cpu::Isa>) {
     for (name, path, golden_path) in parity_models() {
-        let opts = crate::LoadOptions { lm_head: true };
+        let opts = crate::LoadOptions { lm_head: true, weights: None };
         let (model, report) =
             hf::load_with(&path, opts, device).unwrap_or_else(|e| panic!("{name}: {e}"));
         let model = match kernels {

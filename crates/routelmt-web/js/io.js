@@ -73,7 +73,8 @@ async function download(response, url, cache, phase, onProgress) {
 }
 
 async function fromUrl(base, name, phase, onProgress, optional) {
-  const url = joinUrl(base, name);
+  // The name "" is the URL itself (one GGUF file).
+  const url = name === "" ? base : joinUrl(base, name);
   const cache = await openCache();
   const meta = cache ? await cache.match(chunkKey(url, "complete")) : undefined;
   if (meta) {
@@ -154,16 +155,41 @@ async function fromFiles(files, name, phase, onProgress, optional) {
   return { blob: file, label: pickedName(file), size: file.size };
 }
 
+/** A source's File objects (a single File is a list of one), or null for a URL. */
+function fileList(source) {
+  if (typeof Blob !== "undefined" && source instanceof Blob) return [source];
+  if (source && typeof source !== "string" && typeof source.length === "number") return Array.from(source);
+  return null;
+}
+
+const isGguf = (name) => /\.gguf$/i.test(name);
+
 /**
- * A handle on `name` in `source` (a base URL or a list of File objects): `{blob, label}`,
- * read in ranges with readRange, so a large file never has to fit in wasm memory at once;
- * null when optional and absent.
+ * When `source` is one GGUF file, its name, else null: a URL whose path ends in `.gguf`, a
+ * File named `*.gguf`, or picked files holding exactly one `.gguf` and no config.json.
+ */
+export function ggufName(source) {
+  if (typeof source === "string") {
+    const path = source.split(/[?#]/)[0];
+    return isGguf(path) ? path.split("/").pop() : null;
+  }
+  const list = fileList(source);
+  if (!list || list.some((f) => f.name === "config.json")) return null;
+  const ggufs = list.filter((f) => isGguf(f.name));
+  return ggufs.length === 1 ? ggufs[0].name : null;
+}
+
+/**
+ * A handle on `name` in `source` (a base URL, a File or a list of File objects), read in
+ * ranges with readRange, so a large file never has to fit in wasm memory at once; null when
+ * optional and absent. The name "" is the source's one GGUF file (see ggufName).
  */
 export async function openSource(source, name, phase, onProgress, optional) {
   const progress = typeof onProgress === "function" ? onProgress : null;
   if (typeof source === "string") return fromUrl(source, name, phase, progress, optional);
-  if (source && typeof source.length === "number") return fromFiles(source, name, phase, progress, optional);
-  throw new Error(`${phase}: expected a base URL or a list of File objects`);
+  const list = fileList(source);
+  if (list) return fromFiles(list, name === "" ? ggufName(list) || "" : name, phase, progress, optional);
+  throw new Error(`${phase}: expected a base URL, a File or a list of File objects`);
 }
 
 /** The size in bytes of an opened file. */
@@ -188,5 +214,5 @@ export async function readRange(handle, start, end) {
 /** A description of a source for info(): the URL, or the picked file names. */
 export function describeSource(source) {
   if (typeof source === "string") return source;
-  return Array.from(source || []).map(pickedName).join(", ");
+  return (fileList(source) || []).map(pickedName).join(", ");
 }

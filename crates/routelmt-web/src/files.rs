@@ -4,13 +4,13 @@
 
 use burn::tensor::Device;
 use routelmt_model::checkpoint::{
-    CHAT_TEMPLATE_JINJA, CONFIG_JSON, FolderLoad, INDEX, SINGLE, ShardIndex, TOKENIZER_CONFIG,
-    TOKENIZER_JSON, shard_names,
+    CHAT_TEMPLATE_JINJA, CONFIG_JSON, GgufCheckpoint, INDEX, RangeLoad, SINGLE, TOKENIZER_CONFIG,
+    TOKENIZER_JSON, TensorIndex, shard_names,
 };
 use routelmt_model::formats::safetensors::header_end;
 use routelmt_model::router::{ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEAD_FILE, ROUTER_JSON};
 use routelmt_model::{
-    LoadOptions, LoadReport, Model, ModelConfig, Named, Router, RouterFiles, Tokenizer,
+    LayerEdit, LoadOptions, LoadReport, Model, ModelConfig, Named, Router, RouterFiles, Tokenizer,
 };
 use wasm_bindgen::prelude::*;
 
@@ -36,6 +36,9 @@ extern "C" {
         start: f64,
         end: f64,
     ) -> std::result::Result<JsValue, JsValue>;
+
+    #[wasm_bindgen(js_name = ggufName)]
+    fn gguf_name(source: &JsValue) -> Option<String>;
 
     #[wasm_bindgen(js_name = describeSource)]
     pub fn describe_source(source: &JsValue) -> String;
@@ -87,7 +90,8 @@ impl Source<'_> {
         }
     }
 
-    /// An opened file, or `None` when `optional` and the source has no such file.
+    /// An opened file, or `None` when `optional` and the source has no such file. The name ""
+    /// opens the source itself (a GGUF file's URL or `File`).
     async fn open(&self, name: &str, optional: bool) -> Result<Option<Opened>> {
         let handle = open_source(self.value, name, self.phase, self.on_progress, optional)
             .await
@@ -96,7 +100,8 @@ impl Source<'_> {
             return Ok(None);
         }
         let size = size_of(&handle) as u64;
-        Ok(Some(Opened { name: name.to_string(), handle, size }))
+        let name = if name.is_empty() { self.describe() } else { name.to_string() };
+        Ok(Some(Opened { name, handle, size }))
     }
 
     /// Tells `onProgress` about a phase that is not a download (e.g. tensors uploaded).
@@ -126,12 +131,6 @@ impl Source<'_> {
     }
 }
 
-/// `config.json` of a model source.
-pub async fn config(model: &Source<'_>) -> Result<ModelConfig> {
-    let bytes = model.require(CONFIG_JSON).await?;
-    Ok(ModelConfig::from_json(&bytes, CONFIG_JSON)?)
-}
-
 /// The tokenizer: `tokenizer.json` of `source` (`None` when `optional` and absent), with the
 /// chat template of the `tokenizer_config.json` (or `chat_template.jinja`) beside it, if any.
 pub async fn tokenizer(source: &Source<'_>, optional: bool) -> Result<Option<Tokenizer>> {
@@ -146,34 +145,86 @@ pub async fn tokenizer(source: &Source<'_>, optional: bool) -> Result<Option<Tok
     Ok(Some(tok))
 }
 
-/// The weights of a model source (`model.safetensors`, or the sharded index and its shards),
-/// loaded onto `device` one tensor group at a time by the model crate's [`FolderLoad`]: only
-/// the safetensors headers and one group's bytes are in wasm memory at once, each tensor is
-/// uploaded as it is converted, and tensors the model does not use (a stored
-/// `lm_head.weight`) are never read.
-pub async fn model(
-    source: &Source<'_>,
-    config: &ModelConfig,
-    device: &Device,
-) -> Result<(Model, LoadReport)> {
-    let shards = open_shards(source).await?;
-    let mut index = ShardIndex::default();
-    for shard in &shards {
-        let first = shard.range(0, 8.min(shard.size)).await?;
-        let header = shard.range(8, header_end(&first, shard.size, &shard.name)?).await?;
-        index.add_header(&shard.name, &header, shard.size)?;
-    }
-    let mut load = FolderLoad::new(config, index, LoadOptions::default(), device);
-    let files = load.files();
-    for group in 0..load.groups() {
-        let mut bytes = Vec::new();
-        for want in load.wants(group)? {
-            bytes.push((want.name, shards[want.file].range(want.start, want.end).await?));
+/// The first bytes of a GGUF file read for its head; doubled until the tensor table fits.
+const GGUF_HEAD: u64 = 1 << 20;
+
+/// A model source opened: its config, where each tensor is, and (for a GGUF file) the
+/// tokenizer and chat template it carries. Only headers have been read.
+pub struct ModelFiles {
+    /// The decoder config (`config.json`, or the GGUF metadata).
+    pub config: ModelConfig,
+    /// "hf" for a folder, "gguf" for one GGUF file.
+    pub format: &'static str,
+    /// The tokenizer a GGUF file carries.
+    pub tokenizer: Option<Tokenizer>,
+    index: TensorIndex,
+    files: Vec<Opened>,
+}
+
+impl ModelFiles {
+    /// Opens a model source: one GGUF file (a URL ending in `.gguf`, a `File`, or picked files
+    /// holding one `.gguf`), else a Hugging Face folder.
+    pub async fn open(source: &Source<'_>) -> Result<Self> {
+        match gguf_name(source.value) {
+            Some(name) => Self::open_gguf(source, &name).await,
+            None => Self::open_folder(source).await,
         }
-        load.add(group, &bytes)?;
-        source.progress("load", &files, group as f64 + 1.0, load.groups() as f64);
     }
-    Ok(load.finish()?)
+
+    async fn open_folder(source: &Source<'_>) -> Result<Self> {
+        let bytes = source.require(CONFIG_JSON).await?;
+        let config = ModelConfig::from_json(&bytes, CONFIG_JSON)?;
+        let files = open_shards(source).await?;
+        let mut index = TensorIndex::default();
+        for shard in &files {
+            let first = shard.range(0, 8.min(shard.size)).await?;
+            let header = shard.range(8, header_end(&first, shard.size, &shard.name)?).await?;
+            index.add_header(&shard.name, &header, shard.size)?;
+        }
+        Ok(Self { config, format: "hf", tokenizer: None, index, files })
+    }
+
+    /// Reads the file's head (growing it until the tensor table fits), then takes the config,
+    /// the tokenizer and the tensor table from it; the weights stay in the file.
+    async fn open_gguf(source: &Source<'_>, name: &str) -> Result<Self> {
+        let file = source.open("", false).await?.ok_or_else(|| WebError::Missing(name.into()))?;
+        let mut len = GGUF_HEAD.min(file.size);
+        loop {
+            let head = file.range(0, len).await?;
+            if let Some(g) = GgufCheckpoint::parse_head(Named::new(&file.name, &head), file.size)? {
+                let tokenizer = Some(g.tokenizer()?);
+                let index = g.index()?;
+                let config = g.config;
+                return Ok(Self { config, format: "gguf", tokenizer, index, files: vec![file] });
+            }
+            len = (len * 2).min(file.size);
+        }
+    }
+
+    /// Loads the weights onto `device` one tensor group at a time through the model crate's
+    /// [`RangeLoad`]: only one group's bytes are in wasm memory at once, each block is edited
+    /// (a router's adapter merged) and, on the wasm CPU, packed as it arrives, and tensors the
+    /// model does not use (a stored `lm_head.weight`) are never read.
+    pub async fn load(
+        self,
+        source: &Source<'_>,
+        opts: LoadOptions,
+        edit: Option<LayerEdit<'_>>,
+        device: &Device,
+    ) -> Result<(Model, LoadReport)> {
+        let Self { config, index, files, .. } = self;
+        let mut load = RangeLoad::new(&config, index, opts, edit, device);
+        let names = load.files();
+        for group in 0..load.groups() {
+            let mut bytes = Vec::new();
+            for want in load.wants(group)? {
+                bytes.push((want.name, files[want.file].range(want.start, want.end).await?));
+            }
+            load.add(group, &bytes)?;
+            source.progress("load", &names, group as f64 + 1.0, load.groups() as f64);
+        }
+        Ok(load.finish()?)
+    }
 }
 
 /// The safetensors files of a model source: `model.safetensors`, or the shards its index lists.

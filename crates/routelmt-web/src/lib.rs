@@ -10,7 +10,9 @@
 //! const routed = await router.route([{ id: 1, src: "Hallo Welt", src_lang: "de", tgt_lang: "en" }], { budget: 0.3 });
 //! ```
 
-use routelmt_model::{Model, PrepareOptions, Prepared, Scorer, Tokenizer, one_line};
+use routelmt_model::{
+    LoadOptions, Model, Precision, PrepareOptions, Prepared, Scorer, Tokenizer, one_line,
+};
 
 use crate::error::WebError;
 use routelmt_route::{Budget, Calibration, Direction, Rule};
@@ -50,8 +52,8 @@ use files::Source;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &str = r#"
-/** A base URL of a Hugging Face-layout folder (a `.../resolve/main/` prefix works), or picked files. */
-export type Source = string | File[] | FileList;
+/** A base URL of a Hugging Face-layout folder (a `.../resolve/main/` prefix works), the URL of one `.gguf` file, or picked files (a folder's files, or one `.gguf` File). */
+export type Source = string | File | File[] | FileList;
 /** Download and read progress. */
 export interface Progress { phase: "model" | "router" | "tokenizer" | "load"; file: string; loaded: number; total: number }
 export interface LoadOptions {
@@ -60,6 +62,8 @@ export interface LoadOptions {
   /** tokenizer.json's folder or files (with tokenizer_config.json for the chat template), if not in `model`. */
   tokenizer?: Source;
   device?: "auto" | "webgpu" | "cpu";
+  /** How the decoder's weights are held in memory: "auto" (q8 on the wasm CPU, f32 on WebGPU), "f32", "f16" (wasm CPU only) or "q8" (with q8 the embedding table is q8 too). */
+  weights?: "auto" | "f32" | "f16" | "q8";
   onProgress?: (p: Progress) => void;
 }
 /** A request: `id` and either `input_ids` or `src`, `src_lang`, `tgt_lang`; other fields are kept. */
@@ -73,7 +77,8 @@ export interface Info {
   device: "webgpu" | "cpu"; reason: string; adapter: string | null;
   limits: { maxStorageBufferBindingSize: number; maxBufferSize: number; needed: number } | null;
   shader_f16: boolean; model: Record<string, unknown>; params: { non_embedding: number; embedding: number };
-  dtype: string; router: Record<string, unknown> | null;
+  weights: "f32" | "f16" | "q8"; embedding_dtype: string; weight_bytes: number | null; embedding_bytes: number;
+  wasm_memory_bytes: number | null; router: Record<string, unknown> | null;
 }
 "#;
 
@@ -130,7 +135,42 @@ pub struct Router {
     tokenizer: Option<Tokenizer>,
     device: device::Chosen,
     model_source: String,
+    format: &'static str,
+    weights: Precision,
     dtypes: Vec<String>,
+}
+
+/// The `weights` load option: how the decoder's weights are held in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Weights {
+    /// q8 on the wasm CPU, f32 on WebGPU.
+    Auto,
+    /// As asked.
+    Fixed(Precision),
+}
+
+impl Weights {
+    fn parse(s: Option<String>) -> Result<Self, JsError> {
+        match s.as_deref().unwrap_or("auto") {
+            "auto" => Ok(Self::Auto),
+            "q4" => {
+                Err(js_err("option 'weights': 'q4' is not available yet (auto, f32, f16 or q8)"))
+            }
+            other => other
+                .parse()
+                .map(Self::Fixed)
+                .map_err(|e: String| js_err(format!("option 'weights': {e}"))),
+        }
+    }
+
+    /// The precision on a device of `kind` ("cpu" or "webgpu").
+    fn resolve(self, kind: &str) -> Precision {
+        match self {
+            Self::Fixed(p) => p,
+            Self::Auto if kind == "cpu" => Precision::Q8,
+            Self::Auto => Precision::F32,
+        }
+    }
 }
 
 #[wasm_bindgen]
@@ -150,8 +190,11 @@ impl Router {
         let want =
             device::Want::parse(field(&options, "device").and_then(|d| d.as_string()).as_deref())?;
         let model = Source { value: &model_value, phase: "model", on_progress: &progress };
-        let config = files::config(&model).await?;
+        let mut opened = files::ModelFiles::open(&model).await?;
+        let config = opened.config.clone();
         let chosen = device::choose(want).await?;
+        let weights = Weights::parse(field(&options, "weights").and_then(|w| w.as_string()))?
+            .resolve(chosen.kind);
         let router = match field(&options, "router") {
             Some(value) => {
                 let source = Source { value: &value, phase: "router", on_progress: &progress };
@@ -159,32 +202,42 @@ impl Router {
             }
             None => None,
         };
-        // tokenizer.json from the `tokenizer` option, else (if it has one) the model folder.
-        let (tok_value, optional) = match field(&options, "tokenizer") {
-            Some(value) => (value, false),
-            None => (model_value.clone(), true),
+        // tokenizer.json from the `tokenizer` option, else the model's own (a GGUF file's, or
+        // the folder's if it has one).
+        let tokenizer = match field(&options, "tokenizer") {
+            Some(value) => {
+                let source = Source { value: &value, phase: "tokenizer", on_progress: &progress };
+                files::tokenizer(&source, false).await?
+            }
+            None if opened.tokenizer.is_some() => opened.tokenizer.take(),
+            None => {
+                let source =
+                    Source { value: &model_value, phase: "tokenizer", on_progress: &progress };
+                files::tokenizer(&source, true).await?
+            }
         };
-        let source = Source { value: &tok_value, phase: "tokenizer", on_progress: &progress };
-        let tokenizer = files::tokenizer(&source, optional).await?;
         // A router's prompts use the chat template as it was trained (`chat_template` in
         // router.json).
         let mode =
             router.as_ref().map_or(routelmt_model::ChatMode::Auto, |r| r.config.chat_template);
         let tokenizer = tokenizer.map(|t| t.with_mode(mode));
-        let (loaded_model, report) = files::model(&model, &config, &chosen.device).await?;
+        let format = opened.format;
+        let opts = LoadOptions { lm_head: false, weights: Some(weights) };
+        let edit = router.as_ref().and_then(|r| r.merge_edit(&chosen.device));
+        let (loaded_model, report) = opened.load(&model, opts, edit, &chosen.device).await?;
         let loaded = match router {
             Some(r) => Loaded::Routed(Box::new(
                 Scorer::new(loaded_model, r, None).map_err(WebError::from)?,
             )),
-            None => Loaded::Plain(Box::new(
-                loaded_model.prepared(routelmt_model::Precision::F32).map_err(WebError::from)?,
-            )),
+            None => Loaded::Plain(Box::new(loaded_model)),
         };
         Ok(Router {
             loaded,
             tokenizer,
             device: chosen,
             model_source: model.describe(),
+            format,
+            weights,
             dtypes: report.dtypes.into_iter().collect(),
         })
     }
@@ -254,7 +307,8 @@ impl Router {
     /// The device (and why), the adapter and its limits, the model and the router.
     #[wasm_bindgen(unchecked_return_type = "Info")]
     pub fn info(&self) -> Result<JsValue, JsError> {
-        let c = &self.loaded.model().config;
+        let model = self.loaded.model();
+        let c = &model.config;
         let router = match &self.loaded {
             Loaded::Routed(s) => serde_json::to_value(&s.router().config).ok(),
             Loaded::Plain(_) => None,
@@ -270,7 +324,8 @@ impl Router {
             "cpu_threads": routelmt_model::cpu::threads(),
             "model": {
                 "source": self.model_source,
-                "architecture": "qwen3",
+                "format": self.format,
+                "architecture": c.family.name(),
                 "layers": c.num_hidden_layers,
                 "hidden_size": c.hidden_size,
                 "attention_heads": c.num_attention_heads,
@@ -282,7 +337,12 @@ impl Router {
                 "tokenizer": self.tokenizer.is_some(),
             },
             "params": { "non_embedding": c.non_embedding_params(), "embedding": c.embedding_params() },
-            "dtype": "f32",
+            // How the decoder's weights are held (the `weights` option), and the embedding table.
+            "weights": self.weights.name(),
+            "embedding_dtype": model.embed_tokens.dtype(),
+            "weight_bytes": model.cpu_decoder().map(|c| c.weight_bytes()),
+            "embedding_bytes": model.embed_tokens.host_bytes(),
+            "wasm_memory_bytes": wasm_memory_bytes(),
             "router": router,
         }))
     }
@@ -378,6 +438,18 @@ impl Router {
             }
         }
     }
+}
+
+/// The size of this module's linear memory (it only grows): the high-water mark of wasm memory.
+fn wasm_memory_bytes() -> Option<f64> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().dyn_into().ok()?;
+        let buffer = memory.buffer();
+        js_sys::Reflect::get(&buffer, &JsValue::from_str("byteLength")).ok()?.as_f64()
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    None
 }
 
 /// The tokenizer source of a model folder without `tokenizer.json`: requests must carry ids.

@@ -186,10 +186,19 @@ impl CpuDecoder {
     /// the peak is one f32 block above the result).
     pub fn from_decoder(config: &ModelConfig, decoder: Decoder, precision: Precision) -> Self {
         let Decoder { layers, norm: final_norm } = decoder;
-        let layers = layers.into_iter().map(|l| Layer::from_burn(&l, precision)).collect();
+        let mut cpu = Self::new(config, precision);
+        for l in layers {
+            cpu.push(&l);
+        }
+        cpu.with_norm(&final_norm)
+    }
+
+    /// An empty decoder for `config`, to [`Self::push`] blocks into as they load, then
+    /// [`Self::with_norm`].
+    pub fn new(config: &ModelConfig, precision: Precision) -> Self {
         Self {
-            layers,
-            norm: norm(&final_norm),
+            layers: Vec::with_capacity(config.num_hidden_layers),
+            norm: (Vec::new(), 0.0),
             precision,
             isa: Isa::detect(),
             heads: config.num_attention_heads,
@@ -199,6 +208,27 @@ impl CpuDecoder {
             inter: config.intermediate_size,
             inv_freq: crate::decoder::rope::inv_freq(config),
         }
+    }
+
+    /// Packs the next block.
+    pub fn push(&mut self, layer: &DecoderLayer) {
+        self.layers.push(Layer::from_burn(layer, self.precision));
+    }
+
+    /// Blocks packed so far.
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Whether no block is packed yet.
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+
+    /// Sets the final norm.
+    pub fn with_norm(mut self, final_norm: &RmsNorm) -> Self {
+        self.norm = norm(final_norm);
+        self
     }
 
     /// The same decoder running micro-kernel `isa` (which this CPU must support).

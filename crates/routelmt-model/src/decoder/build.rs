@@ -19,6 +19,7 @@ use super::norm::RmsNorm;
 use crate::config::ModelConfig;
 use crate::embedding::HostEmbedding;
 use crate::error::{ModelError, Result};
+use crate::precision::Precision;
 use crate::tensors::Tensors;
 
 /// What a finished build holds.
@@ -43,12 +44,17 @@ pub struct LoadReport {
     pub dtypes: BTreeSet<String>,
 }
 
-/// What to load beyond the prefill's needs.
+/// What to load beyond the prefill's needs, and how to hold it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LoadOptions {
     /// Keep an untied `lm_head.weight` on the host (for next-token logits). A tied head is
     /// the embedding table and always available.
     pub lm_head: bool,
+    /// Make the model ready for inference with these weights while it loads (`--weights`):
+    /// on the CPU each block is packed as soon as it is read, so memory peaks at the packed
+    /// model plus one f32 block; with q8 the embedding table is held as q8 too. `None` loads
+    /// the plain f32 burn decoder (what training differentiates).
+    pub weights: Option<Precision>,
 }
 
 /// Builds a model one group of tensors at a time (the host embedding, each decoder layer, the
@@ -60,6 +66,8 @@ pub struct ModelBuilder<'c> {
     opts: LoadOptions,
     embed: Option<HostEmbedding>,
     layers: Vec<DecoderLayer>,
+    /// Blocks read so far (some may have been taken out by [`ModelBuilder::take_layers`]).
+    built: usize,
     norm: Option<RmsNorm>,
     lm_head: Option<HostEmbedding>,
     applied: usize,
@@ -97,6 +105,7 @@ impl<'c> ModelBuilder<'c> {
             opts: LoadOptions::default(),
             embed: None,
             layers: Vec::with_capacity(config.num_hidden_layers),
+            built: 0,
             norm: None,
             lm_head: None,
             applied: 0,
@@ -140,17 +149,20 @@ impl<'c> ModelBuilder<'c> {
         let before = ts.used_count();
         match group {
             0 => {
-                // The embedding stays on the host, in its stored precision.
-                self.embed = Some(ts.embedding("model.embed_tokens.weight", c.vocab_size, h)?);
+                // The embedding stays on the host, in its stored precision or as q8.
+                let q8 = self.opts.weights == Some(Precision::Q8);
+                self.embed =
+                    Some(ts.embedding("model.embed_tokens.weight", c.vocab_size, h, q8)?);
             }
             g if g <= c.num_hidden_layers => {
                 let layer = read_layer(c, &format!("model.layers.{}", g - 1), ts, device)?;
                 self.layers.push(layer);
+                self.built += 1;
             }
             _ => {
                 self.norm = Some(RmsNorm::new(ts.vector("model.norm.weight", h, device)?, eps));
                 if self.wants_lm_head() {
-                    self.lm_head = Some(ts.embedding("lm_head.weight", c.vocab_size, h)?);
+                    self.lm_head = Some(ts.embedding("lm_head.weight", c.vocab_size, h, false)?);
                 }
             }
         }
@@ -159,13 +171,20 @@ impl<'c> ModelBuilder<'c> {
         Ok(())
     }
 
-    /// The parts, once every group was added; `unused` lists the tensors never read.
+    /// The blocks read since the last call, in order (a loader that packs or edits each block
+    /// as it arrives takes them; the rest stay for [`Self::finish`]).
+    pub fn take_layers(&mut self) -> Vec<DecoderLayer> {
+        std::mem::take(&mut self.layers)
+    }
+
+    /// The parts, once every group was added; `unused` lists the tensors never read. The
+    /// decoder holds the blocks not taken by [`Self::take_layers`].
     pub fn finish(self, unused: Vec<String>) -> Result<(Parts, LoadReport)> {
         let incomplete =
             || ModelError::Input("model load stopped before every tensor group".into());
         let embed = self.embed.ok_or_else(incomplete)?;
         let norm = self.norm.ok_or_else(incomplete)?;
-        if self.layers.len() != self.config.num_hidden_layers {
+        if self.built != self.config.num_hidden_layers {
             return Err(incomplete());
         }
         let report = LoadReport { applied: self.applied, unused, dtypes: self.dtypes };
@@ -230,7 +249,7 @@ mod tests {
                 "tie_word_embeddings":false}}"#
             );
             let c = ModelConfig::from_json(json.as_bytes(), "config.json").unwrap();
-            let opts = LoadOptions { lm_head: true };
+            let opts = LoadOptions { lm_head: true, weights: None };
             let mut b = ModelBuilder::new(&c, &device).with_options(opts);
             for g in 0..b.groups() {
                 let mut ts = Tensors::random(7);

@@ -91,11 +91,13 @@ pub struct TensorInfo {
 impl TensorInfo {
     /// Row-major shape (`ne` reversed), as Hugging Face writes it.
     pub fn shape(&self) -> Vec<usize> {
-        self.ne.iter().rev().map(|&d| d as usize).collect()
+        self.ne.iter().rev().map(|&d| usize::try_from(d).unwrap_or(usize::MAX)).collect()
     }
 }
 
-/// A parsed GGUF file borrowing its bytes.
+/// A parsed GGUF file borrowing its bytes: the whole file ([`GgufFile::parse`], the native
+/// memory map), or only its head ([`GgufFile::parse_head`], the browser, which then reads each
+/// tensor's byte range itself).
 #[derive(Debug)]
 pub struct GgufFile<'a> {
     /// The file's name, for messages.
@@ -106,8 +108,25 @@ pub struct GgufFile<'a> {
     pub metadata: BTreeMap<String, Value>,
     /// The tensor table, in file order.
     pub infos: Vec<TensorInfo>,
+    /// Where the data section starts in the file.
+    data_start: u64,
+    /// The data section's length (to the end of the file).
+    data_len: u64,
+    /// The data section's bytes; empty for a head-only parse.
     data: &'a [u8],
 }
+
+/// Largest `general.alignment` accepted (llama.cpp writes 32; anything above 1 MiB is corrupt).
+pub const MAX_ALIGNMENT: u64 = 1 << 20;
+
+/// Deepest nesting of arrays in metadata (llama.cpp writes one level).
+const MAX_DEPTH: usize = 4;
+
+/// Bytes of the smallest tensor-table entry (empty name, no dimensions, type and offset).
+const MIN_INFO_BYTES: usize = 8 + 4 + 4 + 8;
+
+/// Bytes of the smallest metadata entry (empty key, type, one-byte value).
+const MIN_KV_BYTES: usize = 8 + 4 + 1;
 
 /// Whether `bytes` start with the GGUF magic.
 pub fn is_gguf(bytes: &[u8]) -> bool {
@@ -118,11 +137,19 @@ struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
     file: &'a str,
+    /// The file's full length: `bytes` may be only its head.
+    file_len: u64,
+    /// Set when a read ran past the end of `bytes` but not of the file (a head too short).
+    short: bool,
 }
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
         let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| {
+            let past = self.at as u64 + n as u64;
+            if (self.bytes.len() as u64) < self.file_len && past <= self.file_len {
+                self.short = true;
+            }
             ModelError::weights(
                 self.file,
                 format!("truncated GGUF: {what} at byte {} runs past the end of the file", self.at),
@@ -141,16 +168,25 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(self.take(8, what)?.try_into().expect("8 bytes")))
     }
 
-    fn len(&mut self, what: &str) -> Result<usize> {
+    /// A count of items that take at least `min_bytes` each: more than the rest of the file
+    /// holds is corrupt (so a crafted count never allocates beyond the file's size).
+    fn count(&mut self, what: &str, min_bytes: usize) -> Result<usize> {
         let n = self.u64(what)?;
-        // Every element takes at least one byte, so a count beyond the file is corrupt.
-        usize::try_from(n).ok().filter(|&n| n <= self.bytes.len()).ok_or_else(|| {
-            ModelError::weights(self.file, format!("corrupt GGUF: {what} count {n} is impossible"))
+        let left = self.file_len.saturating_sub(self.at as u64);
+        let need = n.saturating_mul(min_bytes as u64);
+        usize::try_from(n).ok().filter(|_| need <= left).ok_or_else(|| {
+            ModelError::weights(
+                self.file,
+                format!(
+                    "truncated GGUF: {what} {n} needs at least {need} more bytes, the file has \
+                     {left} (or the count is corrupt)"
+                ),
+            )
         })
     }
 
     fn string(&mut self, what: &str) -> Result<String> {
-        let n = self.len(what)?;
+        let n = self.count(&format!("{what} length"), 1)?;
         let b = self.take(n, what)?;
         String::from_utf8(b.to_vec()).map_err(|_| {
             ModelError::weights(self.file, format!("corrupt GGUF: {what} is not UTF-8"))
@@ -175,10 +211,16 @@ impl<'a> Reader<'a> {
             6 => Value::Float(f64::from(f32::from_bits(w(4, self)? as u32))),
             7 => Value::Bool(w(1, self)? != 0),
             8 => Value::Str(self.string(key)?),
-            9 if depth < 4 => {
+            9 if depth >= MAX_DEPTH => {
+                return Err(ModelError::weights(
+                    self.file,
+                    format!("corrupt GGUF: metadata '{key}' nests arrays deeper than {MAX_DEPTH}"),
+                ));
+            }
+            9 => {
                 let item = self.u32(key)?;
-                let n = self.len(key)?;
-                let mut items = Vec::with_capacity(n.min(1 << 20));
+                let n = self.count(&format!("metadata '{key}' array length"), 1)?;
+                let mut items = Vec::with_capacity(n.min(1 << 16));
                 for _ in 0..n {
                     items.push(self.value(item, key, depth + 1)?);
                 }
@@ -198,9 +240,33 @@ impl<'a> Reader<'a> {
 }
 
 impl<'a> GgufFile<'a> {
-    /// Parses the header, metadata and tensor table; checks every tensor lies inside the file.
+    /// Parses the header, metadata and tensor table of a whole file; checks every tensor lies
+    /// inside the file.
     pub fn parse(bytes: &'a [u8], file: &'a str) -> Result<Self> {
-        let mut r = Reader { bytes, at: 0, file };
+        let mut parsed = Self::parse_in(bytes, bytes.len() as u64, file)?;
+        parsed.data = bytes.get(parsed.data_start as usize..).unwrap_or(&[]);
+        Ok(parsed)
+    }
+
+    /// Parses the head of a file of `file_len` bytes: `Ok(None)` when `head` ends before the
+    /// tensor table does (read more and try again), else the table, every tensor checked to
+    /// lie inside the file. The tensors' bytes are then read by [`Self::tensor_range`].
+    pub fn parse_head(head: &'a [u8], file_len: u64, file: &'a str) -> Result<Option<Self>> {
+        let mut r = Reader { bytes: head, at: 0, file, file_len, short: false };
+        match Self::read_table(&mut r) {
+            Ok(parsed) => Ok(Some(parsed)),
+            Err(_) if r.short => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn parse_in(bytes: &'a [u8], file_len: u64, file: &'a str) -> Result<Self> {
+        let mut r = Reader { bytes, at: 0, file, file_len, short: false };
+        Self::read_table(&mut r)
+    }
+
+    fn read_table(r: &mut Reader<'a>) -> Result<Self> {
+        let file = r.file;
         if r.take(4, "magic")? != b"GGUF" {
             return Err(ModelError::weights(file, "not a GGUF file (no GGUF magic)"));
         }
@@ -211,16 +277,22 @@ impl<'a> GgufFile<'a> {
                 format!("GGUF version {version} is not supported (2 and 3 are)"),
             ));
         }
-        let n_tensors = r.len("tensor count")?;
-        let n_kv = r.len("metadata count")?;
+        let n_tensors = r.count("tensor count", MIN_INFO_BYTES)?;
+        let n_kv = r.count("metadata count", MIN_KV_BYTES)?;
         let mut metadata = BTreeMap::new();
         for _ in 0..n_kv {
             let key = r.string("metadata key")?;
             let ty = r.u32(&key)?;
             let v = r.value(ty, &key, 0)?;
-            metadata.insert(key, v);
+            if metadata.insert(key.clone(), v).is_some() {
+                return Err(ModelError::weights(
+                    file,
+                    format!("corrupt GGUF: metadata key '{key}' appears twice"),
+                ));
+            }
         }
-        let mut tensors = Vec::with_capacity(n_tensors);
+        let mut tensors: Vec<TensorInfo> = Vec::with_capacity(n_tensors);
+        let mut names = std::collections::BTreeSet::new();
         for _ in 0..n_tensors {
             let name = r.string("tensor name")?;
             let dims = r.u32(&name)? as usize;
@@ -233,19 +305,35 @@ impl<'a> GgufFile<'a> {
             let ne = (0..dims).map(|_| r.u64(&name)).collect::<Result<Vec<_>>>()?;
             let ggml_type = r.u32(&name)?;
             let offset = r.u64(&name)?;
+            if !names.insert(name.clone()) {
+                return Err(ModelError::weights(
+                    file,
+                    format!("corrupt GGUF: tensor '{name}' appears twice"),
+                ));
+            }
             tensors.push(TensorInfo { name, ne, ggml_type, offset });
         }
         let align = match metadata.get("general.alignment") {
             None => 32,
-            Some(v) => v.as_u64().filter(|a| a.is_power_of_two()).ok_or_else(|| {
-                ModelError::weights(file, "metadata 'general.alignment' is not a power of two")
-            })? as usize,
+            Some(v) => v
+                .as_u64()
+                .filter(|a| a.is_power_of_two() && *a <= MAX_ALIGNMENT)
+                .ok_or_else(|| {
+                    ModelError::weights(
+                        file,
+                        format!(
+                            "metadata 'general.alignment' must be a power of two up to \
+                                 {MAX_ALIGNMENT}"
+                        ),
+                    )
+                })?,
         };
-        let start = r.at.div_ceil(align) * align;
-        let data = bytes.get(start..).unwrap_or(&[]);
-        let parsed = Self { file, version, metadata, infos: tensors, data };
+        let data_start = (r.at as u64).div_ceil(align) * align;
+        let data_len = r.file_len.saturating_sub(data_start);
+        let parsed =
+            Self { file, version, metadata, infos: tensors, data_start, data_len, data: &[] };
         for t in &parsed.infos {
-            parsed.tensor_bytes(t)?;
+            parsed.tensor_range(t)?;
         }
         Ok(parsed)
     }
@@ -262,32 +350,69 @@ impl<'a> GgufFile<'a> {
         })
     }
 
-    /// The bytes of one tensor, checked against the end of the file.
-    pub fn tensor_bytes(&self, t: &TensorInfo) -> Result<&'a [u8]> {
-        let n: u64 = t.ne.iter().product();
+    /// Elements of a tensor (the product of its dimensions, checked).
+    pub fn elements(&self, t: &TensorInfo) -> Result<usize> {
+        t.ne.iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| {
+                ModelError::weights(
+                    self.file,
+                    format!("corrupt GGUF: tensor '{}' has dimensions {:?}", t.name, t.ne),
+                )
+            })
+    }
+
+    /// The byte range of one tensor in the file, checked against the end of the file; `None`
+    /// for a type we do not decode (reported when the tensor is read).
+    pub fn tensor_range(&self, t: &TensorInfo) -> Result<Option<std::ops::Range<u64>>> {
+        let n = self.elements(t)?;
         let size = match Stored::from_ggml(t.ggml_type) {
-            Ok(s) => s.bytes_for(n as usize).ok_or_else(|| {
+            Ok(s) => s.bytes_for(n).ok_or_else(|| {
                 ModelError::weights(
                     self.file,
                     format!("tensor '{}' of {n} elements is not whole {} blocks", t.name, s.name()),
                 )
             })? as u64,
-            // Unsupported types are reported when the tensor is read; skip the size check.
-            Err(_) => return Ok(&[]),
+            Err(_) => return Ok(None),
         };
-        let end = t.offset.checked_add(size).filter(|&e| e <= self.data.len() as u64);
-        let end = end.ok_or_else(|| {
+        let end = t.offset.checked_add(size).filter(|&e| e <= self.data_len).ok_or_else(|| {
             ModelError::weights(
                 self.file,
                 format!(
                     "truncated: tensor '{}' ends {} bytes into the data section, which has {}",
                     t.name,
                     t.offset.saturating_add(size),
-                    self.data.len()
+                    self.data_len
                 ),
             )
         })?;
-        Ok(&self.data[t.offset as usize..end as usize])
+        Ok(Some(self.data_start + t.offset..self.data_start + end))
+    }
+
+    /// Bytes `range` of the file (a [`Self::tensor_range`]); only on a file parsed whole
+    /// ([`Self::parse`]).
+    pub fn bytes(&self, range: std::ops::Range<u64>) -> Result<&'a [u8]> {
+        let whole = self.data.len() as u64 == self.data_len;
+        let inside = range.start >= self.data_start && range.start <= range.end;
+        let (a, b) =
+            (range.start.wrapping_sub(self.data_start), range.end.wrapping_sub(self.data_start));
+        match self.data.get(a as usize..b as usize) {
+            Some(bytes) if whole && inside => Ok(bytes),
+            _ => Err(ModelError::weights(
+                self.file,
+                format!("bytes {}..{} are not in the data that was read", range.start, range.end),
+            )),
+        }
+    }
+
+    /// The bytes of one tensor, checked against the end of the file (empty for a type we do
+    /// not decode). Only on a file parsed whole ([`Self::parse`]).
+    pub fn tensor_bytes(&self, t: &TensorInfo) -> Result<&'a [u8]> {
+        match self.tensor_range(t)? {
+            Some(range) => self.bytes(range),
+            None => Ok(&[]),
+        }
     }
 
     /// The ggml types of the tensors, with counts (`q4_1: 210`), for reports.

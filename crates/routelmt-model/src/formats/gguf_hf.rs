@@ -4,16 +4,20 @@
 //! permutation marked, and the `tokenizer.json` that transformers builds from the file's
 //! `tokenizer.ggml.*` keys, with the chat template.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
 use super::dtype::Stored;
 use super::gguf::{GgufFile, Value as GgufValue};
-use super::{Layout, Source};
+use super::{Entry, Layout, Source, source};
 use crate::config::{Family, ModelConfig};
 use crate::error::{ModelError, Result};
+
+/// A size from the file as usize, `usize::MAX` when it does not fit (refused by the checks).
+fn saturate(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
 
 /// The decoder config from the metadata (llama, qwen2 and qwen3 architectures).
 pub fn config(g: &GgufFile<'_>) -> Result<ModelConfig> {
@@ -27,11 +31,12 @@ pub fn config(g: &GgufFile<'_>) -> Result<ModelConfig> {
     let key = |k: &str| format!("{arch}.{k}");
     let num = |k: &str| -> Result<usize> {
         let k = key(k);
-        g.get(&k).and_then(GgufValue::as_u64).map(|v| v as usize).ok_or_else(|| {
+        // A value beyond usize (wasm32) becomes usize::MAX, which the config check refuses.
+        g.get(&k).and_then(GgufValue::as_u64).map(saturate).ok_or_else(|| {
             ModelError::config(g.file, format!("metadata key '{k}' is missing or not an integer"))
         })
     };
-    let opt_num = |k: &str| g.get(&key(k)).and_then(GgufValue::as_u64).map(|v| v as usize);
+    let opt_num = |k: &str| g.get(&key(k)).and_then(GgufValue::as_u64).map(saturate);
     if let Some(kind) = g.get(&key("rope.scaling.type")).and_then(GgufValue::as_str)
         && kind != "none"
     {
@@ -56,7 +61,7 @@ pub fn config(g: &GgufFile<'_>) -> Result<ModelConfig> {
         .iter()
         .find(|t| t.name == "token_embd.weight")
         .ok_or_else(|| ModelError::weights(g.file, "missing tensor 'token_embd.weight'"))?;
-    let vocab = embd.shape().first().copied().unwrap_or(0);
+    let vocab = embd.ne.last().copied().map_or(0, saturate);
     let eps = g
         .get(&key("attention.layer_norm_rms_epsilon"))
         .and_then(GgufValue::as_f64)
@@ -90,15 +95,15 @@ pub fn config(g: &GgufFile<'_>) -> Result<ModelConfig> {
     Ok(config)
 }
 
-/// Every tensor under its Hugging Face name, with llama.cpp's q/k row permutation marked
-/// for the `llama` architecture. A tensor of a type we do not decode is an error naming it
-/// and the type; a name with no Hugging Face counterpart is kept under its GGUF name (and
-/// reported unused).
-pub fn tensors<'a>(g: &GgufFile<'a>, config: &ModelConfig) -> Result<Vec<(String, Source<'a>)>> {
+/// Every tensor's [`Entry`] under its Hugging Face name (absolute byte ranges in the file),
+/// with llama.cpp's q/k row permutation marked for the `llama` architecture. A tensor of a type
+/// we do not decode is an error naming it and the type; a name with no Hugging Face
+/// counterpart is kept under its GGUF name (and reported unused). Needs only the file's head.
+pub fn entries(g: &GgufFile<'_>, config: &ModelConfig) -> Result<Vec<(String, Entry)>> {
     let llama = config.family == Family::Llama;
-    let mut sources = Vec::with_capacity(g.infos.len());
+    let mut out = Vec::with_capacity(g.infos.len());
     for t in &g.infos {
-        let dtype = Stored::from_ggml(t.ggml_type).map_err(|ty| {
+        let unsupported = |ty: &str| {
             ModelError::weights(
                 g.file,
                 format!(
@@ -107,17 +112,31 @@ pub fn tensors<'a>(g: &GgufFile<'a>, config: &ModelConfig) -> Result<Vec<(String
                     t.name
                 ),
             )
-        })?;
+        };
+        let dtype = Stored::from_ggml(t.ggml_type).map_err(|ty| unsupported(&ty))?;
+        let range = g.tensor_range(t)?.ok_or_else(|| unsupported(dtype.name()))?;
         let name = hf_name(&t.name).unwrap_or_else(|| t.name.clone());
         let layout = match (llama, name.rsplit('.').nth(1)) {
             (true, Some("q_proj")) => Layout::RopeInterleaved { heads: config.num_attention_heads },
             (true, Some("k_proj")) => Layout::RopeInterleaved { heads: config.num_key_value_heads },
             _ => Layout::Plain,
         };
-        let data = Cow::Borrowed(g.tensor_bytes(t)?);
-        sources.push((name, Source { file: g.file, dtype, shape: t.shape(), data, layout }));
+        let shape = t.shape();
+        out.push((name, Entry { dtype, shape, start: range.start, end: range.end, layout }));
     }
-    Ok(sources)
+    Ok(out)
+}
+
+/// Every tensor under its Hugging Face name (see [`entries`]), borrowed from a file parsed
+/// whole.
+pub fn tensors<'a>(g: &GgufFile<'a>, config: &ModelConfig) -> Result<Vec<(String, Source<'a>)>> {
+    entries(g, config)?
+        .into_iter()
+        .map(|(name, e)| {
+            let data = g.bytes(e.start..e.end)?;
+            Ok((name, source(g.file, e, data)))
+        })
+        .collect()
 }
 
 /// `tokenizer.chat_template`, if the file has one.

@@ -1,18 +1,17 @@
 //! safetensors files: the one reader (header length, header entries checked against the file
 //! size, tensors borrowed from the bytes), used by the native door on memory-mapped files and by
-//! the browser on byte ranges, the sharded index, and the one writer (f32 tensors).
+//! the browser on byte ranges, the sharded index's file names, and the one writer (f32 tensors).
 //!
 //! Layout: a u64 little-endian header length `n`, `n` bytes of JSON (`name → {dtype, shape,
 //! data_offsets}` plus an optional `__metadata__`), then the data; offsets are relative to the
 //! end of the header.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ::safetensors::Dtype;
 
 use super::dtype::Stored;
-use super::{Layout, Source};
+use super::{Entry, Layout, Source, source};
 use crate::error::{ModelError, Result};
 
 /// The name of a single-file checkpoint's weights.
@@ -44,19 +43,6 @@ pub fn shard_names(bytes: &[u8], index: &str) -> Result<Vec<String>> {
         files.insert(file.to_string());
     }
     Ok(files.into_iter().collect())
-}
-
-/// One tensor's entry in a safetensors header: where its bytes are in the file.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    /// Stored type.
-    pub dtype: Stored,
-    /// Stored shape.
-    pub shape: Vec<usize>,
-    /// Absolute byte range in the file.
-    pub start: u64,
-    /// End of the byte range (exclusive).
-    pub end: u64,
 }
 
 /// Where a safetensors header ends (its 8 length bytes plus its JSON), from the file's first
@@ -130,7 +116,7 @@ pub fn header_entries(header: &[u8], file_size: u64, file: &str) -> Result<Vec<(
                 ),
             )
         })?;
-        out.push((name, Entry { dtype, shape: info.shape, start, end }));
+        out.push((name, Entry { dtype, shape: info.shape, start, end, layout: Layout::Plain }));
     }
     Ok(out)
 }
@@ -154,17 +140,6 @@ pub fn sources<'a>(file: &'a str, bytes: &'a [u8]) -> Result<Vec<(String, Source
     Ok(entries.into_iter().map(source_of).collect())
 }
 
-/// A tensor's [`Source`] from its entry and its bytes (`data` is `entry.start..entry.end`).
-pub fn source<'a>(file: &'a str, entry: Entry, data: &'a [u8]) -> Source<'a> {
-    Source {
-        file,
-        dtype: entry.dtype,
-        shape: entry.shape,
-        data: Cow::Borrowed(data),
-        layout: Layout::Plain,
-    }
-}
-
 /// A safetensors file of f32 tensors `(name, shape, row-major values)`, the one writer
 /// (`file` names it in errors).
 pub fn write(file: &str, tensors: &[(&str, Vec<usize>, &[f32])]) -> Result<Vec<u8>> {
@@ -183,80 +158,4 @@ pub fn write(file: &str, tensors: &[(&str, Vec<usize>, &[f32])]) -> Result<Vec<u
         })
         .collect::<Result<Vec<_>>>()?;
     ::safetensors::serialize(views, None::<HashMap<String, String>>).map_err(fail)
-}
-
-/// The tensors of a checkpoint's safetensors files by name, from their headers alone: where
-/// each tensor's bytes are, so a loader reads only the tensors it uses (the browser reads one
-/// tensor group's byte ranges at a time; the native door slices its memory maps).
-#[derive(Debug, Default)]
-pub struct ShardIndex {
-    files: Vec<String>,
-    entries: BTreeMap<String, (usize, Entry)>,
-}
-
-impl ShardIndex {
-    /// Adds a file from its header bytes (after the 8 length bytes) and its size. A tensor
-    /// name given twice is an error naming both files.
-    pub fn add_header(&mut self, file: &str, header: &[u8], file_size: u64) -> Result<()> {
-        let i = self.files.len();
-        self.files.push(file.to_string());
-        for (name, entry) in header_entries(header, file_size, file)? {
-            if let Some((j, _)) = self.entries.insert(name.clone(), (i, entry)) {
-                return Err(ModelError::weights(
-                    file,
-                    format!("tensor '{name}' also appears in {}", self.files[j]),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Adds a whole file (native: a memory map).
-    pub fn add_file(&mut self, file: &str, bytes: &[u8]) -> Result<()> {
-        let end = header_end(bytes, bytes.len() as u64, file)? as usize;
-        self.add_header(file, &bytes[8..end], bytes.len() as u64)
-    }
-
-    /// The files, in the order they were added.
-    pub fn files(&self) -> &[String] {
-        &self.files
-    }
-
-    /// Where tensor `name` is: (file index, entry); a missing tensor is an error naming the
-    /// files.
-    pub fn entry(&self, name: &str) -> Result<&(usize, Entry)> {
-        self.entries.get(name).ok_or_else(|| {
-            ModelError::weights(self.files.join(", "), format!("missing tensor '{name}'"))
-        })
-    }
-
-    /// Every tensor as a [`Source`], given the bytes of every file in order (native).
-    pub fn sources<'a>(&'a self, files: &[&'a [u8]]) -> Vec<(String, Source<'a>)> {
-        self.entries
-            .iter()
-            .map(|(name, (i, e))| {
-                let data = &files[*i][e.start as usize..e.end as usize];
-                (name.clone(), source(&self.files[*i], e.clone(), data))
-            })
-            .collect()
-    }
-
-    /// The named tensors as [`Source`]s, given each one's bytes (`entry(name)`'s range).
-    pub fn sources_of<'a>(
-        &'a self,
-        tensors: &'a [(String, Vec<u8>)],
-    ) -> Result<Vec<(String, Source<'a>)>> {
-        tensors
-            .iter()
-            .map(|(name, data)| {
-                let (i, e) = self.entry(name)?;
-                Ok((name.clone(), source(&self.files[*i], e.clone(), data)))
-            })
-            .collect()
-    }
-
-    /// The names not in `used`, sorted.
-    pub fn unused(&self, used: &BTreeSet<String>) -> Vec<String> {
-        self.entries.keys().filter(|k| !used.contains(*k)).cloned().collect()
-    }
 }

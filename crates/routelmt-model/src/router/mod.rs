@@ -25,9 +25,10 @@ use serde_json::Value;
 use self::head::{HeadKind, RouterHead};
 use self::peft::{LoraSettings, PeftAdapter};
 use crate::config::ModelConfig;
+use crate::decoder::block::DecoderLayer;
 use crate::error::{ModelError, Result};
 use crate::formats::Named;
-use crate::model::Model;
+use crate::model::{LayerEdit, Model};
 use crate::precision::Precision;
 use crate::readback::{Part, Pending};
 use crate::text::prompt::PromptStyle;
@@ -231,6 +232,19 @@ impl Router {
             model.decoder = a.merge_into(model.decoder, &device);
         }
         model
+    }
+
+    /// The adapter's merge as a [`LayerEdit`] for a load: each block gets its factors merged as
+    /// it arrives, before it is packed (`None` without an adapter).
+    pub fn merge_edit(&self, device: &Device) -> Option<LayerEdit<'_>> {
+        let adapter = self.adapter.as_ref()?;
+        let device = device.clone();
+        Some(LayerEdit {
+            label: adapter.fingerprint(),
+            apply: Box::new(move |n: usize, layer: &mut DecoderLayer| {
+                adapter.merge_layer(n, layer, &device)
+            }),
+        })
     }
 
     /// [`Self::prepare`], then [`Model::prepared`] for inference with `weights` (the router's

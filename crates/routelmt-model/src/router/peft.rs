@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::config::ModelConfig;
 use crate::decoder::Decoder;
-use crate::decoder::block::PROJECTIONS;
+use crate::decoder::block::{DecoderLayer, PROJECTIONS};
 use crate::error::{ModelError, Result};
 use crate::formats::safetensors;
 use crate::readback::read;
@@ -225,15 +225,41 @@ impl PeftAdapter {
     /// unmerged model, no extra cost per request.
     pub fn merge_into(&self, mut decoder: Decoder, device: &Device) -> Decoder {
         for (n, layer) in decoder.layers.iter_mut().enumerate() {
-            for (module, lin) in layer.projections_mut() {
-                if let Some(f) = self.factors.get(&format!("layers.{n}.{module}")) {
-                    let (a, b) = f.tensors(self.rank, device);
-                    let w = lin.weight.val() + a.matmul(b).mul_scalar(self.scale);
-                    lin.weight = Param::from_tensor(w);
-                }
-            }
+            self.merge_layer(n, layer, device);
         }
         decoder
+    }
+
+    /// [`Self::merge_into`] for block `n` alone (a load merges each block as it arrives).
+    pub fn merge_layer(&self, n: usize, layer: &mut DecoderLayer, device: &Device) {
+        for (module, lin) in layer.projections_mut() {
+            if let Some(f) = self.factors.get(&format!("layers.{n}.{module}")) {
+                let (a, b) = f.tensors(self.rank, device);
+                let w = lin.weight.val() + a.matmul(b).mul_scalar(self.scale);
+                lin.weight = Param::from_tensor(w);
+            }
+        }
+    }
+
+    /// A fingerprint of the adapter (rank, scale, every factor's name and values), naming the
+    /// merge in a model loaded with it.
+    pub fn fingerprint(&self) -> String {
+        // FNV-1a over the bytes, 64 bits.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for &b in bytes {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        eat(&(self.rank as u64).to_le_bytes());
+        eat(&self.scale.to_le_bytes());
+        for (name, f) in &self.factors {
+            eat(name.as_bytes());
+            for v in f.a.iter().chain(&f.b) {
+                eat(&v.to_le_bytes());
+            }
+        }
+        format!("lora r{} scale {} #{h:016x}", self.rank, self.scale)
     }
 
     /// Attaches the factors as burn LoRA adapters (unmerged: `W` stays, the delta is added at

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::Router;
 use super::head::HeadKind;
-use crate::error::Result;
+use crate::error::{ModelError, Result};
 use crate::model::Model;
 use crate::precision::Precision;
 use crate::readback::Pending;
@@ -26,8 +26,28 @@ impl Scorer {
     /// `weights` (the router's `weights` when `None`): a request then costs exactly one plain
     /// prefill. The router must have been checked against this base model
     /// ([`Router::from_files`] does).
+    ///
+    /// A model made ready as it loaded ([`crate::LoadOptions::weights`]) is taken as it is,
+    /// once checked: it must have been loaded with this router's [`Router::merge_edit`] (or
+    /// none, for a router without an adapter), and with `weights` when given.
     pub fn new(model: Model, router: Router, weights: Option<Precision>) -> Result<Self> {
-        let model = router.prepare_for_inference(model, weights)?;
+        let Some(loaded) = model.weights() else {
+            let model = router.prepare_for_inference(model, weights)?;
+            return Ok(Self { router, model });
+        };
+        let merged = router.adapter.as_ref().map(|a| a.fingerprint());
+        if model.edit() != merged.as_deref() {
+            return Err(ModelError::Input(format!(
+                "the model was loaded with {} merged, the router needs {}",
+                model.edit().unwrap_or("no adapter"),
+                merged.as_deref().unwrap_or("none")
+            )));
+        }
+        if let Some(w) = weights.filter(|w| *w != loaded) {
+            return Err(ModelError::Input(format!(
+                "the model was loaded with {loaded} weights, not {w}"
+            )));
+        }
         Ok(Self { router, model })
     }
 
