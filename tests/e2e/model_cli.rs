@@ -301,3 +301,49 @@ fn a_missing_model_folder_names_the_file_and_its_cause_once() {
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// Crafted files (issue 21): `features` on each exits with one line naming the field, no
+/// panic, no output file, before allocating anything from the crafted number.
+#[test]
+fn crafted_configs_and_ggufs_fail_with_one_line_naming_the_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = write_input(tmp.path(), "in.jsonl", "{\"id\": 1, \"input_ids\": [1, 2, 3]}\n");
+    let run = |model: &Path, want: &str| {
+        let out = tmp.path().join("out.jsonl");
+        let o = features(model, &input, &out).arg("--device", "cpu").exits(1);
+        let err = stderr(&o);
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains(want), "want '{want}' in: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!out.exists(), "no output file for {}", model.display());
+    };
+    // config.json: sizes beyond any real checkpoint.
+    let base: Value = read_json(fixture("models/tiny-gqa/config.json"));
+    for (field, value) in [("num_hidden_layers", 1_000_000_000_000u64), ("head_dim", 1 << 40)] {
+        let dir = tmp.path().join(field);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut c = base.clone();
+        c[field] = value.into();
+        std::fs::write(dir.join("config.json"), c.to_string()).unwrap();
+        std::fs::copy(fixture("models/tiny-gqa/model.safetensors"), dir.join("model.safetensors"))
+            .unwrap();
+        run(&dir, &format!("field '{field}'"));
+    }
+    // GGUF: a tensor count far beyond the file, and a tensor whose dimensions overflow.
+    let gguf = std::fs::read(fixture("gguf/tiny-qwen3.gguf")).unwrap();
+    let mut count = gguf.clone();
+    count[8..16].copy_from_slice(&(1u64 << 60).to_le_bytes());
+    let p = tmp.path().join("count.gguf");
+    std::fs::write(&p, count).unwrap();
+    run(&p, "tensor count");
+    let name = b"blk.0.attn_q.weight";
+    let mut key = (name.len() as u64).to_le_bytes().to_vec();
+    key.extend_from_slice(name);
+    let at = gguf.windows(key.len()).position(|w| w == key).unwrap() + key.len() + 4;
+    let mut dims = gguf.clone();
+    dims[at..at + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    dims[at + 8..at + 16].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let p = tmp.path().join("dims.gguf");
+    std::fs::write(&p, dims).unwrap();
+    run(&p, "tensor 'blk.0.attn_q.weight' has dimensions");
+}

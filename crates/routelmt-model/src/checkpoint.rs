@@ -160,12 +160,12 @@ impl<'c, 'e> RangeLoad<'c, 'e> {
             .collect()
     }
 
-    /// Adds group `group` from the bytes of its [`Self::wants`] (name, bytes).
-    pub fn add(&mut self, group: usize, bytes: &[(String, Vec<u8>)]) -> Result<()> {
-        let mut tensors = Tensors::new(self.index.sources_of(bytes)?)?;
-        self.load.add(group, &mut tensors)?;
+    /// Adds group `group` from the bytes of its [`Self::wants`] (name, bytes), each tensor's
+    /// bytes freed once it is read.
+    pub fn add(&mut self, group: usize, bytes: Vec<(String, Vec<u8>)>) -> Result<()> {
         self.used.extend(bytes.iter().map(|(n, _)| n.clone()));
-        Ok(())
+        let mut tensors = Tensors::new(self.index.sources_of(bytes)?)?;
+        self.load.add(group, &mut tensors)
     }
 
     /// The model, once every group was added; tensors never read are in the report.

@@ -113,7 +113,7 @@ fn a_gguf_loads_from_its_head_and_byte_ranges_as_from_the_whole_file() {
                     .into_iter()
                     .map(|w| (w.name, bytes[w.start as usize..w.end as usize].to_vec()))
                     .collect();
-                load.add(group, &got).unwrap();
+                load.add(group, got).unwrap();
             }
             let (got, report) = load.finish().unwrap();
             assert_eq!(report.unused, want_report.unused, "{name}");

@@ -104,7 +104,7 @@ impl<'c, 'e> ModelLoad<'c, 'e> {
                 (edit.apply)(n, &mut layer);
             }
             match &mut self.cpu {
-                Some(cpu) => cpu.push(&layer),
+                Some(cpu) => cpu.push(layer),
                 None => self.layers.push(layer),
             }
         }

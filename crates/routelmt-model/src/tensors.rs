@@ -6,6 +6,7 @@
 //! HF's `[out, in]` to burn's `[in, out]`. A missing tensor, a wrong shape or an unsupported
 //! type is an error naming the file and tensor.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use burn::module::Param;
@@ -122,6 +123,16 @@ impl<'a> Tensors<'a> {
         files.into_iter().collect::<Vec<_>>().join(", ")
     }
 
+    /// Frees the bytes of a read tensor a loader handed over (owned bytes; borrowed ones, a
+    /// memory map's, stay).
+    fn release(&mut self, name: &str) {
+        if let Some(src) = self.by_name.get_mut(name)
+            && matches!(src.data, Cow::Owned(_))
+        {
+            src.data = Cow::Owned(Vec::new());
+        }
+    }
+
     /// The stored tensor `name`, checked against `shape`, and marked as used.
     fn source(&mut self, name: &str, shape: &[usize]) -> Result<&Source<'a>> {
         let src = self.by_name.get(name).ok_or_else(|| {
@@ -151,7 +162,9 @@ impl<'a> Tensors<'a> {
         let src = self.source(name, shape)?;
         let values = dtype::decode(src.dtype, &src.data, src.len())
             .map_err(|m| ModelError::weights(src.file, format!("tensor '{name}': {m}")))?;
-        Ok(match src.layout {
+        let layout = src.layout;
+        self.release(name);
+        Ok(match layout {
             Layout::Plain => values,
             Layout::RopeInterleaved { heads } => unpermute_rows(&values, shape, heads),
         })
@@ -195,7 +208,8 @@ impl<'a> Tensors<'a> {
                 // A slice of 256 rows is whole blocks of every stored type.
                 let rows = 256;
                 let chunk_bytes = dtype.bytes_for(rows * h).expect("256 rows are whole blocks");
-                let (mut q, mut d) = (Vec::with_capacity(vocab * h), Vec::new());
+                let (mut q, mut d) =
+                    (Vec::with_capacity(vocab * h), Vec::with_capacity(vocab * h / Q8_BLOCK));
                 for (i, bytes) in src.data.chunks(chunk_bytes).enumerate() {
                     let n = (vocab - i * rows).min(rows) * h;
                     let values = dtype::decode(dtype, bytes, n).map_err(|m| {
@@ -219,6 +233,7 @@ impl<'a> Tensors<'a> {
             }
             _ => EmbeddingData::F32(self.take(name, &[vocab, h])?),
         };
+        self.release(name);
         Ok(HostEmbedding::new(vocab, h, data))
     }
 

@@ -141,12 +141,20 @@ async fn chat(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection
 
 /// One chat request: the response and the side that served it.
 async fn handle(
-    s: &AppState,
+    s: &Arc<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(Response, Side), ApiError> {
     let request = parse(body)?;
     let ready = s.ready.get().ok_or_else(|| not_ready(s, "the router is loading"))?;
-    let ids = router_input(&request, ready, s.max_text_chars)?;
+    // The chat template (which may come from the model file) renders and the text tokenizes
+    // on a blocking thread, not on the async runtime.
+    let state = Arc::clone(s);
+    let (request, ids) = tokio::task::spawn_blocking(move || {
+        let ready = state.ready.get().expect("ready before the task started");
+        router_input(&request, ready, state.max_text_chars).map(|ids| (request, ids))
+    })
+    .await
+    .map_err(|_| ApiError::Internal)??;
     let routed = ready.batcher.route(ids).await?;
     let (request, stream) = upstream_request(request);
     let served = s.upstreams.call(routed.side, &request, stream, &s.metrics).await?;

@@ -97,6 +97,10 @@ pub enum ApiError {
     /// The routed text has no tokens.
     #[error("the routed message is empty")]
     EmptyMessage,
+    /// Preparing the request failed inside the server (the blocking task that renders the
+    /// chat template and tokenizes stopped); the server keeps serving.
+    #[error("internal error while preparing the request")]
+    Internal,
     /// The prefill worker could not score or decide the request.
     #[error(transparent)]
     Routing(#[from] RoutingError),
@@ -123,6 +127,7 @@ impl ApiError {
             | Self::Tokenize(_)
             | Self::EmptyMessage => StatusCode::BAD_REQUEST,
             Self::NotReady(_) | Self::Routing(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -132,7 +137,7 @@ impl ApiError {
     /// The OpenAI error `type`.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::NotReady(_) | Self::Routing(_) => "server_error",
+            Self::NotReady(_) | Self::Routing(_) | Self::Internal => "server_error",
             Self::Upstream(_) => "upstream_error",
             Self::Unauthorized => "authentication_error",
             _ => "invalid_request_error",

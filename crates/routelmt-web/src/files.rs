@@ -220,7 +220,7 @@ impl ModelFiles {
             for want in load.wants(group)? {
                 bytes.push((want.name, files[want.file].range(want.start, want.end).await?));
             }
-            load.add(group, &bytes)?;
+            load.add(group, bytes)?;
             source.progress("load", &names, group as f64 + 1.0, load.groups() as f64);
         }
         Ok(load.finish()?)

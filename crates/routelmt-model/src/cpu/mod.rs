@@ -26,7 +26,7 @@ pub use routelmt_kernels::{Isa, threads};
 
 use crate::config::ModelConfig;
 use crate::decoder::Decoder;
-use crate::decoder::block::DecoderLayer;
+use crate::decoder::block::{Attention, DecoderLayer, Mlp};
 use crate::decoder::norm::RmsNorm;
 use crate::embedding::HostEmbedding;
 use crate::precision::Precision;
@@ -36,10 +36,11 @@ fn host<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
     crate::readback::read_host(t).expect("a float tensor on the CPU device")
 }
 
-/// A linear layer's `[in, out]` weight and bias on the host.
-fn linear(l: &burn::nn::Linear) -> (Vec<f32>, usize, usize, Option<Vec<f32>>) {
+/// A linear layer's `[in, out]` weight and bias on the host, taking the layer (its tensors are
+/// freed as they are read).
+fn linear(l: burn::nn::Linear) -> (Vec<f32>, usize, usize, Option<Vec<f32>>) {
     let [k, n] = l.weight.dims();
-    (host(l.weight.val()), k, n, l.bias.as_ref().map(|b| host(b.val())))
+    (host(l.weight.into_value()), k, n, l.bias.map(|b| host(b.into_value())))
 }
 
 /// Concatenates row-major `[k, n_i]` matrices along columns into `[k, Σ n_i]`.
@@ -82,30 +83,50 @@ struct Layer {
 }
 
 impl Layer {
-    fn from_burn(l: &DecoderLayer, precision: Precision) -> Self {
+    /// Packs a burn block, one projection group at a time (q/k/v, o, gate/up, down), each
+    /// burn tensor freed once read: the conversion holds the block plus one group's copies.
+    fn from_burn(l: DecoderLayer, precision: Precision) -> Self {
         let format = precision.format();
-        let a = &l.self_attn;
-        let (q, hidden, nq, qb) = linear(&a.q_proj);
-        let (k, _, nk, kb) = linear(&a.k_proj);
-        let (v, _, nv, vb) = linear(&a.v_proj);
-        let qkv = concat_columns(&[(&q, nq), (&k, nk), (&v, nv)], hidden);
-        let (o, no_in, no, ob) = linear(&a.o_proj);
-        let (g, _, ni, gb) = linear(&l.mlp.gate_proj);
-        let (u, _, _, ub) = linear(&l.mlp.up_proj);
-        let (d, di, dn, db) = linear(&l.mlp.down_proj);
-        assert!(gb.is_none() && ub.is_none() && db.is_none(), "MLP projections have no bias");
-        let gate_up = concat_columns(&[(&g, ni), (&u, ni)], hidden);
+        let DecoderLayer { self_attn, mlp, input_layernorm, post_attention_layernorm } = l;
+        let Attention { q_proj, k_proj, v_proj, o_proj, q_norm, k_norm, .. } = self_attn;
+        let Mlp { gate_proj, up_proj, down_proj } = mlp;
+        let (qkv, qkv_bias) = {
+            let (q, hidden, nq, qb) = linear(q_proj);
+            let (k, _, nk, kb) = linear(k_proj);
+            let (v, _, nv, vb) = linear(v_proj);
+            let fused = concat_columns(&[(&q, nq), (&k, nk), (&v, nv)], hidden);
+            drop((q, k, v));
+            let bias = concat_bias(&[(qb, nq), (kb, nk), (vb, nv)]);
+            (PackedMatrix::pack(&fused, hidden, nq + nk + nv, format), bias)
+        };
+        let (o, o_bias) = {
+            let (o, no_in, no, ob) = linear(o_proj);
+            (PackedMatrix::pack(&o, no_in, no, format), ob)
+        };
+        let gate_up = {
+            let (g, hidden, ni, gb) = linear(gate_proj);
+            let (u, _, _, ub) = linear(up_proj);
+            assert!(gb.is_none() && ub.is_none(), "MLP projections have no bias");
+            let fused = concat_columns(&[(&g, ni), (&u, ni)], hidden);
+            drop((g, u));
+            PackedMatrix::pack(&fused, hidden, 2 * ni, format)
+        };
+        let down = {
+            let (d, di, dn, db) = linear(down_proj);
+            assert!(db.is_none(), "MLP projections have no bias");
+            PackedMatrix::pack(&d, di, dn, format)
+        };
         Self {
-            qkv: PackedMatrix::pack(&qkv, hidden, nq + nk + nv, format),
-            qkv_bias: concat_bias(&[(qb, nq), (kb, nk), (vb, nv)]),
-            o: PackedMatrix::pack(&o, no_in, no, format),
-            o_bias: ob,
-            gate_up: PackedMatrix::pack(&gate_up, hidden, 2 * ni, format),
-            down: PackedMatrix::pack(&d, di, dn, format),
-            input_norm: norm(&l.input_layernorm),
-            post_norm: norm(&l.post_attention_layernorm),
-            q_norm: a.q_norm.as_ref().map(norm),
-            k_norm: a.k_norm.as_ref().map(norm),
+            qkv,
+            qkv_bias,
+            o,
+            o_bias,
+            gate_up,
+            down,
+            input_norm: norm(&input_layernorm),
+            post_norm: norm(&post_attention_layernorm),
+            q_norm: q_norm.as_ref().map(norm),
+            k_norm: k_norm.as_ref().map(norm),
         }
     }
 
@@ -188,7 +209,7 @@ impl CpuDecoder {
         let Decoder { layers, norm: final_norm } = decoder;
         let mut cpu = Self::new(config, precision);
         for l in layers {
-            cpu.push(&l);
+            cpu.push(l);
         }
         cpu.with_norm(&final_norm)
     }
@@ -210,8 +231,8 @@ impl CpuDecoder {
         }
     }
 
-    /// Packs the next block.
-    pub fn push(&mut self, layer: &DecoderLayer) {
+    /// Packs the next block (freeing its burn tensors as they are read).
+    pub fn push(&mut self, layer: DecoderLayer) {
         self.layers.push(Layer::from_burn(layer, self.precision));
     }
 

@@ -162,16 +162,16 @@ impl TensorIndex {
             .collect()
     }
 
-    /// The named tensors as [`Source`]s, given each one's bytes (`entry(name)`'s range).
-    pub fn sources_of<'a>(
-        &'a self,
-        tensors: &'a [(String, Vec<u8>)],
-    ) -> Result<Vec<(String, Source<'a>)>> {
+    /// The named tensors as [`Source`]s owning their bytes (each `entry(name)`'s range), so a
+    /// loader frees each tensor's bytes once it is read.
+    pub fn sources_of(&self, tensors: Vec<(String, Vec<u8>)>) -> Result<Vec<(String, Source<'_>)>> {
         tensors
-            .iter()
+            .into_iter()
             .map(|(name, data)| {
-                let (i, e) = self.entry(name)?;
-                Ok((name.clone(), source(&self.files[*i], e.clone(), data)))
+                let (i, e) = self.entry(&name)?;
+                let mut src = source(&self.files[*i], e.clone(), &[]);
+                src.data = Cow::Owned(data);
+                Ok((name, src))
             })
             .collect()
     }

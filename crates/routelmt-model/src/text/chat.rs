@@ -38,6 +38,37 @@ pub struct ChatTemplate {
 
 const NAME: &str = "chat_template";
 
+/// Template instructions one rendering may run: a model's template renders one user turn in a
+/// few thousand; a template from an untrusted file that loops for ever stops here.
+pub const TEMPLATE_FUEL: u64 = 1_000_000;
+
+/// Bytes one rendering may write beyond the message itself (a real template adds a few
+/// hundred).
+pub const TEMPLATE_OUTPUT: usize = 1 << 20;
+
+/// A writer that fails once more than `left` bytes were written.
+struct Capped {
+    out: Vec<u8>,
+    left: usize,
+    exceeded: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() > self.left {
+            self.exceeded = true;
+            return Err(std::io::Error::other("output limit"));
+        }
+        self.left -= buf.len();
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl ChatTemplate {
     /// Compiles `source`; `specials` maps `bos_token`, `eos_token`, ... to their strings;
     /// `origin` names where the template came from, in errors.
@@ -46,6 +77,7 @@ impl ChatTemplate {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.add_function("raise_exception", |msg: String| -> std::result::Result<String, _> {
             Err(JinjaError::new(ErrorKind::InvalidOperation, msg))
         });
@@ -66,9 +98,20 @@ impl ChatTemplate {
         let messages = vec![context! { role => "user", content => message }];
         let specials = JinjaValue::from_serialize(&self.specials);
         let ctx = context! { messages, add_generation_prompt => true, ..specials };
-        tmpl.render(ctx).map_err(|e| {
-            ModelError::config(&self.origin, format!("chat template failed to render: {e}"))
-        })
+        let limit = TEMPLATE_OUTPUT + 4 * message.len();
+        let mut out = Capped { out: Vec::new(), left: limit, exceeded: false };
+        let rendered = tmpl.render_captured_to(ctx, &mut out);
+        let fail = |m: String| {
+            ModelError::config(&self.origin, format!("chat template failed to render: {m}"))
+        };
+        match rendered {
+            Ok(_) => String::from_utf8(out.out).map_err(|_| fail("output is not UTF-8".into())),
+            Err(_) if out.exceeded => Err(fail(format!("output exceeds {limit} bytes"))),
+            Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(fail(format!(
+                "it ran more than {TEMPLATE_FUEL} instructions (a loop that does not end?)"
+            ))),
+            Err(e) => Err(fail(e.to_string())),
+        }
     }
 }
 
@@ -172,6 +215,23 @@ mod tests {
         );
         let e = ChatTemplate::new("{% if %}", BTreeMap::new(), "cfg.json").unwrap_err().to_string();
         assert!(e.contains("does not compile"), "{e}");
+    }
+
+    #[test]
+    fn runaway_templates_stop_with_a_clear_error() {
+        let specials = BTreeMap::new();
+        let forever =
+            "{% for i in range(50000) %}{% for j in range(50000) %}x{% endfor %}{% endfor %}";
+        let t = ChatTemplate::new(forever, specials.clone(), "model.gguf").unwrap();
+        let e = t.render_user("m").unwrap_err().to_string();
+        assert!(
+            e.starts_with("model.gguf: chat template failed to render: it ran more than"),
+            "{e}"
+        );
+        let big = "{% for i in range(60000) %}{{ messages[0].content }}{% endfor %}";
+        let t = ChatTemplate::new(big, specials, "model.gguf").unwrap();
+        let e = t.render_user(&"y".repeat(100)).unwrap_err().to_string();
+        assert!(e.contains("chat template failed to render: output exceeds"), "{e}");
     }
 
     #[test]
