@@ -284,6 +284,38 @@ fn bad_input_gets_an_openai_error_and_the_server_keeps_serving() {
 }
 
 #[test]
+fn a_prompt_over_the_model_limit_gets_413_before_queueing_and_the_next_request_200() {
+    let (small, large) = (Stub::start("small", Mode::Ok), Stub::start("large", Mode::Ok));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(&cfg, "[limits]\nmax_body_bytes = 1048576\nmax_text_chars = 100000\n").unwrap();
+    let args =
+        with(base_args(&small, &large), &["--config", cfg.to_str().unwrap(), "--budget", "0.5"]);
+    let g = Gateway::start(&args, &[]);
+    let source = "Der Hund läuft über die Straße. ".repeat(2000); // 64,000 characters
+    let long = json!({"messages": [{"role": "user", "content": source}]}).to_string();
+    let started = std::time::Instant::now();
+    let r = request(
+        g.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("content-type", "application/json")],
+        long.as_bytes(),
+    );
+    let took = started.elapsed();
+    assert_eq!(r.status, 413, "{}", String::from_utf8_lossy(&r.body));
+    let e = r.json();
+    let message = e["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("tokens is over the model's") && message.contains("-token limit"),
+        "{e}"
+    );
+    println!("64,000-character prompt: 413 in {took:.2?} ({message})");
+    assert_eq!(chat(g.addr, &body(0), &[]).status, 200, "the next request is served");
+    assert_eq!(small.n() + large.n(), 1, "the long prompt went nowhere");
+}
+
+#[test]
 fn keys_stay_secret_and_inbound_tokens_are_enforced() {
     let (small, large) = (Stub::start("small", Mode::Ok), Stub::start("large", Mode::Fail));
     let secret = "sk-test-5f0c2e9a7b";

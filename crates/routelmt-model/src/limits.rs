@@ -44,6 +44,22 @@ pub fn peak_buffer_bytes(c: &ModelConfig, rows: usize, seq: usize) -> usize {
     4 * rows * per_row.iter().max().copied().unwrap_or(0)
 }
 
+/// The longest single prompt whose buffers fit [`MAX_BUFFER_BYTES`] (a front door refuses a
+/// longer one before queueing it).
+pub fn max_prompt_tokens(c: &ModelConfig) -> usize {
+    // The buffers grow with the length: the largest length that fits, by bisection.
+    let (mut lo, mut hi) = (0usize, 1usize << 24);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if peak_buffer_bytes(c, 1, mid) <= MAX_BUFFER_BYTES {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    lo
+}
+
 /// Splits `lens` (in order) into consecutive chunks of at most `max_rows` rows whose buffers
 /// fit [`MAX_BUFFER_BYTES`]. Errors when one sequence alone does not fit.
 pub fn plan_chunks(c: &ModelConfig, lens: &[usize], max_rows: usize) -> Result<Vec<Range<usize>>> {

@@ -29,6 +29,8 @@ pub struct Ready {
     pub tokenizer: Tokenizer,
     /// The router's prompt revision.
     pub style: PromptStyle,
+    /// The longest prompt in tokens the model takes (longer ones get 413 before queueing).
+    pub max_tokens: usize,
     /// The prefill worker.
     pub batcher: Batcher,
 }
@@ -193,6 +195,9 @@ fn router_input(request: &Value, ready: &Ready, max_chars: usize) -> Result<Vec<
     let ids = target.token_ids(&ready.tokenizer, ready.style).map_err(ApiError::Tokenize)?;
     if ids.is_empty() {
         return Err(ApiError::EmptyMessage);
+    }
+    if ids.len() > ready.max_tokens {
+        return Err(ApiError::PromptTooLong { tokens: ids.len(), limit: ready.max_tokens });
     }
     Ok(ids)
 }

@@ -417,7 +417,11 @@ impl ServeConfig {
         if let Some(s) = &self.budget.store
             && !s.starts_with("redis://")
         {
-            return Err(ConfigError::key("budget.store", format!("'{s}' is not a redis:// URL")));
+            let shown = crate::decide::redacted(s);
+            return Err(ConfigError::key(
+                "budget.store",
+                format!("'{shown}' is not a redis:// URL"),
+            ));
         }
         if self.batch.max_size == 0 {
             return Err(ConfigError::key("batch.max_size", "must be at least 1"));

@@ -66,6 +66,25 @@ pub enum StoreError {
     Script(redis::RedisError),
 }
 
+/// A store URL fit for messages: the password in its user part replaced by `***`
+/// (`redis://user:secret@host` → `redis://user:***@host`).
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split_once(':').map_or(user, |(name, _)| name);
+            let hidden = if authority[..authority.len() - host.len() - 1].contains(':') {
+                format!("{user}:***")
+            } else {
+                "***".to_string()
+            };
+            format!("{scheme}://{hidden}@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
 /// The shared band: the fleet's last `W − 1` decisions in Redis.
 pub struct RedisBand {
     conn: redis::Connection,
@@ -102,7 +121,7 @@ return {large, c, n, seq}
 impl RedisBand {
     /// Connects to `url` (`redis://HOST:PORT`); keys start with `prefix`.
     pub fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let failed = |err| StoreError::Connect { url: url.to_string(), err };
+        let failed = |err| StoreError::Connect { url: redacted(url), err };
         let client = redis::Client::open(url).map_err(failed)?;
         let timeout = std::time::Duration::from_secs(2);
         let conn = client.get_connection_with_timeout(timeout).map_err(failed)?;
@@ -202,5 +221,22 @@ impl Decider {
         };
         let side = if large { Side::Large } else { Side::Small };
         Ok(Routed { score, side, threshold, seq: self.seq })
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_lose_their_password_in_messages() {
+        assert_eq!(redacted("redis://:s3cret@10.0.0.1:6379/0"), "redis://:***@10.0.0.1:6379/0");
+        assert_eq!(redacted("rediss://app:s3cret@host/"), "rediss://app:***@host/");
+        assert_eq!(redacted("redis://tokenonly@host"), "redis://***@host");
+        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        // A connection that fails names the store without the password.
+        let e = RedisBand::connect("redis://:s3cret@127.0.0.1:1/", "t").err().unwrap();
+        let m = e.to_string();
+        assert!(!m.contains("s3cret") && m.contains("redis://:***@127.0.0.1:1/"), "{m}");
     }
 }

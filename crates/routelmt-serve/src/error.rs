@@ -94,6 +94,14 @@ pub enum ApiError {
     /// The routed text cannot be tokenized (an unknown language code, say).
     #[error("{}", one_line(.0))]
     Tokenize(ModelError),
+    /// The prompt is longer than the model takes (refused before it is queued).
+    #[error("prompt of {tokens} tokens is over the model's {limit}-token limit")]
+    PromptTooLong {
+        /// Its length in tokens.
+        tokens: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The routed text has no tokens.
     #[error("the routed message is empty")]
     EmptyMessage,
@@ -119,7 +127,9 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BodyTooLarge | Self::TextTooLong { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTooLarge | Self::TextTooLong { .. } | Self::PromptTooLong { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Self::Body(_)
             | Self::NotAnObject
             | Self::Json(_)

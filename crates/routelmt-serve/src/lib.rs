@@ -64,10 +64,11 @@ fn load(cfg: &ServeConfig, metrics: Arc<Metrics>) -> Result<Ready, ServeError> {
     let tokenizer = hf::model_tokenizer(model, cfg.tokenizer.as_deref(), scorer.chat_mode())
         .map_err(ServeError::Model)?;
     let style = scorer.prompt_style();
+    let max_tokens = routelmt_model::limits::max_prompt_tokens(&scorer.model().config);
     let decider = decider(cfg, &scorer)?;
     let wait = Duration::from_millis(cfg.batch.max_wait_ms);
     let batcher = Batcher::spawn(scorer, decider, cfg.batch.max_size, wait, metrics);
-    Ok(Ready { tokenizer, style, batcher })
+    Ok(Ready { tokenizer, style, max_tokens, batcher })
 }
 
 /// Waits for SIGTERM or Ctrl-C.
