@@ -29,19 +29,25 @@ pub enum EmbeddingData {
 /// Values per q8 scale.
 pub const Q8_BLOCK: usize = 32;
 
+/// Appends the q8 of `values` (whole blocks of [`Q8_BLOCK`]) to `q` and `d` (see
+/// [`EmbeddingData::q8_from`]).
+pub fn q8_append(values: &[f32], q: &mut Vec<i8>, d: &mut Vec<f32>) {
+    for block in values.chunks(Q8_BLOCK) {
+        let amax = block.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let scale = amax / 127.0;
+        let inv = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+        q.extend(block.iter().map(|x| (x * inv).round() as i8));
+        d.push(scale);
+    }
+}
+
 impl EmbeddingData {
     /// q8 of row-major values (`values.len()` a multiple of [`Q8_BLOCK`]), rounded as ggml's
     /// reference `Q8_0` quantizer rounds: `d = max|x| / 127`, `q = round(x / d)`.
     pub fn q8_from(values: &[f32]) -> Self {
         let mut q = Vec::with_capacity(values.len());
         let mut d = Vec::with_capacity(values.len() / Q8_BLOCK);
-        for block in values.chunks(Q8_BLOCK) {
-            let amax = block.iter().fold(0f32, |m, x| m.max(x.abs()));
-            let scale = amax / 127.0;
-            let inv = if scale != 0.0 { 1.0 / scale } else { 0.0 };
-            q.extend(block.iter().map(|x| (x * inv).round() as i8));
-            d.push(scale);
-        }
+        q8_append(values, &mut q, &mut d);
         Self::Q8 { q, d }
     }
 

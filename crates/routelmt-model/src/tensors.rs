@@ -14,7 +14,7 @@ use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 use half::{bf16, f16};
 
-use crate::embedding::{EmbeddingData, HostEmbedding, Q8_BLOCK};
+use crate::embedding::{EmbeddingData, HostEmbedding, Q8_BLOCK, q8_append};
 use crate::error::{ModelError, Result};
 use crate::formats::dtype::{self, Stored};
 use crate::formats::{Layout, Source};
@@ -215,11 +215,7 @@ impl<'a> Tensors<'a> {
                     let values = dtype::decode(dtype, bytes, n).map_err(|m| {
                         ModelError::weights(src.file, format!("tensor '{name}': {m}"))
                     })?;
-                    let EmbeddingData::Q8 { q: qi, d: di } = EmbeddingData::q8_from(&values) else {
-                        unreachable!("q8_from makes q8")
-                    };
-                    q.extend(qi);
-                    d.extend(di);
+                    q8_append(&values, &mut q, &mut d);
                 }
                 EmbeddingData::Q8 { q, d }
             }

@@ -72,12 +72,10 @@ pub fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     match authority.rsplit_once('@') {
-        Some((user, host)) => {
-            let user = user.split_once(':').map_or(user, |(name, _)| name);
-            let hidden = if authority[..authority.len() - host.len() - 1].contains(':') {
-                format!("{user}:***")
-            } else {
-                "***".to_string()
+        Some((userinfo, host)) => {
+            let hidden = match userinfo.split_once(':') {
+                Some((name, _)) => format!("{name}:***"),
+                None => "***".to_string(),
             };
             format!("{scheme}://{hidden}@{host}{path}")
         }

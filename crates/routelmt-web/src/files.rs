@@ -188,16 +188,16 @@ impl ModelFiles {
     /// the tokenizer and the tensor table from it; the weights stay in the file.
     async fn open_gguf(source: &Source<'_>, name: &str) -> Result<Self> {
         let file = source.open("", false).await?.ok_or_else(|| WebError::Missing(name.into()))?;
-        let mut len = GGUF_HEAD.min(file.size);
+        let mut head = file.range(0, GGUF_HEAD.min(file.size)).await?;
         loop {
-            let head = file.range(0, len).await?;
             if let Some(g) = GgufCheckpoint::parse_head(Named::new(&file.name, &head), file.size)? {
                 let tokenizer = Some(g.tokenizer()?);
                 let index = g.index()?;
                 let config = g.config;
                 return Ok(Self { config, format: "gguf", tokenizer, index, files: vec![file] });
             }
-            len = (len * 2).min(file.size);
+            let len = head.len() as u64;
+            head.extend(file.range(len, (2 * len).min(file.size)).await?);
         }
     }
 

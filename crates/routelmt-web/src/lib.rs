@@ -153,9 +153,6 @@ impl Weights {
     fn parse(s: Option<String>) -> Result<Self, JsError> {
         match s.as_deref().unwrap_or("auto") {
             "auto" => Ok(Self::Auto),
-            "q4" => {
-                Err(js_err("option 'weights': 'q4' is not available yet (auto, f32, f16 or q8)"))
-            }
             other => other
                 .parse()
                 .map(Self::Fixed)

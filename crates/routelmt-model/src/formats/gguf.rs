@@ -243,7 +243,8 @@ impl<'a> GgufFile<'a> {
     /// Parses the header, metadata and tensor table of a whole file; checks every tensor lies
     /// inside the file.
     pub fn parse(bytes: &'a [u8], file: &'a str) -> Result<Self> {
-        let mut parsed = Self::parse_in(bytes, bytes.len() as u64, file)?;
+        let mut r = Reader { bytes, at: 0, file, file_len: bytes.len() as u64, short: false };
+        let mut parsed = Self::read_table(&mut r)?;
         parsed.data = bytes.get(parsed.data_start as usize..).unwrap_or(&[]);
         Ok(parsed)
     }
@@ -258,11 +259,6 @@ impl<'a> GgufFile<'a> {
             Err(_) if r.short => Ok(None),
             Err(e) => Err(e),
         }
-    }
-
-    fn parse_in(bytes: &'a [u8], file_len: u64, file: &'a str) -> Result<Self> {
-        let mut r = Reader { bytes, at: 0, file, file_len, short: false };
-        Self::read_table(&mut r)
     }
 
     fn read_table(r: &mut Reader<'a>) -> Result<Self> {
