@@ -346,4 +346,11 @@ fn crafted_configs_and_ggufs_fail_with_one_line_naming_the_field() {
     let p = tmp.path().join("dims.gguf");
     std::fs::write(&p, dims).unwrap();
     run(&p, "tensor 'blk.0.attn_q.weight' has dimensions");
+    // Dimensions whose element count fits but whose byte size does not (found by fuzzing).
+    let mut bytes = gguf.clone();
+    bytes[at..at + 8].copy_from_slice(&(1u64 << 32).to_le_bytes());
+    bytes[at + 8..at + 16].copy_from_slice(&(1u64 << 31).to_le_bytes());
+    let p = tmp.path().join("bytes.gguf");
+    std::fs::write(&p, bytes).unwrap();
+    run(&p, "elements are too many for this platform");
 }

@@ -4,7 +4,7 @@
 // Prints one JSON line per run and a markdown table. Needs web/dist (trunk build).
 // Run: node web/bench/bench.mjs [--full DIR] [--gguf FILE] [--only tiny|full|gguf] [--iters N]
 //      [--tokens T] [--devices cpu,webgpu,cpu-threads] [--passes cold,cached]
-//      [--weights auto|f32|f16|q8]   (--iters 0: load and memory only)
+//      [--weights auto|f32|f16|q8|q4]   (--iters 0: load and memory only)
 // --gguf FILE: one GGUF file (e.g. the SmolLM2 Q4_1 of models/fetch.sh), loaded by URL.
 // cpu-threads: the wasm CPU path in the page's model worker on a cross-origin isolated server,
 // so the threaded build (web/pkg/threads) with one thread per core; its memory is not read.

@@ -19,6 +19,8 @@ const TOKENIZER = path.join(ROOT, "assets/qwen3-tokenizer/tokenizer.json");
 const ARTIFACTS = process.env.ROUTELMT_ARTIFACTS || path.join(ROOT, "web/test-artifacts");
 const TARGET = process.env.CARGO_TARGET_DIR || path.join(os.homedir(), ".cache/routelmt-target");
 const BIN = process.env.ROUTELMT_BIN || path.join(TARGET, "debug/routelmt");
+// The real SmolLM2-135M-Instruct Q4_1 GGUF (models/fetch.sh; scripts/test.sh sets this).
+const SMOLLM2 = process.env.ROUTELMT_SMOLLM2_GGUF;
 /** transformers' goldens are matched natively to 1e-4; the browser is held to the same. */
 const GOLDEN_TOL = 1e-4;
 const LARGE_KEY = "sk-large-SECRET-4711";
@@ -82,6 +84,7 @@ before(async () => {
     "/harness.html": () => fs.readFileSync(path.join(ROOT, "web/tests/harness.html")),
     "/worker-harness.html": () => fs.readFileSync(path.join(ROOT, "web/tests/worker-harness.html")),
     "/bad/": broken,
+    ...(SMOLLM2 ? { "/smollm2/": path.dirname(SMOLLM2) } : {}),
   });
   profile = fs.mkdtempSync(path.join(os.tmpdir(), "routelmt-chromium-"));
   browser = await puppeteer.launch({
@@ -495,6 +498,31 @@ test("a GGUF file loads by URL and by File: f32 equals transformers, q8 the nati
   assert.deepEqual(again.hidden, q8.hidden);
   assert.ok(f32.n_tokens > 5, "the GGUF's own tokenizer and chat template");
   assert.equal(reloadRequests, 0, "a reload reads the GGUF from the Cache API");
+});
+
+test("a 4-bit GGUF (SmolLM2 Q4_1) loads as q4 by default on the wasm CPU and equals the native CLI's q4", { timeout: 300_000 }, async () => {
+  assert.ok(SMOLLM2, "set ROUTELMT_SMOLLM2_GGUF (scripts/test.sh does: models/fetch.sh smollm2-135m-instruct-q4_1)");
+  const cases = [[1, 2, 3, 400], [100, 2000, 30000, 5, 6, 7, 8, 9, 10, 11]];
+  const page = await harness();
+  const url = `${server.url}/smollm2/${path.basename(SMOLLM2)}`;
+  const got = await page.evaluate(async (url, cases) => {
+    const r = await window.routelmt.Router.load({ model: url, device: "cpu" });
+    const feats = await r.features(cases.map((input_ids, id) => ({ id, input_ids })));
+    const info = r.info();
+    r.free();
+    return { hidden: feats.map((f) => f.hidden), info };
+  }, url, cases);
+  await page.close();
+  assert.equal(got.info.weights, "q4", "auto is q4 for a 4-bit file on the wasm CPU");
+  assert.equal(got.info.embedding_dtype, "q8");
+  // Natively the same kernel (ROUTELMT_ISA=portable: q4 widened to f32) gives the same states.
+  const native = nativeFeatures(SMOLLM2, cases, ["--weights", "q4"], { ROUTELMT_ISA: "portable" });
+  const rel = native.reduce((worst, n, i) => {
+    const scale = n.hidden.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+    return Math.max(worst, maxAbsDiff(got.hidden[i], n.hidden) / scale);
+  }, 0);
+  console.log(`SmolLM2 Q4_1 GGUF as q4 in the browser vs the native CLI's q4: max relative |Δ| ${rel.toExponential(2)}; weights ${got.info.weight_bytes} bytes, embedding ${got.info.embedding_bytes}, wasm memory ${got.info.wasm_memory_bytes}`);
+  assert.ok(rel <= 1e-5, `relative ${rel}`);
 });
 
 test("a truncated GGUF and one with a tensor type it cannot read reject with one-line errors", { timeout: 120_000 }, async () => {

@@ -38,7 +38,8 @@ pub struct ModelArgs {
     /// Chat template use [default: auto; for score and route, the router's].
     #[arg(long, value_enum)]
     pub chat_template: Option<ChatMode>,
-    /// Decoder weights for inference: f32, f16 or q8 (int8, one f32 scale per 32 weights)
+    /// Decoder weights for inference: f32, f16, q8 (int8, one f32 scale per 32 weights) or q4
+    /// (4-bit as GGUF Q4_0, one f32 scale per 32 weights)
     /// [default: f32; for score and route, the router's; train records it in the router].
     #[arg(long, env = "ROUTELMT_WEIGHTS")]
     pub weights: Option<routelmt_model::Precision>,

@@ -50,7 +50,7 @@ pub struct BenchPrefillArgs {
     /// runs), side by side with the plain model.
     #[arg(long)]
     pub merged_lora: bool,
-    /// Decoder weights to time, comma-separated (f32, f16, q8), each prepared for inference
+    /// Decoder weights to time, comma-separated (f32, f16, q8, q4), each prepared for inference
     /// (the CPU kernels on the CPU).
     #[arg(long, value_delimiter = ',', default_value = "f32")]
     pub weights: Vec<routelmt_model::Precision>,

@@ -139,7 +139,7 @@ pub struct RouteInput {
     #[arg(long, value_name = "DIR", requires = "input")]
     pub router: Option<PathBuf>,
 
-    /// Decoder weights for scoring: f32, f16 or q8 [default: the router's].
+    /// Decoder weights for scoring: f32, f16, q8 or q4 [default: the router's].
     #[arg(long, requires = "input", env = "ROUTELMT_WEIGHTS")]
     pub weights: Option<routelmt_model::Precision>,
 }

@@ -113,7 +113,7 @@ pub fn matmul_split(
     }
     let panels = n.div_ceil(NR);
     let t = Stopwatch::start(clock);
-    let packed = if isa.int8() && w.format() == PackFormat::Q8 {
+    let packed = if isa.int8() && matches!(w.format(), PackFormat::Q8 | PackFormat::Q4) {
         PackedA::Int8(quantize_a(a, m, k, MR_Q8))
     } else {
         PackedA::F32(pack_a(a, m, k, isa.mr()))

@@ -1,10 +1,14 @@
-//! The int8 path for q8 weights on a CPU with AVX-512 VNNI: the activations are rounded to
-//! int8 per row and block of 32 steps (one f32 scale each, as llama.cpp's `Q8_0 × Q8_0` dot
-//! does), `vpdpbusd` sums 4 products per lane in i32, and each block's sum is scaled into f32.
-//! Elsewhere q8 weights are widened to f32 and run on the f32 tiles.
+//! The int8 path for q8 and q4 weights on a CPU with AVX-512 VNNI: the activations are rounded
+//! to int8 per row and block of 32 steps (one f32 scale each, as llama.cpp's `Q8_0 × Q8_0` and
+//! `Q4_0 × Q8_0` dots do), `vpdpbusd` sums 4 products per lane in i32, and each block's sum is
+//! scaled into f32. q4 nibbles are split into bytes in registers (`vpand`, `vpsrlw`) and run
+//! the same instruction. Elsewhere q8/q4 weights are widened to f32 and run on the f32 tiles.
 
 #[cfg(any(not(target_arch = "wasm32"), target_feature = "atomics"))]
 use rayon::prelude::*;
+
+#[cfg(target_arch = "x86_64")]
+use half::f16;
 
 #[cfg(target_arch = "x86_64")]
 use crate::pack::{NR, Store};
@@ -148,10 +152,80 @@ fn tile_q8_avx512(
     add_tile(&spill_avx512::<MR>(&f), c, ldc, rows, cols);
 }
 
-/// One panel group of the int8 product (AVX-512 VNNI).
+/// The AVX-512 VNNI tile for q4 weights: each group's 64 bytes split into their low nibbles
+/// (columns 0–15) and high nibbles (16–31), unsigned 0..15, summed against the int8
+/// activations by `vpdpbusd`; per block, `Σ (q · d + m) · a = d · Σ q · a + m · Σ a`, with
+/// `Σ a = -za / 128` (`za` is `-128 · Σ a`) and `d`, `m` widened from f16.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vnni")]
-fn run_q8_avx512(
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[allow(clippy::too_many_arguments)]
+fn tile_q4_avx512(
+    a: &[i32],
+    sa: &[f32],
+    za: &[i32],
+    q: &[u8],
+    (d, m): (&[f16], &[f16]),
+    c: &mut [f32],
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+) {
+    use std::arch::x86_64::*;
+    const MR: usize = MR_Q8;
+    const BYTES: usize = QBLOCK * NR / 2;
+    let mut f = [_mm512_setzero_ps(); 2 * MR];
+    let low = _mm512_set1_epi8(0x0F);
+    let blocks = sa.len() / MR;
+    for kb in 0..blocks {
+        let qb: &[u8; BYTES] = q[kb * BYTES..][..BYTES].try_into().expect("block");
+        let zab: &[i32; MR] = za[kb * MR..][..MR].try_into().expect("a zero sums");
+        let db: &[f16; NR] = d[kb * NR..][..NR].try_into().expect("scales");
+        let mb: &[f16; NR] = m[kb * NR..][..NR].try_into().expect("minimums");
+        let ab: &[i32; 8 * MR] = a[kb * 8 * MR..][..8 * MR].try_into().expect("a block");
+        let sab: &[f32; MR] = sa[kb * MR..][..MR].try_into().expect("a scales");
+        let mut acc = [_mm512_setzero_si512(); 2 * MR];
+        for g in 0..8 {
+            // SAFETY: group g spans bytes g·64 .. g·64 + 64 of the 512-byte block.
+            let v = unsafe { _mm512_loadu_si512(qb.as_ptr().add(g * 2 * NR).cast()) };
+            let b0 = _mm512_and_si512(v, low);
+            let b1 = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+            for i in 0..MR {
+                let av = _mm512_set1_epi32(ab[g * MR + i]);
+                acc[2 * i] = _mm512_dpbusd_epi32(acc[2 * i], b0, av);
+                acc[2 * i + 1] = _mm512_dpbusd_epi32(acc[2 * i + 1], b1, av);
+            }
+        }
+        // SAFETY: `db` and `mb` hold 32 halves each; each load reads 16 (32 bytes).
+        let (d0, d1, m0, m1) = unsafe {
+            let half = |p: *const f16| _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()));
+            (
+                half(db.as_ptr()),
+                half(db.as_ptr().add(16)),
+                half(mb.as_ptr()),
+                half(mb.as_ptr().add(16)),
+            )
+        };
+        for i in 0..MR {
+            let si = _mm512_set1_ps(sab[i]);
+            let sum = _mm512_set1_ps(sab[i] * (-zab[i] / 128) as f32);
+            f[2 * i] =
+                _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[2 * i]), _mm512_mul_ps(d0, si), f[2 * i]);
+            f[2 * i] = _mm512_fmadd_ps(m0, sum, f[2 * i]);
+            f[2 * i + 1] = _mm512_fmadd_ps(
+                _mm512_cvtepi32_ps(acc[2 * i + 1]),
+                _mm512_mul_ps(d1, si),
+                f[2 * i + 1],
+            );
+            f[2 * i + 1] = _mm512_fmadd_ps(m1, sum, f[2 * i + 1]);
+        }
+    }
+    add_tile(&spill_avx512::<MR>(&f), c, ldc, rows, cols);
+}
+
+/// One panel group of the int8 product (AVX-512 VNNI), q8 or q4 weights.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn run_int8_avx512(
     qa: &QuantA,
     m: usize,
     w: &PackedMatrix,
@@ -159,18 +233,30 @@ fn run_q8_avx512(
     out: &mut [f32],
     ldo: usize,
 ) {
-    let Store::Q8 { q, scales } = &w.store else { unreachable!("q8 weights") };
     let kb = qa.kblocks;
     for (j, p) in panels.enumerate() {
         let cols = NR.min(w.n - p * NR);
-        let qp = &q[p * kb * QBLOCK * NR..][..kb * QBLOCK * NR];
-        let sp = &scales[p * kb * NR..][..kb * NR];
         for (t, i0) in (0..m).step_by(MR_Q8).enumerate() {
             let a = &qa.a[t * kb * 8 * MR_Q8..][..kb * 8 * MR_Q8];
             let sa = &qa.s[t * kb * MR_Q8..][..kb * MR_Q8];
             let za = &qa.zero[t * kb * MR_Q8..][..kb * MR_Q8];
             let rows = MR_Q8.min(m - i0);
-            tile_q8_avx512(a, sa, za, qp, sp, &mut out[i0 * ldo + j * NR..], ldo, rows, cols);
+            let c = &mut out[i0 * ldo + j * NR..];
+            let blocks = p * kb..(p + 1) * kb;
+            match &w.store {
+                Store::Q8 { q, scales } => {
+                    let qp = &q[blocks.start * QBLOCK * NR..blocks.end * QBLOCK * NR];
+                    let sp = &scales[blocks.start * NR..blocks.end * NR];
+                    tile_q8_avx512(a, sa, za, qp, sp, c, ldo, rows, cols);
+                }
+                Store::Q4 { q, d, m: mins } => {
+                    let qp = &q[blocks.start * QBLOCK * NR / 2..blocks.end * QBLOCK * NR / 2];
+                    let sp = blocks.start * NR..blocks.end * NR;
+                    let dm = (&d[sp.clone()], &mins[sp]);
+                    tile_q4_avx512(a, sa, za, qp, dm, c, ldo, rows, cols);
+                }
+                _ => unreachable!("q8 or q4 weights"),
+            }
         }
     }
 }
@@ -185,9 +271,9 @@ pub(crate) fn run_int8(
     ldo: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `Isa::int8` confirmed AVX-512F and AVX-512 VNNI at run time.
+    // SAFETY: `Isa::int8` confirmed AVX-512F, AVX-512BW and AVX-512 VNNI at run time.
     unsafe {
-        run_q8_avx512(qa, m, w, panels, out, ldo)
+        run_int8_avx512(qa, m, w, panels, out, ldo)
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("no int8 kernel here: {} {m} {w:?} {panels:?} {} {ldo}", qa.kblocks, out.len())

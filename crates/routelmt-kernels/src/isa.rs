@@ -52,11 +52,13 @@ impl Isa {
         }
     }
 
-    /// Whether int8 weights run on the int8 kernel (AVX-512 VNNI) rather than widened to f32.
+    /// Whether q8/q4 weights run on the int8 kernels (AVX-512 VNNI and BW) rather than widened
+    /// to f32.
     pub fn int8(self) -> bool {
         #[cfg(target_arch = "x86_64")]
         if self == Self::Avx512 {
-            return std::is_x86_feature_detected!("avx512vnni");
+            return std::is_x86_feature_detected!("avx512vnni")
+                && std::is_x86_feature_detected!("avx512bw");
         }
         false
     }

@@ -3,10 +3,13 @@
 //! Layout (BLIS-style): `W` (`[K, N]`) is cut into panels of [`NR`] = 32 columns, each stored
 //! `K` rows of 32 values, so the micro-kernel streams one panel with unit stride.
 //!
-//! Weights are stored as f32, f16 or q8 (per-column blocks of 32 steps of `K` as int8 with an
-//! f32 scale, GGUF `Q8_0`'s blocking). f16 and q8 panel blocks are widened to f32 in a
-//! per-thread buffer just before use ([`PackedMatrix::block`]), so all three share one
-//! micro-kernel; q8 on AVX-512 VNNI also has its own int8 kernel (`int8.rs`).
+//! Weights are stored as f32, f16, q8 (per-column blocks of 32 steps of `K` as int8 with an
+//! f32 scale, GGUF `Q8_0`'s blocking) or q4 (the same blocks as 4-bit values with an f16 scale
+//! and an f16 minimum, rounded as GGUF `Q4_0` or `Q4_1` rounds, whichever is closer for the
+//! block, so both kinds of file are kept exactly). f16, q8 and q4 panel blocks are widened to
+//! f32 in a per-thread
+//! buffer just before use ([`PackedMatrix::block`]), so all four share one micro-kernel; q8 and
+//! q4 on AVX-512 VNNI also have their own int8 kernels (`int8.rs`).
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
@@ -28,6 +31,9 @@ pub enum PackFormat {
     F16,
     /// int8 with one f32 scale per 32 weights of a column: 1.125 bytes per weight.
     Q8,
+    /// 4-bit with an f16 scale and an f16 minimum per 32 weights of a column (GGUF `Q4_0`'s
+    /// or `Q4_1`'s values, whichever is closer per block): 0.625 bytes per weight.
+    Q4,
 }
 
 impl PackFormat {
@@ -37,6 +43,7 @@ impl PackFormat {
             Self::F32 => "f32",
             Self::F16 => "f16",
             Self::Q8 => "q8",
+            Self::Q4 => "q4",
         }
     }
 }
@@ -58,6 +65,17 @@ pub(crate) enum Store {
     Q8 {
         q: Vec<u8>,
         scales: Vec<f32>,
+    },
+    /// The q8 blocks' order at 4 bits: block `b` is 512 bytes, 8 groups of 64; the value q8
+    /// would store at index `j` of group `g` (`j < 128`) is the low nibble of byte
+    /// `b * 512 + g * 64 + j % 64` for `j < 64`, else its high nibble. So the low nibbles of a
+    /// group are its first 16 columns' VNNI lanes and the high nibbles the other 16. A nibble
+    /// `q` means `q · d + m`, with `d[b * NR + c]` and `m[b * NR + c]` (a `Q4_0` block has
+    /// `m = -8 · d`).
+    Q4 {
+        q: Vec<u8>,
+        d: Vec<f16>,
+        m: Vec<f16>,
     },
 }
 
@@ -127,6 +145,32 @@ impl PackedMatrix {
                 }
                 Store::Q8 { q, scales }
             }
+            PackFormat::Q4 => {
+                let kblocks = k.div_ceil(QBLOCK);
+                let mut q = vec![0u8; panels * kblocks * QBLOCK * NR / 2];
+                let mut d = vec![f16::ZERO; panels * kblocks * NR];
+                let mut m = vec![f16::ZERO; panels * kblocks * NR];
+                let mut col = [0f32; QBLOCK];
+                for p in 0..panels {
+                    for kb in 0..kblocks {
+                        let block = p * kblocks + kb;
+                        let rows = kb * QBLOCK..((kb + 1) * QBLOCK).min(k);
+                        for c in 0..NR {
+                            let col = &mut col[..rows.len()];
+                            for (v, kk) in col.iter_mut().zip(rows.clone()) {
+                                *v = at(kk, p * NR + c);
+                            }
+                            let (nibs, bd, bm) = q4_block(col);
+                            (d[block * NR + c], m[block * NR + c]) = (bd, bm);
+                            for (i, nib) in nibs.into_iter().enumerate().take(col.len()) {
+                                let (at_q, shift) = q4_offset(i, c);
+                                q[block * QBLOCK * NR / 2 + at_q] |= nib << shift;
+                            }
+                        }
+                    }
+                }
+                Store::Q4 { q, d, m }
+            }
         };
         Self { k, n, store }
     }
@@ -147,6 +191,7 @@ impl PackedMatrix {
             Store::F32(_) => PackFormat::F32,
             Store::F16(_) => PackFormat::F16,
             Store::Q8 { .. } => PackFormat::Q8,
+            Store::Q4 { .. } => PackFormat::Q4,
         }
     }
 
@@ -156,6 +201,7 @@ impl PackedMatrix {
             Store::F32(v) => v.len() * 4,
             Store::F16(v) => v.len() * 2,
             Store::Q8 { q, scales } => q.len() + scales.len() * 4,
+            Store::Q4 { q, d, m } => q.len() + (d.len() + m.len()) * 2,
         }
     }
 
@@ -199,6 +245,12 @@ impl PackedMatrix {
                 dequant_q8(q, scales, kblocks, p, k0, out);
                 out
             }
+            Store::Q4 { q, d, m } => {
+                let kblocks = self.k.div_ceil(QBLOCK);
+                let out = &mut buf[..kc * NR];
+                dequant_q4(q, (d, m), kblocks, p, k0, out);
+                out
+            }
         }
     }
 }
@@ -221,6 +273,77 @@ fn dequant_q8(q: &[u8], scales: &[f32], kblocks: usize, p: usize, k0: usize, out
             for (j, dst) in group.chunks_exact_mut(NR).enumerate() {
                 for c in 0..NR {
                     dst[c] = (src[c * 4 + j] as i32 - 128) as f32 * s[c];
+                }
+            }
+        }
+    }
+}
+
+/// One block of a column (up to 32 values) as nibbles with an f16 scale `d` and minimum `m`
+/// (value `q · d + m`): GGUF `Q4_0`'s rounding (`d = max / -8` for the value of largest
+/// magnitude, `q = min(15, trunc(x / d + 8.5))`, `m = -8 · d`) or `Q4_1`'s (`d = (max - min) /
+/// 15`, `m = min`, `q = min(15, trunc((x - min) / d + 0.5))`), whichever gives the smaller
+/// squared error (`Q4_0` on a tie). Like llama.cpp, the nibbles are computed with the f32
+/// scale and the f16 ones stored. A block of a `Q4_0` or `Q4_1` file, dequantized, comes back
+/// exactly.
+fn q4_block(x: &[f32]) -> ([u8; QBLOCK], f16, f16) {
+    let encode = |d: f32, min: f32, offset: f32| {
+        let inv = if d == 0.0 { 0.0 } else { 1.0 / d };
+        let mut nibs = [0u8; QBLOCK];
+        for (n, v) in nibs.iter_mut().zip(x) {
+            *n = (((v - min) * inv + offset) as i32).clamp(0, 15) as u8;
+        }
+        nibs
+    };
+    let error = |nibs: &[u8; QBLOCK], d: f16, m: f16| -> f64 {
+        let (d, m) = (d.to_f32(), m.to_f32());
+        x.iter().zip(nibs).map(|(v, &n)| f64::from(n as f32 * d + m - v).powi(2)).sum()
+    };
+    // Q4_0: symmetric around the value of largest magnitude.
+    let max = x.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+    let d0 = max / -8.0;
+    let nibs0 = encode(d0, 0.0, 8.5);
+    let (d0, m0) = (f16::from_f32(d0), f16::from_f32(-8.0 * f16::from_f32(d0).to_f32()));
+    // Q4_1: from the minimum to the maximum.
+    let lo = x.iter().copied().fold(f32::INFINITY, f32::min);
+    let hi = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let d1 = (hi - lo) / 15.0;
+    let nibs1 = encode(d1, lo, 0.5);
+    let (d1, m1) = (f16::from_f32(d1), f16::from_f32(lo));
+    if error(&nibs1, d1, m1) < error(&nibs0, d0, m0) { (nibs1, d1, m1) } else { (nibs0, d0, m0) }
+}
+
+/// Where step `kk` (within its block) of column `c` sits in a q4 block: byte and bit shift.
+#[inline(always)]
+fn q4_offset(kk: usize, c: usize) -> (usize, u32) {
+    let j = c * 4 + kk % 4;
+    ((kk / 4) * 2 * NR + j % (2 * NR), if j < 2 * NR { 0 } else { 4 })
+}
+
+/// Widens q4 rows `k0..k0 + out.len() / NR` of panel `p` (k0 a multiple of [`QBLOCK`]).
+fn dequant_q4(
+    q: &[u8],
+    (d, m): (&[f16], &[f16]),
+    kblocks: usize,
+    p: usize,
+    k0: usize,
+    out: &mut [f32],
+) {
+    let (mut ds, mut ms) = ([0f32; NR], [0f32; NR]);
+    for (i, rows) in out.chunks_mut(QBLOCK * NR).enumerate() {
+        let block = p * kblocks + k0 / QBLOCK + i;
+        d[block * NR..][..NR].convert_to_f32_slice(&mut ds);
+        m[block * NR..][..NR].convert_to_f32_slice(&mut ms);
+        let qs: &[u8; QBLOCK * NR / 2] =
+            q[block * QBLOCK * NR / 2..][..QBLOCK * NR / 2].try_into().expect("block");
+        for (g, group) in rows.chunks_mut(4 * NR).enumerate() {
+            let src = &qs[g * 2 * NR..][..2 * NR];
+            for (j, dst) in group.chunks_exact_mut(NR).enumerate() {
+                for c in 0..NR {
+                    let lane = c * 4 + j;
+                    let byte = src[lane % (2 * NR)];
+                    let nib = if lane < 2 * NR { byte & 0x0F } else { byte >> 4 };
+                    dst[c] = nib as f32 * ds[c] + ms[c];
                 }
             }
         }

@@ -112,3 +112,123 @@ fn q8_requantization_of_q8_values_is_lossless() {
         .collect();
     assert_eq!(PackedMatrix::pack(&gguf, k, n, PackFormat::Q8).unpack(), gguf);
 }
+
+/// llama.cpp's `quantize_row_q4_0_ref` and `quantize_row_q4_1_ref` for one block, written
+/// from their definitions (f32 scale for the rounding, f16 scale and minimum stored), returned
+/// dequantized.
+fn q4_0_block(x: &[f32]) -> Vec<f32> {
+    let max = x.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+    let d = max / -8.0;
+    let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+    let d16 = f16::from_f32(d).to_f32();
+    x.iter().map(|&v| (((v * id + 8.5) as i32).min(15) - 8) as f32 * d16).collect()
+}
+
+fn q4_1_block(x: &[f32]) -> Vec<f32> {
+    let min = x.iter().copied().fold(f32::INFINITY, f32::min);
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let d = (max - min) / 15.0;
+    let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+    let (d16, m16) = (f16::from_f32(d).to_f32(), f16::from_f32(min).to_f32());
+    x.iter().map(|&v| (((v - min) * id + 0.5) as i32).min(15) as f32 * d16 + m16).collect()
+}
+
+fn squared_error(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum()
+}
+
+/// `w`'s column blocks of 32 steps of K, each as `block` returns it.
+fn by_blocks(w: &[f32], k: usize, n: usize, block: impl Fn(&[f32]) -> Vec<f32>) -> Vec<f32> {
+    let mut out = vec![0f32; k * n];
+    for c in 0..n {
+        for k0 in (0..k).step_by(32) {
+            let col: Vec<f32> = (k0..(k0 + 32).min(k)).map(|kk| w[kk * n + c]).collect();
+            for (i, v) in block(&col).into_iter().enumerate() {
+                out[(k0 + i) * n + c] = v;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn q4_weights_round_as_the_closer_of_gguf_q4_0_and_q4_1_and_compute_with_their_values() {
+    let (k, n) = (100, 70);
+    let w = values(k * n, 8);
+    let packed = PackedMatrix::pack(&w, k, n, PackFormat::Q4);
+    assert_eq!(packed.format(), PackFormat::Q4);
+    let got = packed.unpack();
+    // Block by block, the closer of llama.cpp's two roundings.
+    let (q4_0, q4_1) = (by_blocks(&w, k, n, q4_0_block), by_blocks(&w, k, n, q4_1_block));
+    let (mut zeros, mut ones) = (0, 0);
+    for c in 0..n {
+        for k0 in (0..k).step_by(32) {
+            let at: Vec<usize> = (k0..(k0 + 32).min(k)).map(|kk| kk * n + c).collect();
+            let pick = |v: &[f32]| at.iter().map(|&i| v[i]).collect::<Vec<f32>>();
+            let (g, a, b) = (pick(&got), pick(&q4_0), pick(&q4_1));
+            let (ea, eb) = (squared_error(&a, &pick(&w)), squared_error(&b, &pick(&w)));
+            if eb < ea {
+                assert_eq!(g, b, "column {c} block {k0}: Q4_1's rounding");
+                ones += 1;
+            } else {
+                assert_eq!(g, a, "column {c} block {k0}: Q4_0's rounding");
+                zeros += 1;
+            }
+        }
+    }
+    assert!(zeros > 0 && ones > 0, "both roundings chosen somewhere: {zeros} {ones}");
+    // 3 panels × 4 blocks of 32 × 32 weights: 4 bits each, an f16 scale and minimum per column.
+    assert_eq!(packed.bytes(), 3 * 4 * (32 * 32 / 2 + 32 * 2 * 2));
+    for m in [1, 5, 300] {
+        let a = values(m * k, 9);
+        let exact = reference(&a, &got, m, k, n);
+        let scale = exact.iter().fold(0f32, |s, v| s.max(v.abs()));
+        for isa in [Isa::detect(), Isa::Avx2, Isa::Portable] {
+            if !isa.supported() {
+                continue;
+            }
+            let mut c = vec![0f32; m * n];
+            matmul(isa, &a, m, &packed, None, &mut c);
+            let tol = if isa.int8() { 1e-2 * scale } else { 1e-4 };
+            let worst = c.iter().zip(&exact).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max);
+            assert!(worst <= tol, "q4 {isa:?} m={m}: max error {worst:e} > {tol:e}");
+        }
+    }
+}
+
+#[test]
+fn q4_requantization_of_gguf_q4_0_and_q4_1_values_is_lossless() {
+    // GGUF Q4_0 / Q4_1 weights arrive dequantized; packing them as q4 must give back exactly
+    // the same values. Q4_0: `(q - 8) · d`, f16 d, the block's extreme at q = 0. Q4_1:
+    // `q · d + m`, f16 d and m, q = 0 and q = 15 in every block (llama.cpp's rounding puts the
+    // minimum and maximum there).
+    let (k, n) = (96, 40);
+    let file = |q4_1: bool| -> Vec<f32> {
+        (0..k * n)
+            .map(|i| {
+                let (kk, c) = (i / n, i % n);
+                let sign = if (c + kk / 32) % 3 == 0 { -1.0 } else { 1.0 };
+                let d = f16::from_f32(sign * (0.002 + 0.0113 * ((c * 5 + kk / 32) % 13) as f32));
+                let mut q = ((i * 29) % 16) as i32;
+                if kk % 32 == (c * 3) % 32 {
+                    q = 0;
+                }
+                if q4_1 && kk % 32 == (c * 3 + 1) % 32 {
+                    q = 15;
+                }
+                if q4_1 {
+                    let m = f16::from_f32(-0.05 + 0.007 * ((c + kk / 32) % 17) as f32);
+                    q as f32 * d.to_f32().abs() + m.to_f32()
+                } else {
+                    (q - 8) as f32 * d.to_f32()
+                }
+            })
+            .collect()
+    };
+    for q4_1 in [false, true] {
+        let w = file(q4_1);
+        let packed = PackedMatrix::pack(&w, k, n, PackFormat::Q4);
+        assert_eq!(packed.unpack(), w, "Q4_{}", u8::from(q4_1));
+        assert_eq!(PackedMatrix::pack(&packed.unpack(), k, n, PackFormat::Q4).unpack(), w);
+    }
+}

@@ -47,13 +47,13 @@ fn packing_while_loading_equals_preparing_after_with_and_without_a_merge() {
     let w =
         std::fs::read(fixtures().join("models/tiny-gqa-lora/adapter_model.safetensors")).unwrap();
     let adapter = crate::PeftAdapter::from_peft(&c, "c", &w, "w", &config).unwrap();
-    for weights in [Precision::F32, Precision::F16, Precision::Q8] {
+    for weights in [Precision::F32, Precision::F16, Precision::Q8, Precision::Q4] {
         for merge in [false, true] {
             let (mut whole, _) = hf::load_folder(&dir, &cpu).unwrap();
             if merge {
                 whole.decoder = adapter.merge_into(whole.decoder, &cpu);
             }
-            if weights == Precision::Q8 {
+            if weights.quantized_embedding() {
                 whole.embed_tokens = q8_table(&whole.embed_tokens);
             }
             let whole = whole.prepared(weights).unwrap();
@@ -70,7 +70,7 @@ fn packing_while_loading_equals_preparing_after_with_and_without_a_merge() {
             assert!(packed.cpu_decoder().is_some() && packed.decoder.layers.is_empty());
             assert_eq!(
                 packed.embed_tokens.dtype(),
-                if weights == Precision::Q8 { "q8" } else { "f32" }
+                if weights.quantized_embedding() { "q8" } else { "f32" }
             );
             assert_eq!(states(&packed), states(&whole), "{weights} merge {merge}");
             // A packed model is not prepared twice.
@@ -84,7 +84,7 @@ fn a_gguf_loads_from_its_head_and_byte_ranges_as_from_the_whole_file() {
     let cpu = Device::flex();
     for name in ["tiny-qwen3.gguf", "tiny-llama.gguf", "tiny-qwen2.gguf"] {
         let bytes = std::fs::read(fixtures().join("gguf").join(name)).unwrap();
-        for weights in [None, Some(Precision::Q8)] {
+        for weights in [None, Some(Precision::Q8), Some(Precision::Q4)] {
             let opts = LoadOptions { lm_head: false, weights };
             let whole = GgufCheckpoint::parse(Named::new(name, &bytes)).unwrap();
             let (want, want_report) = whole.load(opts, None, &cpu).unwrap();

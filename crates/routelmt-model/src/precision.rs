@@ -14,6 +14,9 @@ pub enum Precision {
     F16,
     /// int8 with one f32 scale per 32 weights of a column: 1.125 bytes per weight.
     Q8,
+    /// 4-bit with one f32 scale per 32 weights of a column, rounded as GGUF `Q4_0` (so a
+    /// `Q4_0` file's weights are kept exactly): 0.625 bytes per weight.
+    Q4,
 }
 
 impl Precision {
@@ -23,6 +26,7 @@ impl Precision {
             Self::F32 => "f32",
             Self::F16 => "f16",
             Self::Q8 => "q8",
+            Self::Q4 => "q4",
         }
     }
 
@@ -32,11 +36,20 @@ impl Precision {
             Self::F32 => PackFormat::F32,
             Self::F16 => PackFormat::F16,
             Self::Q8 => PackFormat::Q8,
+            Self::Q4 => PackFormat::Q4,
         }
+    }
+
+    /// Whether the embedding table is held as q8 rather than in its stored type (q8 and q4
+    /// weights: a 4-bit table would cost more accuracy than it saves, 0.16 of 0.44 GB at 0.6B).
+    pub fn quantized_embedding(self) -> bool {
+        matches!(self, Self::Q8 | Self::Q4)
     }
 }
 
-crate::error::from_str_by_name!(Precision, "weights", "f32" => F32, "f16" => F16, "q8" => Q8);
+crate::error::from_str_by_name!(
+    Precision, "weights", "f32" => F32, "f16" => F16, "q8" => Q8, "q4" => Q4
+);
 
 impl std::fmt::Display for Precision {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,7 +63,7 @@ mod tests {
 
     #[test]
     fn each_precision_maps_onto_its_own_pack_format() {
-        for p in [Precision::F32, Precision::F16, Precision::Q8] {
+        for p in [Precision::F32, Precision::F16, Precision::Q8, Precision::Q4] {
             assert_eq!(p.format().name(), p.name());
             assert_eq!(p.name().parse::<Precision>(), Ok(p));
         }

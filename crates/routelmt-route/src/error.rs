@@ -68,6 +68,12 @@ pub enum RecordErrorKind {
         #[source]
         source: std::io::Error,
     },
+    /// The line is longer than [`crate::jsonline::MAX_LINE_BYTES`].
+    #[error("longer than {limit} bytes (one JSON record per line)")]
+    TooLong {
+        /// The limit.
+        limit: usize,
+    },
     /// The bytes of the line are not UTF-8.
     #[error("not valid UTF-8 (byte {byte})")]
     Utf8 {

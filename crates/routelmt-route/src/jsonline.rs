@@ -4,7 +4,7 @@
 //! keeping every other byte as written (so `route` and `labels` give records back unchanged
 //! plus their new fields: no float is re-printed, no key re-ordered).
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::ops::Range;
 
 use serde_json::{Map, Value};
@@ -17,8 +17,12 @@ use crate::error::{RecordError, RecordErrorKind};
 ///
 /// Two ways to read: [`JsonLines::next_line`] lends each line from the reused buffer (no
 /// allocation per line), and the [`Iterator`] implementation yields owned
+/// The longest JSONL line read (64 MiB: a record with a 100,000-token `input_ids` list is
+/// under 1 MiB).
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
 /// `(line number, text)` pairs for code that keeps lines or wants iterator adapters. Errors
-/// (I/O, invalid UTF-8) are [`RecordError`]s naming the line.
+/// (I/O, invalid UTF-8, a line over [`MAX_LINE_BYTES`]) are [`RecordError`]s naming the line.
 pub struct JsonLines<R> {
     reader: R,
     buf: Vec<u8>,
@@ -36,12 +40,18 @@ impl<R: BufRead> JsonLines<R> {
     pub fn next_line(&mut self) -> Option<Result<(usize, &str), RecordError>> {
         let (start, end) = loop {
             self.buf.clear();
-            match self.reader.read_until(b'\n', &mut self.buf) {
+            // At most one byte past the limit is read, so a file without line breaks never
+            // needs more memory than that.
+            let mut bounded = (&mut self.reader).take(MAX_LINE_BYTES as u64 + 1);
+            match bounded.read_until(b'\n', &mut self.buf) {
                 Ok(0) => return None,
                 Ok(_) => {}
                 Err(source) => return Some(Err(RecordErrorKind::Io { source }.at(self.line + 1))),
             }
             self.line += 1;
+            if self.buf.len() > MAX_LINE_BYTES {
+                return Some(Err(RecordErrorKind::TooLong { limit: MAX_LINE_BYTES }.at(self.line)));
+            }
             let mut start = 0;
             if self.line == 1 && self.buf.starts_with(b"\xEF\xBB\xBF") {
                 start = 3;
@@ -342,6 +352,19 @@ mod tests {
             out.push((n, t.to_string()));
         }
         out
+    }
+
+    #[test]
+    fn a_line_over_the_limit_is_an_error_naming_it_and_is_not_read_whole() {
+        // A second line of 64 MiB + 1 bytes without a line break, then more bytes.
+        let input = std::io::Cursor::new(b"{\"a\":1}\n".to_vec())
+            .chain(std::io::repeat(b' ').take(MAX_LINE_BYTES as u64 + 1))
+            .chain(std::io::repeat(b'x').take(1 << 30));
+        let mut r = JsonLines::new(std::io::BufReader::new(input));
+        assert_eq!(r.next_line().unwrap().unwrap(), (1, "{\"a\":1}"));
+        let e = r.next_line().unwrap().unwrap_err().to_string();
+        assert_eq!(e, "line 2: longer than 67108864 bytes (one JSON record per line)");
+        assert!(r.buf.capacity() <= 2 * MAX_LINE_BYTES, "{}", r.buf.capacity());
     }
 
     #[test]

@@ -183,7 +183,7 @@ pub struct ServeConfig {
     pub tokenizer: Option<PathBuf>,
     /// `auto`, `cpu` or `gpu`.
     pub device: String,
-    /// Decoder weights, `f32`, `f16` or `q8` (the router's `weights` when absent).
+    /// Decoder weights, `f32`, `f16`, `q8` or `q4` (the router's `weights` when absent).
     pub weights: Option<routelmt_model::Precision>,
     /// Budget policy.
     pub budget: BudgetSettings,
@@ -246,7 +246,7 @@ pub struct ServeArgs {
     /// Compute device: auto, cpu or gpu.
     #[arg(long, env = "ROUTELMT_DEVICE")]
     pub device: Option<String>,
-    /// Decoder weights: f32, f16 or q8 [default: the router's].
+    /// Decoder weights: f32, f16, q8 or q4 [default: the router's].
     #[arg(long, env = "ROUTELMT_WEIGHTS")]
     pub weights: Option<routelmt_model::Precision>,
     /// Small upstream base URL (e.g. http://127.0.0.1:8001/v1).

@@ -7,6 +7,7 @@ use routelmt_model::checkpoint::{
     CHAT_TEMPLATE_JINJA, CONFIG_JSON, GgufCheckpoint, INDEX, RangeLoad, SINGLE, TOKENIZER_CONFIG,
     TOKENIZER_JSON, TensorIndex, shard_names,
 };
+use routelmt_model::formats::dtype::Stored;
 use routelmt_model::formats::safetensors::header_end;
 use routelmt_model::router::{ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEAD_FILE, ROUTER_JSON};
 use routelmt_model::{
@@ -169,6 +170,13 @@ impl ModelFiles {
             Some(name) => Self::open_gguf(source, &name).await,
             None => Self::open_folder(source).await,
         }
+    }
+
+    /// Whether the decoder's projections are stored 4-bit (a `Q4_0`, `Q4_1` or `Q4_K` GGUF),
+    /// judged by the first block's query projection.
+    pub fn four_bit(&self) -> bool {
+        let first = self.index.entry("model.layers.0.self_attn.q_proj.weight");
+        first.is_ok_and(|(_, e)| matches!(e.dtype, Stored::Q4_0 | Stored::Q4_1 | Stored::Q4_K))
     }
 
     async fn open_folder(source: &Source<'_>) -> Result<Self> {

@@ -62,8 +62,8 @@ export interface LoadOptions {
   /** tokenizer.json's folder or files (with tokenizer_config.json for the chat template), if not in `model`. */
   tokenizer?: Source;
   device?: "auto" | "webgpu" | "cpu";
-  /** How the decoder's weights are held in memory: "auto" (q8 on the wasm CPU, f32 on WebGPU), "f32", "f16" (wasm CPU only) or "q8" (with q8 the embedding table is q8 too). */
-  weights?: "auto" | "f32" | "f16" | "q8";
+  /** How the decoder's weights are held in memory: "auto" (on the wasm CPU q4 for a 4-bit GGUF, else q8; f32 on WebGPU), "f32", "f16" (wasm CPU only), "q8" or "q4" (with q8 and q4 the embedding table is q8). */
+  weights?: "auto" | "f32" | "f16" | "q8" | "q4";
   onProgress?: (p: Progress) => void;
 }
 /** A request: `id` and either `input_ids` or `src`, `src_lang`, `tgt_lang`; other fields are kept. */
@@ -77,7 +77,7 @@ export interface Info {
   device: "webgpu" | "cpu"; reason: string; adapter: string | null;
   limits: { maxStorageBufferBindingSize: number; maxBufferSize: number; needed: number } | null;
   shader_f16: boolean; model: Record<string, unknown>; params: { non_embedding: number; embedding: number };
-  weights: "f32" | "f16" | "q8"; embedding_dtype: string; weight_bytes: number | null; embedding_bytes: number;
+  weights: "f32" | "f16" | "q8" | "q4"; embedding_dtype: string; weight_bytes: number | null; embedding_bytes: number;
   wasm_memory_bytes: number | null; router: Record<string, unknown> | null;
 }
 "#;
@@ -160,10 +160,13 @@ impl Weights {
         }
     }
 
-    /// The precision on a device of `kind` ("cpu" or "webgpu").
-    fn resolve(self, kind: &str) -> Precision {
+    /// The precision on a device of `kind` ("cpu" or "webgpu") for a model whose projections
+    /// are stored 4-bit or not: `auto` is q4 on the wasm CPU for a 4-bit file, else q8 there,
+    /// and f32 on WebGPU.
+    fn resolve(self, kind: &str, four_bit: bool) -> Precision {
         match self {
             Self::Fixed(p) => p,
+            Self::Auto if kind == "cpu" && four_bit => Precision::Q4,
             Self::Auto if kind == "cpu" => Precision::Q8,
             Self::Auto => Precision::F32,
         }
@@ -191,7 +194,7 @@ impl Router {
         let config = opened.config.clone();
         let chosen = device::choose(want).await?;
         let weights = Weights::parse(field(&options, "weights").and_then(|w| w.as_string()))?
-            .resolve(chosen.kind);
+            .resolve(chosen.kind, opened.four_bit());
         let router = match field(&options, "router") {
             Some(value) => {
                 let source = Source { value: &value, phase: "router", on_progress: &progress };

@@ -150,7 +150,7 @@ impl<'c> ModelBuilder<'c> {
         match group {
             0 => {
                 // The embedding stays on the host, in its stored precision or as q8.
-                let q8 = self.opts.weights == Some(Precision::Q8);
+                let q8 = self.opts.weights.is_some_and(Precision::quantized_embedding);
                 self.embed =
                     Some(ts.embedding("model.embed_tokens.weight", c.vocab_size, h, q8)?);
             }

@@ -16,8 +16,17 @@ use crate::precision::Precision;
 
 /// The q8 scheme: int8 symmetric, f32 scales per 32 values of a row, packed in u32 words.
 pub fn q8_scheme() -> QuantScheme {
+    scheme(QuantValue::Q8S)
+}
+
+/// The q4 scheme: 4-bit symmetric, f32 scales per 32 values of a row, packed in u32 words.
+pub fn q4_scheme() -> QuantScheme {
+    scheme(QuantValue::Q4S)
+}
+
+fn scheme(value: QuantValue) -> QuantScheme {
     QuantScheme::default()
-        .with_value(QuantValue::Q8S)
+        .with_value(value)
         .with_store(QuantStore::PackedU32(0))
         .per_block([32], ScaleDtype::F32)
 }
@@ -35,8 +44,8 @@ pub fn convert(mut decoder: Decoder, weights: Precision) -> Result<Decoder> {
             "--weights f16 runs on the CPU (--device cpu) only; the GPU path takes f32 or q8"
                 .into(),
         )),
-        Precision::Q8 => {
-            let scheme = q8_scheme();
+        Precision::Q8 | Precision::Q4 => {
+            let scheme = if weights == Precision::Q8 { q8_scheme() } else { q4_scheme() };
             for l in &mut decoder.layers {
                 for (_, p) in l.projections_mut() {
                     quantize(p, &scheme);

@@ -102,10 +102,16 @@ impl Stored {
         }
     }
 
-    /// Bytes of `n` elements, or `None` when `n` is not a whole number of blocks.
-    pub fn bytes_for(self, n: usize) -> Option<usize> {
+    /// Bytes of `n` elements; why not when `n` is not a whole number of blocks or the size
+    /// does not fit a `usize` (a crafted shape).
+    pub fn bytes_for(self, n: usize) -> Result<usize, String> {
         let (elems, bytes) = self.block();
-        n.is_multiple_of(elems).then(|| n / elems * bytes)
+        if !n.is_multiple_of(elems) {
+            return Err(format!("{n} elements are not whole {} blocks", self.name()));
+        }
+        (n / elems)
+            .checked_mul(bytes)
+            .ok_or_else(|| format!("{n} {} elements are too many for this platform", self.name()))
     }
 
     /// The type of a safetensors dtype we decode.
@@ -147,8 +153,7 @@ fn half_at(b: &[u8], at: usize) -> f32 {
 /// Decodes `n` elements of type `t` from `bytes` to f32. Errors when the byte count does not
 /// match.
 pub fn decode(t: Stored, bytes: &[u8], n: usize) -> Result<Vec<f32>, String> {
-    let want =
-        t.bytes_for(n).ok_or_else(|| format!("{n} elements are not whole {} blocks", t.name()))?;
+    let want = t.bytes_for(n)?;
     if bytes.len() != want {
         return Err(format!(
             "{} bytes stored, {want} expected for {n} {} elements (truncated?)",
@@ -296,5 +301,11 @@ mod tests {
         assert!(decode(Stored::Q4_K, &[0; 144], 32).unwrap_err().contains("not whole q4_k"));
         assert_eq!(Stored::from_ggml(11).unwrap_err(), "Q3_K");
         assert_eq!(Stored::from_ggml(99).unwrap_err(), "unknown type id 99");
+        // A crafted shape whose element count fits but whose byte size does not (found by the
+        // `gguf` fuzz target: this multiplication overflowed).
+        let n = usize::MAX / 256 * 256;
+        assert!(Stored::F32.bytes_for(n).unwrap_err().contains("too many for this platform"));
+        assert_eq!(Stored::Q6_K.bytes_for(256), Ok(210));
+        assert!(decode(Stored::Q8_0, &[0; 34], n).unwrap_err().contains("too many"));
     }
 }

@@ -364,12 +364,10 @@ impl<'a> GgufFile<'a> {
     pub fn tensor_range(&self, t: &TensorInfo) -> Result<Option<std::ops::Range<u64>>> {
         let n = self.elements(t)?;
         let size = match Stored::from_ggml(t.ggml_type) {
-            Ok(s) => s.bytes_for(n).ok_or_else(|| {
-                ModelError::weights(
-                    self.file,
-                    format!("tensor '{}' of {n} elements is not whole {} blocks", t.name, s.name()),
-                )
-            })? as u64,
+            Ok(s) => s
+                .bytes_for(n)
+                .map_err(|m| ModelError::weights(self.file, format!("tensor '{}': {m}", t.name)))?
+                as u64,
             Err(_) => return Ok(None),
         };
         let end = t.offset.checked_add(size).filter(|&e| e <= self.data_len).ok_or_else(|| {
