@@ -14,8 +14,8 @@ use std::collections::BTreeSet;
 use burn::tensor::Device;
 
 use crate::config::ModelConfig;
-use crate::decoder::build::{LoadOptions, LoadReport};
-use crate::error::Result;
+use crate::decoder::build::{EMBED, LoadOptions, LoadReport};
+use crate::error::{ModelError, Result};
 use crate::formats::Named;
 pub use crate::formats::TensorIndex;
 use crate::formats::gguf::GgufFile;
@@ -102,6 +102,11 @@ impl<'a> GgufCheckpoint<'a> {
     }
 }
 
+/// Rows of the embedding table per piece read by [`RangeLoad::add_piece`] (8 MiB of bf16 at
+/// hidden size 1,024); a multiple of [`crate::embedding::EMBEDDING_SLICE_ROWS`], so whole blocks
+/// of every stored type.
+pub const PIECE_ROWS: usize = 4096;
+
 /// One tensor's bytes a group needs: read `start..end` of file `file` (an index into
 /// [`TensorIndex::files`]).
 #[derive(Debug, Clone)]
@@ -119,6 +124,7 @@ pub struct Want {
 /// A checkpoint's weights loaded one tensor group at a time from byte ranges (see the module
 /// docs): a folder's safetensors files or one GGUF file, as a [`TensorIndex`] says.
 pub struct RangeLoad<'c, 'e> {
+    config: &'c ModelConfig,
     index: TensorIndex,
     load: ModelLoad<'c, 'e>,
     used: BTreeSet<String>,
@@ -135,7 +141,7 @@ impl<'c, 'e> RangeLoad<'c, 'e> {
         device: &Device,
     ) -> Self {
         let load = ModelLoad::new(config, opts, device).with_edit(edit);
-        Self { index, load, used: BTreeSet::new() }
+        Self { config, index, load, used: BTreeSet::new() }
     }
 
     /// Tensor groups, in load order.
@@ -158,6 +164,52 @@ impl<'c, 'e> RangeLoad<'c, 'e> {
                 Ok(Want { file: *file, start: e.start, end: e.end, name })
             })
             .collect()
+    }
+
+    /// When `want` may be read in pieces of this many bytes and each given to
+    /// [`Self::add_piece`] (then left out of [`Self::add`]): the embedding table of a load that
+    /// holds it as q8, so only a piece of the stored table is in memory at a time. `None`:
+    /// read it whole.
+    pub fn piece_bytes(&self, want: &Want) -> Option<u64> {
+        if want.name != EMBED || !self.load.quantized_embedding() {
+            return None;
+        }
+        let (_, e) = self.index.entry(&want.name).ok()?;
+        let h = self.config.hidden_size;
+        e.dtype.bytes_for(PIECE_ROWS * h).ok().map(|b| b as u64)
+    }
+
+    /// Adds the next piece of `want` (whole blocks, in order; see [`Self::piece_bytes`]).
+    pub fn add_piece(&mut self, want: &Want, bytes: &[u8]) -> Result<()> {
+        let (file, e) = self.index.entry(&want.name)?;
+        let file = &self.index.files()[*file];
+        let (vocab, h) = (self.config.vocab_size, self.config.hidden_size);
+        if e.shape != [vocab, h] {
+            return Err(ModelError::weights(
+                file,
+                format!(
+                    "tensor '{}' has shape {:?}, expected {:?}",
+                    want.name,
+                    e.shape,
+                    [vocab, h]
+                ),
+            ));
+        }
+        let (elems, block) = e.dtype.block();
+        if !bytes.len().is_multiple_of(block) {
+            return Err(ModelError::weights(
+                file,
+                format!(
+                    "tensor '{}': a piece of {} bytes is not whole blocks",
+                    want.name,
+                    bytes.len()
+                ),
+            ));
+        }
+        let dtype = e.dtype;
+        self.used.insert(want.name.clone());
+        let file = file.clone();
+        self.load.add_embedding_rows(dtype, &file, bytes, bytes.len() / block * elems)
     }
 
     /// Adds group `group` from the bytes of its [`Self::wants`] (name, bytes), each tensor's

@@ -14,6 +14,7 @@ use crate::decoder::block::DecoderLayer;
 use crate::decoder::build::{LoadOptions, LoadReport, ModelBuilder};
 use crate::embedding::HostEmbedding;
 use crate::error::{ModelError, Result};
+use crate::formats::dtype::Stored;
 use crate::limits::{check_batch, check_chunk, plan_chunks};
 use crate::precision::Precision;
 use crate::readback::{Part, Pending};
@@ -109,6 +110,22 @@ impl<'c, 'e> ModelLoad<'c, 'e> {
             }
         }
         Ok(())
+    }
+
+    /// See [`ModelBuilder::quantized_embedding`].
+    pub fn quantized_embedding(&self) -> bool {
+        self.builder.quantized_embedding()
+    }
+
+    /// See [`ModelBuilder::add_embedding_rows`].
+    pub fn add_embedding_rows(
+        &mut self,
+        dtype: Stored,
+        file: &str,
+        bytes: &[u8],
+        n: usize,
+    ) -> Result<()> {
+        self.builder.add_embedding_rows(dtype, file, bytes, n)
     }
 
     /// The model, once every group was added; `unused` lists the tensors never read.

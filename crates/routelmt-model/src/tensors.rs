@@ -14,7 +14,7 @@ use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 use half::{bf16, f16};
 
-use crate::embedding::{EmbeddingData, HostEmbedding, Q8_BLOCK, q8_append};
+use crate::embedding::{EMBEDDING_SLICE_ROWS, EmbeddingData, HostEmbedding, Q8_BLOCK, Q8Table};
 use crate::error::{ModelError, Result};
 use crate::formats::dtype::{self, Stored};
 use crate::formats::{Layout, Source};
@@ -198,26 +198,18 @@ impl<'a> Tensors<'a> {
         let dtype = self.source(name, &[vocab, h])?.dtype;
         let src = &self.by_name[name];
         let data = match dtype {
-            Stored::Q8_0 if q8 => {
-                let blocks = src.data.chunks_exact(34);
-                let d = blocks.clone().map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32());
-                let q = blocks.flat_map(|b| b[2..].iter().map(|&x| x as i8));
-                EmbeddingData::Q8 { d: d.collect(), q: q.collect() }
-            }
             _ if q8 => {
-                // A slice of 256 rows is whole blocks of every stored type.
-                let rows = 256;
-                let chunk_bytes = dtype.bytes_for(rows * h).expect("256 rows are whole blocks");
-                let (mut q, mut d) =
-                    (Vec::with_capacity(vocab * h), Vec::with_capacity(vocab * h / Q8_BLOCK));
+                // A slice of EMBEDDING_SLICE_ROWS rows is whole blocks of every stored type.
+                let rows = EMBEDDING_SLICE_ROWS;
+                let chunk_bytes = dtype.bytes_for(rows * h).expect("whole blocks");
+                let mut table = Q8Table::with_capacity(vocab * h);
                 for (i, bytes) in src.data.chunks(chunk_bytes).enumerate() {
                     let n = (vocab - i * rows).min(rows) * h;
-                    let values = dtype::decode(dtype, bytes, n).map_err(|m| {
+                    table.push(dtype, bytes, n).map_err(|m| {
                         ModelError::weights(src.file, format!("tensor '{name}': {m}"))
                     })?;
-                    q8_append(&values, &mut q, &mut d);
                 }
-                EmbeddingData::Q8 { q, d }
+                table.finish()
             }
             Stored::BF16 | Stored::F16 => {
                 let halves = src.data.chunks_exact(2).map(|c| [c[0], c[1]]);

@@ -226,6 +226,17 @@ impl ModelFiles {
         for group in 0..load.groups() {
             let mut bytes = Vec::new();
             for want in load.wants(group)? {
+                // The embedding table of a q8/q4 load comes in pieces, each quantized as it
+                // arrives: the stored table is never whole in wasm memory.
+                if let Some(piece) = load.piece_bytes(&want) {
+                    let mut at = want.start;
+                    while at < want.end {
+                        let end = (at + piece).min(want.end);
+                        load.add_piece(&want, &files[want.file].range(at, end).await?)?;
+                        at = end;
+                    }
+                    continue;
+                }
                 bytes.push((want.name, files[want.file].range(want.start, want.end).await?));
             }
             load.add(group, bytes)?;

@@ -17,9 +17,13 @@ use super::Decoder;
 use super::block::{Attention, DecoderLayer, Mlp, PROJECTIONS};
 use super::norm::RmsNorm;
 use crate::config::ModelConfig;
-use crate::embedding::HostEmbedding;
+use crate::embedding::{HostEmbedding, Q8_BLOCK, Q8Table};
 use crate::error::{ModelError, Result};
+use crate::formats::dtype::Stored;
 use crate::precision::Precision;
+
+/// The embedding table's Hugging Face name.
+pub const EMBED: &str = "model.embed_tokens.weight";
 use crate::tensors::Tensors;
 
 /// What a finished build holds.
@@ -70,6 +74,8 @@ pub struct ModelBuilder<'c> {
     built: usize,
     norm: Option<RmsNorm>,
     lm_head: Option<HostEmbedding>,
+    /// The embedding table as q8, when its bytes come in slices ([`Self::add_embedding_rows`]).
+    streamed: Option<Q8Table>,
     applied: usize,
     dtypes: BTreeSet<String>,
 }
@@ -108,6 +114,7 @@ impl<'c> ModelBuilder<'c> {
             built: 0,
             norm: None,
             lm_head: None,
+            streamed: None,
             applied: 0,
             dtypes: BTreeSet::new(),
         }
@@ -119,6 +126,38 @@ impl<'c> ModelBuilder<'c> {
         self
     }
 
+    /// Whether the embedding table is held as q8 (q8 and q4 weights, a row width that is a
+    /// multiple of 32).
+    pub fn quantized_embedding(&self) -> bool {
+        self.opts.weights.is_some_and(Precision::quantized_embedding)
+            && self.config.hidden_size.is_multiple_of(Q8_BLOCK)
+    }
+
+    /// Adds `n` values of the embedding table stored as `dtype` (`file` names it in errors),
+    /// the next rows in order, whole blocks; then group 0 takes the table from these (call
+    /// [`Self::add`] for it with no tensors). Only for a [`Self::quantized_embedding`] load.
+    pub fn add_embedding_rows(
+        &mut self,
+        dtype: Stored,
+        file: &str,
+        bytes: &[u8],
+        n: usize,
+    ) -> Result<()> {
+        let total = self.config.vocab_size * self.config.hidden_size;
+        let table = self.streamed.get_or_insert_with(|| Q8Table::with_capacity(total));
+        if table.values() + n > total {
+            return Err(ModelError::weights(
+                file,
+                format!("tensor '{EMBED}': more than {total} values"),
+            ));
+        }
+        table
+            .push(dtype, bytes, n)
+            .map_err(|m| ModelError::weights(file, format!("tensor '{EMBED}': {m}")))?;
+        self.dtypes.insert(dtype.name().to_string());
+        Ok(())
+    }
+
     /// Groups in load order: embedding, layers 0..L-1, final norm (and untied head).
     pub fn groups(&self) -> usize {
         self.config.num_hidden_layers + 2
@@ -128,7 +167,7 @@ impl<'c> ModelBuilder<'c> {
     pub fn names(&self, group: usize) -> Vec<String> {
         let c = self.config;
         match group {
-            0 => vec!["model.embed_tokens.weight".into()],
+            0 => vec![EMBED.into()],
             g if g <= c.num_hidden_layers => {
                 let p = format!("model.layers.{}", g - 1);
                 layer_tensors(c).iter().map(|t| format!("{p}.{t}")).collect()
@@ -148,11 +187,22 @@ impl<'c> ModelBuilder<'c> {
         let (h, eps, device) = (c.hidden_size, c.rms_norm_eps, &self.device);
         let before = ts.used_count();
         match group {
+            0 if self.streamed.is_some() => {
+                let table = self.streamed.take().expect("checked");
+                if table.values() != c.vocab_size * h {
+                    return Err(ModelError::Input(format!(
+                        "tensor '{EMBED}': {} of {} values arrived",
+                        table.values(),
+                        c.vocab_size * h
+                    )));
+                }
+                self.embed = Some(HostEmbedding::new(c.vocab_size, h, table.finish()));
+                self.applied += 1;
+            }
             0 => {
                 // The embedding stays on the host, in its stored precision or as q8.
-                let q8 = self.opts.weights.is_some_and(Precision::quantized_embedding);
                 self.embed =
-                    Some(ts.embedding("model.embed_tokens.weight", c.vocab_size, h, q8)?);
+                    Some(ts.embedding(EMBED, c.vocab_size, h, self.quantized_embedding())?);
             }
             g if g <= c.num_hidden_layers => {
                 let layer = read_layer(c, &format!("model.layers.{}", g - 1), ts, device)?;
