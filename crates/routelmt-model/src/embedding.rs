@@ -8,8 +8,6 @@
 
 use half::{bf16, f16};
 
-use crate::formats::dtype::{self, Stored};
-
 /// Embedding rows in their on-disk precision.
 #[derive(Debug, Clone)]
 pub enum EmbeddingData {
@@ -44,56 +42,6 @@ pub fn q8_append(values: &[f32], q: &mut Vec<i8>, d: &mut Vec<f32>) {
         let inv = if scale != 0.0 { 1.0 / scale } else { 0.0 };
         q.extend(block.iter().map(|x| (x * inv).round() as i8));
         d.push(scale);
-    }
-}
-
-/// A q8 table built from slices of whole rows as they arrive, in order: a GGUF `Q8_0` slice
-/// is kept as stored, others are decoded and quantized one slice at a time, so the stored table
-/// is never whole in memory when its bytes come in slices (the browser's loader).
-#[derive(Debug, Default)]
-pub struct Q8Table {
-    q: Vec<i8>,
-    d: Vec<f32>,
-}
-
-impl Q8Table {
-    /// An empty table with room for `values` values.
-    pub fn with_capacity(values: usize) -> Self {
-        Self { q: Vec::with_capacity(values), d: Vec::with_capacity(values / Q8_BLOCK) }
-    }
-
-    /// Appends `n` values stored as `dtype` in `bytes` (whole blocks of the type and of
-    /// [`Q8_BLOCK`]); the error says what does not fit.
-    pub fn push(&mut self, dtype: Stored, bytes: &[u8], n: usize) -> Result<(), String> {
-        if !n.is_multiple_of(Q8_BLOCK) {
-            return Err(format!("{n} values are not whole blocks of {Q8_BLOCK}"));
-        }
-        if dtype == Stored::Q8_0 {
-            let want = dtype.bytes_for(n)?;
-            if bytes.len() != want {
-                return Err(format!(
-                    "{} bytes stored, {want} expected for {n} q8_0 values",
-                    bytes.len()
-                ));
-            }
-            for b in bytes.chunks_exact(34) {
-                self.d.push(f16::from_le_bytes([b[0], b[1]]).to_f32());
-                self.q.extend(b[2..].iter().map(|&x| x as i8));
-            }
-            return Ok(());
-        }
-        q8_append(&dtype::decode(dtype, bytes, n)?, &mut self.q, &mut self.d);
-        Ok(())
-    }
-
-    /// Values so far.
-    pub(crate) fn values(&self) -> usize {
-        self.q.len()
-    }
-
-    /// The table's data.
-    pub fn finish(self) -> EmbeddingData {
-        EmbeddingData::Q8 { q: self.q, d: self.d }
     }
 }
 

@@ -17,14 +17,14 @@ use super::Decoder;
 use super::block::{Attention, DecoderLayer, Mlp, PROJECTIONS};
 use super::norm::RmsNorm;
 use crate::config::ModelConfig;
-use crate::embedding::{HostEmbedding, Q8_BLOCK, Q8Table};
+use crate::embedding::{HostEmbedding, Q8_BLOCK};
 use crate::error::{ModelError, Result};
 use crate::formats::dtype::Stored;
 use crate::precision::Precision;
 
 /// The embedding table's Hugging Face name.
 pub const EMBED: &str = "model.embed_tokens.weight";
-use crate::tensors::Tensors;
+use crate::tensors::{Q8Table, Tensors};
 
 /// What a finished build holds.
 #[derive(Debug)]
