@@ -10,15 +10,14 @@ train half with f32 weights (3 epochs); then, for f32 and each of --weights, the
 run through `routelmt features` (final hidden states) and `routelmt score` (the router's scores)
 with those weights. Printed, one row per precision: the worst and median relative hidden-state
 error against f32 (max |Δ| / max |h| per record), the Spearman of the routing scores with the
-f32 scores, the Spearman with the true gain (score_large - score_small), and the wall time of
-`score`. Standard library only; nothing is written inside the repository.
+f32 scores and the Spearman with the true gain (score_large - score_small). Standard library
+only; nothing is written inside the repository. (Speed: `routelmt bench prefill --weights`.)
 """
 import argparse
 import json
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 
@@ -46,9 +45,7 @@ def spearman(a, b):
 
 
 def run(cmd):
-    t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return time.perf_counter() - t0
 
 
 def read(path):
@@ -87,21 +84,21 @@ def main():
         feats, scores = out / f"features-{w}.jsonl", out / f"scores-{w}.jsonl"
         run([args.bin, "features", *base, "--input", str(test), "--output", str(feats),
              "--weights", w])
-        secs = run([args.bin, "score", *base, "--router", str(router), "--input", str(test),
+        run([args.bin, "score", *base, "--router", str(router), "--input", str(test),
                     "--output", str(scores), "--weights", w])
-        results[w] = ([f["hidden"] for f in read(feats)], [s["score"] for s in read(scores)], secs)
-    ref_h, ref_s, _ = results["f32"]
+        results[w] = ([f["hidden"] for f in read(feats)], [s["score"] for s in read(scores)])
+    ref_h, ref_s = results["f32"]
     print(f"model {args.model}, {len(parts['test'])} test records of {args.data}\n")
     print("| weights | max rel. hidden error, worst | median | routing-score Spearman vs f32 "
-          "| Spearman vs true gain | `score` wall time |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for w, (hs, ss, secs) in results.items():
+          "| Spearman vs true gain |")
+    print("|---|---:|---:|---:|---:|")
+    for w, (hs, ss) in results.items():
         rel = []
         for a, b in zip(ref_h, hs):
             scale = max(abs(x) for x in a)
             rel.append(max(abs(x - y) for x, y in zip(a, b)) / scale)
         print(f"| {w} | {max(rel):.2e} | {statistics.median(rel):.2e} | "
-              f"{spearman(ref_s, ss):.4f} | {spearman(gains, ss):.4f} | {secs:.1f} s |")
+              f"{spearman(ref_s, ss):.4f} | {spearman(gains, ss):.4f} |")
 
 
 if __name__ == "__main__":

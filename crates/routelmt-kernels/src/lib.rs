@@ -47,7 +47,7 @@ pub use ops::{
     HostRope, add_rows, for_rows, qk_norm_rope, rms_norm, rms_norm_rows, select_rows, silu_up_rows,
     threads,
 };
-pub use pack::{PackFormat, PackedMatrix};
+pub use pack::{PackFormat, PackedMatrix, q4_block};
 
 #[cfg(test)]
 mod tests;

@@ -98,8 +98,26 @@ impl PackedMatrix {
     /// Packs a row-major `[k, n]` matrix (burn's `Linear` layout: input rows, output columns).
     pub fn pack(w: &[f32], k: usize, n: usize, format: PackFormat) -> Self {
         assert_eq!(w.len(), k * n, "pack: {k} x {n} matrix expected");
+        Self::pack_with(k, n, format, |kk, col| w[kk * n + col])
+    }
+
+    /// Packs the `[k, n]` matrix whose column `c` is `columns[c]` (`k` values each): Hugging
+    /// Face's `[out, in]` Linear weights give their rows, so q/k/v or gate/up pack fused
+    /// straight from the stored tensors, with no transposed or concatenated copy.
+    pub fn pack_columns(columns: &[&[f32]], k: usize, format: PackFormat) -> Self {
+        assert!(columns.iter().all(|c| c.len() == k), "pack_columns: columns of {k} expected");
+        Self::pack_with(k, columns.len(), format, |kk, col| columns[col][kk])
+    }
+
+    /// Packs the `[k, n]` matrix whose element `(kk, col)` is `value(kk, col)`.
+    fn pack_with(
+        k: usize,
+        n: usize,
+        format: PackFormat,
+        value: impl Fn(usize, usize) -> f32,
+    ) -> Self {
         let panels = n.div_ceil(NR);
-        let at = |kk: usize, col: usize| if col < n { w[kk * n + col] } else { 0.0 };
+        let at = |kk: usize, col: usize| if col < n { value(kk, col) } else { 0.0 };
         let store = match format {
             PackFormat::F32 | PackFormat::F16 => {
                 let mut out = vec![0f32; panels * k * NR];
@@ -286,7 +304,7 @@ fn dequant_q8(q: &[u8], scales: &[f32], kblocks: usize, p: usize, k0: usize, out
 /// squared error (`Q4_0` on a tie). Like llama.cpp, the nibbles are computed with the f32
 /// scale and the f16 ones stored. A block of a `Q4_0` or `Q4_1` file, dequantized, comes back
 /// exactly.
-fn q4_block(x: &[f32]) -> ([u8; QBLOCK], f16, f16) {
+pub fn q4_block(x: &[f32]) -> ([u8; QBLOCK], f16, f16) {
     let encode = |d: f32, min: f32, offset: f32| {
         let inv = if d == 0.0 { 0.0 } else { 1.0 / d };
         let mut nibs = [0u8; QBLOCK];

@@ -24,6 +24,28 @@ pub enum EmbeddingData {
         /// One scale per 32 values.
         d: Vec<f32>,
     },
+    /// q4 rows: value `i` is `n·d[i / 32] + m[i / 32]` with `n` the low nibble of `q[i / 2]`
+    /// for even `i`, else the high one; blocks of 32 along each row, rounded as the q4 weights
+    /// are (`routelmt_kernels::q4_block`).
+    Q4 {
+        /// Two 4-bit values per byte.
+        q: Vec<u8>,
+        /// One scale per 32 values.
+        d: Vec<f16>,
+        /// One minimum per 32 values.
+        m: Vec<f16>,
+    },
+}
+
+/// Appends the q4 of `values` (whole blocks of [`Q8_BLOCK`]) to `q`, `d` and `m` (see
+/// [`EmbeddingData::Q4`]).
+pub fn q4_append(values: &[f32], q: &mut Vec<u8>, d: &mut Vec<f16>, m: &mut Vec<f16>) {
+    for block in values.chunks(Q8_BLOCK) {
+        let (nibs, bd, bm) = routelmt_kernels::q4_block(block);
+        q.extend(nibs.chunks(2).map(|p| p[0] | (p[1] << 4)));
+        d.push(bd);
+        m.push(bm);
+    }
 }
 
 /// Values per q8 scale.
@@ -61,6 +83,7 @@ impl EmbeddingData {
             Self::Bf16(v) => v.len(),
             Self::F16(v) => v.len(),
             Self::Q8 { q, .. } => q.len(),
+            Self::Q4 { q, .. } => 2 * q.len(),
         }
     }
 }
@@ -77,8 +100,13 @@ impl HostEmbedding {
     /// Wraps row-major data of `vocab * dim` values.
     pub fn new(vocab: usize, dim: usize, data: EmbeddingData) -> Self {
         assert_eq!(data.len(), vocab * dim, "embedding data length");
-        if let EmbeddingData::Q8 { d, .. } = &data {
-            assert!(dim.is_multiple_of(Q8_BLOCK) && d.len() * Q8_BLOCK == vocab * dim, "q8 scales");
+        let blocks = match &data {
+            EmbeddingData::Q8 { d, .. } => Some(d.len()),
+            EmbeddingData::Q4 { d, m, .. } => Some(d.len().min(m.len())),
+            _ => None,
+        };
+        if let Some(blocks) = blocks {
+            assert!(dim.is_multiple_of(Q8_BLOCK) && blocks * Q8_BLOCK == vocab * dim, "scales");
         }
         Self { vocab, dim, data }
     }
@@ -100,16 +128,18 @@ impl HostEmbedding {
             EmbeddingData::F32(_) => 4 * n,
             EmbeddingData::Bf16(_) | EmbeddingData::F16(_) => 2 * n,
             EmbeddingData::Q8 { .. } => n + 4 * n / Q8_BLOCK,
+            EmbeddingData::Q4 { .. } => n / 2 + 4 * n / Q8_BLOCK,
         }
     }
 
-    /// The stored precision's name (`f32`, `bf16`, `f16`, `q8`).
+    /// The stored precision's name (`f32`, `bf16`, `f16`, `q8`, `q4`).
     pub fn dtype(&self) -> &'static str {
         match &self.data {
             EmbeddingData::F32(_) => "f32",
             EmbeddingData::Bf16(_) => "bf16",
             EmbeddingData::F16(_) => "f16",
             EmbeddingData::Q8 { .. } => "q8",
+            EmbeddingData::Q4 { .. } => "q4",
         }
     }
 
@@ -130,6 +160,18 @@ impl HostEmbedding {
                 let rows = out.chunks_mut(Q8_BLOCK).zip(q[range].chunks(Q8_BLOCK));
                 for ((o, q), &d) in rows.zip(scales) {
                     o.iter_mut().zip(q).for_each(|(o, &q)| *o = f32::from(q) * d);
+                }
+            }
+            EmbeddingData::Q4 { q, d, m } => {
+                let blocks = start / Q8_BLOCK..(start + self.dim) / Q8_BLOCK;
+                let bytes = q[start / 2..(start + self.dim) / 2].chunks(Q8_BLOCK / 2);
+                let rows = out.chunks_mut(Q8_BLOCK).zip(bytes);
+                for ((o, bytes), (d, m)) in rows.zip(d[blocks.clone()].iter().zip(&m[blocks])) {
+                    let (d, m) = (d.to_f32(), m.to_f32());
+                    for (pair, &b) in o.chunks_mut(2).zip(bytes) {
+                        pair[0] = f32::from(b & 0x0F) * d + m;
+                        pair[1] = f32::from(b >> 4) * d + m;
+                    }
                 }
             }
         }
@@ -177,6 +219,28 @@ mod tests {
                 for (g, w) in block.iter().zip(wb) {
                     assert!((g - w).abs() <= step / 2.0 + 1e-6, "row {id}: {g} vs {w}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn q4_rows_are_the_q4_weights_rounding_of_each_block() {
+        let (vocab, dim) = (3, 96);
+        let values: Vec<f32> =
+            (0..vocab * dim).map(|i| ((i * 53 % 97) as f32 - 40.0) / 9.0).collect();
+        let (mut q, mut d, mut m) = (Vec::new(), Vec::new(), Vec::new());
+        q4_append(&values, &mut q, &mut d, &mut m);
+        let t = HostEmbedding::new(vocab, dim, EmbeddingData::Q4 { q, d, m });
+        assert_eq!((t.dtype(), t.host_bytes()), ("q4", vocab * dim * 5 / 8));
+        let mut row = vec![0f32; dim];
+        for id in 0..vocab {
+            t.gather_row(id as u32, &mut row);
+            let want = &values[id * dim..(id + 1) * dim];
+            for (block, wb) in row.chunks(Q8_BLOCK).zip(want.chunks(Q8_BLOCK)) {
+                let (nibs, d, m) = routelmt_kernels::q4_block(wb);
+                let decoded: Vec<f32> =
+                    nibs.iter().map(|&n| f32::from(n) * d.to_f32() + m.to_f32()).collect();
+                assert_eq!(block, &decoded[..], "row {id}");
             }
         }
     }

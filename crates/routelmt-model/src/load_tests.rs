@@ -29,13 +29,20 @@ fn states(m: &Model) -> Vec<Vec<f32>> {
     out
 }
 
-/// The embedding table as q8, as a q8 load holds it.
-fn q8_table(e: &HostEmbedding) -> HostEmbedding {
+/// The embedding table as a q8 (or q4) load holds it.
+fn quantized_table(e: &HostEmbedding, weights: Precision) -> HostEmbedding {
     let mut all = vec![0f32; e.vocab() * e.dim()];
     for (id, row) in all.chunks_mut(e.dim()).enumerate() {
         e.gather_row(id as u32, row);
     }
-    HostEmbedding::new(e.vocab(), e.dim(), EmbeddingData::q8_from(&all))
+    let data = if weights == Precision::Q4 {
+        let (mut q, mut d, mut m) = (Vec::new(), Vec::new(), Vec::new());
+        crate::embedding::q4_append(&all, &mut q, &mut d, &mut m);
+        EmbeddingData::Q4 { q, d, m }
+    } else {
+        EmbeddingData::q8_from(&all)
+    };
+    HostEmbedding::new(e.vocab(), e.dim(), data)
 }
 
 #[test]
@@ -54,7 +61,7 @@ fn packing_while_loading_equals_preparing_after_with_and_without_a_merge() {
                 whole.decoder = adapter.merge_into(whole.decoder, &cpu);
             }
             if weights.quantized_embedding() {
-                whole.embed_tokens = q8_table(&whole.embed_tokens);
+                whole.embed_tokens = quantized_table(&whole.embed_tokens, weights);
             }
             let whole = whole.prepared(weights).unwrap();
             let edit = merge.then(|| LayerEdit {
@@ -70,7 +77,10 @@ fn packing_while_loading_equals_preparing_after_with_and_without_a_merge() {
             assert!(packed.cpu_decoder().is_some() && packed.decoder.layers.is_empty());
             assert_eq!(
                 packed.embed_tokens.dtype(),
-                if weights.quantized_embedding() { "q8" } else { "f32" }
+                match weights {
+                    Precision::Q8 | Precision::Q4 => weights.name(),
+                    _ => "f32",
+                }
             );
             assert_eq!(states(&packed), states(&whole), "{weights} merge {merge}");
             // A packed model is not prepared twice.

@@ -98,6 +98,15 @@ impl<'c, 'e> ModelLoad<'c, 'e> {
 
     /// Reads group `group` (in order) from `ts`.
     pub fn add(&mut self, group: usize, ts: &mut Tensors<'_>) -> Result<()> {
+        // Packing without an edit: the block goes from its stored tensors straight into the
+        // packed decoder (an edit, a router's LoRA merge, needs the burn block).
+        let c = self.config;
+        if let Some(cpu) = self.cpu.as_mut().filter(|_| self.edit.is_none())
+            && (1..=c.num_hidden_layers).contains(&group)
+        {
+            let p = format!("model.layers.{}", group - 1);
+            return self.builder.add_block_with(ts, |ts| cpu.push_tensors(c, &p, ts));
+        }
         self.builder.add(group, ts)?;
         for mut layer in self.builder.take_layers() {
             let n = self.layers.len() + self.cpu.as_ref().map_or(0, CpuDecoder::len);

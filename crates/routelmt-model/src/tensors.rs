@@ -14,11 +14,14 @@ use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 use half::{bf16, f16};
 
-use crate::embedding::{EMBEDDING_SLICE_ROWS, EmbeddingData, HostEmbedding, Q8_BLOCK, q8_append};
+use crate::embedding::{
+    EMBEDDING_SLICE_ROWS, EmbeddingData, HostEmbedding, Q8_BLOCK, q4_append, q8_append,
+};
 use crate::error::{ModelError, Result};
 use crate::formats::dtype::{self, Stored};
 use crate::formats::{Layout, Source};
 use crate::limits::MAX_BUFFER_BYTES;
+use crate::precision::Precision;
 
 /// Values for tensors a checkpoint does not have: the random-weight benchmark model is built
 /// by the same code as a loaded one, from these.
@@ -179,19 +182,24 @@ impl<'a> Tensors<'a> {
         name: &str,
         vocab: usize,
         h: usize,
-        q8: bool,
+        quant: Option<Precision>,
     ) -> Result<HostEmbedding> {
-        let q8 = q8 && h.is_multiple_of(Q8_BLOCK);
+        let quant = quant.filter(|p| p.quantized_embedding() && h.is_multiple_of(Q8_BLOCK));
+        let q8 = quant.is_some();
         if let Some(fill) = self.fill.as_mut().filter(|_| !self.by_name.contains_key(name)) {
             let table: Vec<bf16> =
                 (0..vocab * h).map(|_| bf16::from_f32((fill.uniform() - 0.5) * 0.07)).collect();
             self.used.insert(name.to_string());
             self.dtypes.insert("random bf16".into());
-            let data = if q8 {
-                let widened: Vec<f32> = table.iter().map(|x| x.to_f32()).collect();
-                EmbeddingData::q8_from(&widened)
-            } else {
-                EmbeddingData::Bf16(table)
+            let widened = || table.iter().map(|x| x.to_f32()).collect::<Vec<f32>>();
+            let data = match quant {
+                Some(Precision::Q4) => {
+                    let (mut q, mut d, mut m) = (Vec::new(), Vec::new(), Vec::new());
+                    q4_append(&widened(), &mut q, &mut d, &mut m);
+                    EmbeddingData::Q4 { q, d, m }
+                }
+                Some(_) => EmbeddingData::q8_from(&widened()),
+                None => EmbeddingData::Bf16(table),
             };
             return Ok(HostEmbedding::new(vocab, h, data));
         }
@@ -202,7 +210,7 @@ impl<'a> Tensors<'a> {
                 // A slice of EMBEDDING_SLICE_ROWS rows is whole blocks of every stored type.
                 let rows = EMBEDDING_SLICE_ROWS;
                 let chunk_bytes = dtype.bytes_for(rows * h).expect("whole blocks");
-                let mut table = Q8Table::with_capacity(vocab * h);
+                let mut table = QuantTable::new(quant == Some(Precision::Q4), vocab * h);
                 for (i, bytes) in src.data.chunks(chunk_bytes).enumerate() {
                     let n = (vocab - i * rows).min(rows) * h;
                     table.push(dtype, bytes, n).map_err(|m| {
@@ -299,19 +307,31 @@ fn unpermute_rows(v: &[f32], shape: &[usize], heads: usize) -> Vec<f32> {
     out
 }
 
-/// A q8 table built from slices of whole rows as they arrive, in order: a GGUF `Q8_0` slice
-/// is kept as stored, others are decoded and quantized one slice at a time, so the stored table
-/// is never whole in memory when its bytes come in slices (the browser's loader).
+/// A quantized embedding table (q8, or q4 for q4 weights) built from slices of whole rows as
+/// they arrive, in order: a GGUF `Q8_0` slice is kept as stored (q8 either way), others are
+/// decoded and quantized one slice at a time, so the stored table is never whole in memory
+/// when its bytes come in slices (the browser's loader).
 #[derive(Debug, Default)]
-pub struct Q8Table {
+pub struct QuantTable {
+    q4: bool,
     q: Vec<i8>,
     d: Vec<f32>,
+    nibbles: Vec<u8>,
+    d4: Vec<f16>,
+    m4: Vec<f16>,
+    values: usize,
 }
 
-impl Q8Table {
-    /// An empty table with room for `values` values.
-    pub fn with_capacity(values: usize) -> Self {
-        Self { q: Vec::with_capacity(values), d: Vec::with_capacity(values / Q8_BLOCK) }
+impl QuantTable {
+    /// An empty table, q4 when `q4` (else q8), with room for `values` values.
+    pub fn new(q4: bool, values: usize) -> Self {
+        let mut t = Self { q4, ..Self::default() };
+        if q4 {
+            t.nibbles.reserve(values / 2);
+        } else {
+            t.q.reserve(values);
+        }
+        t
     }
 
     /// Appends `n` values stored as `dtype` in `bytes` (whole blocks of the type and of
@@ -333,24 +353,33 @@ impl Q8Table {
                     bytes.len()
                 ));
             }
+            self.q4 = false;
             for b in bytes.chunks_exact(34) {
                 self.d.push(f16::from_le_bytes([b[0], b[1]]).to_f32());
                 self.q.extend(b[2..].iter().map(|&x| x as i8));
             }
-            return Ok(());
+        } else if self.q4 {
+            let values = dtype::decode(dtype, bytes, n)?;
+            q4_append(&values, &mut self.nibbles, &mut self.d4, &mut self.m4);
+        } else {
+            q8_append(&dtype::decode(dtype, bytes, n)?, &mut self.q, &mut self.d);
         }
-        q8_append(&dtype::decode(dtype, bytes, n)?, &mut self.q, &mut self.d);
+        self.values += n;
         Ok(())
     }
 
     /// Values so far.
     pub(crate) fn values(&self) -> usize {
-        self.q.len()
+        self.values
     }
 
     /// The table's data.
     pub fn finish(self) -> EmbeddingData {
-        EmbeddingData::Q8 { q: self.q, d: self.d }
+        if self.q4 {
+            EmbeddingData::Q4 { q: self.nibbles, d: self.d4, m: self.m4 }
+        } else {
+            EmbeddingData::Q8 { q: self.q, d: self.d }
+        }
     }
 }
 

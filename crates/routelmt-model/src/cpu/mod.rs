@@ -29,7 +29,9 @@ use crate::decoder::Decoder;
 use crate::decoder::block::{Attention, DecoderLayer, Mlp};
 use crate::decoder::norm::RmsNorm;
 use crate::embedding::HostEmbedding;
+use crate::error::Result;
 use crate::precision::Precision;
+use crate::tensors::Tensors;
 
 /// Host values of a burn tensor on the flex device this converts from.
 fn host<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
@@ -128,6 +130,64 @@ impl Layer {
             q_norm: q_norm.as_ref().map(norm),
             k_norm: k_norm.as_ref().map(norm),
         }
+    }
+
+    /// Packs block `p` (`model.layers.N`) straight from its stored tensors, one projection
+    /// group at a time, with no burn tensors: the peak is one group's f32 values. Reads the
+    /// tensors in the order the burn loader does (so a random fill gives the same block).
+    fn from_tensors(
+        c: &ModelConfig,
+        p: &str,
+        ts: &mut Tensors<'_>,
+        precision: Precision,
+    ) -> Result<Self> {
+        let format = precision.format();
+        let (qkv_bias, o_bias) = (c.qkv_bias(), c.o_bias());
+        // An HF `[out, in]` weight and its bias.
+        let mut lin = |name: &str, bias: bool| -> Result<(Vec<f32>, usize, Option<Vec<f32>>)> {
+            let (d_in, d_out) = c.projection_dims(name);
+            let w = ts.take(&format!("{p}.{name}.weight"), &[d_out, d_in])?;
+            let b = if bias { Some(ts.take(&format!("{p}.{name}.bias"), &[d_out])?) } else { None };
+            Ok((w, d_in, b))
+        };
+        let (qkv, qkv_bias) = {
+            let (q, hidden, qb) = lin("self_attn.q_proj", qkv_bias)?;
+            let (k, _, kb) = lin("self_attn.k_proj", qkv_bias)?;
+            let (v, _, vb) = lin("self_attn.v_proj", qkv_bias)?;
+            let columns: Vec<&[f32]> =
+                q.chunks(hidden).chain(k.chunks(hidden)).chain(v.chunks(hidden)).collect();
+            let bias = [qb, kb, vb].into_iter().collect::<Option<Vec<_>>>().map(|b| b.concat());
+            (PackedMatrix::pack_columns(&columns, hidden, format), bias)
+        };
+        let (o, o_bias) = {
+            let (o, d_in, ob) = lin("self_attn.o_proj", o_bias)?;
+            (PackedMatrix::pack_columns(&o.chunks(d_in).collect::<Vec<_>>(), d_in, format), ob)
+        };
+        let gate_up = {
+            let (g, hidden, _) = lin("mlp.gate_proj", false)?;
+            let (u, _, _) = lin("mlp.up_proj", false)?;
+            let columns: Vec<&[f32]> = g.chunks(hidden).chain(u.chunks(hidden)).collect();
+            PackedMatrix::pack_columns(&columns, hidden, format)
+        };
+        let down = {
+            let (d, d_in, _) = lin("mlp.down_proj", false)?;
+            PackedMatrix::pack_columns(&d.chunks(d_in).collect::<Vec<_>>(), d_in, format)
+        };
+        let eps = c.rms_norm_eps as f32;
+        let mut norm = |name: &str, len: usize| -> Result<(Vec<f32>, f32)> {
+            Ok((ts.take(&format!("{p}.{name}.weight"), &[len])?, eps))
+        };
+        let (q_norm, k_norm) = if c.qk_norm() {
+            (
+                Some(norm("self_attn.q_norm", c.head_dim)?),
+                Some(norm("self_attn.k_norm", c.head_dim)?),
+            )
+        } else {
+            (None, None)
+        };
+        let input_norm = norm("input_layernorm", c.hidden_size)?;
+        let post_norm = norm("post_attention_layernorm", c.hidden_size)?;
+        Ok(Self { qkv, qkv_bias, o, o_bias, gate_up, down, input_norm, post_norm, q_norm, k_norm })
     }
 
     fn bytes(&self) -> usize {
@@ -234,6 +294,13 @@ impl CpuDecoder {
     /// Packs the next block (freeing its burn tensors as they are read).
     pub fn push(&mut self, layer: DecoderLayer) {
         self.layers.push(Layer::from_burn(layer, self.precision));
+    }
+
+    /// Packs the next block, `p` (`model.layers.N`), straight from its stored tensors in `ts`
+    /// (no burn tensors; each tensor's source bytes freed once decoded).
+    pub fn push_tensors(&mut self, c: &ModelConfig, p: &str, ts: &mut Tensors<'_>) -> Result<()> {
+        self.layers.push(Layer::from_tensors(c, p, ts, self.precision)?);
+        Ok(())
     }
 
     /// Blocks packed so far.

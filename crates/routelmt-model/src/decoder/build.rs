@@ -24,7 +24,7 @@ use crate::precision::Precision;
 
 /// The embedding table's Hugging Face name.
 pub const EMBED: &str = "model.embed_tokens.weight";
-use crate::tensors::{Q8Table, Tensors};
+use crate::tensors::{QuantTable, Tensors};
 
 /// What a finished build holds.
 #[derive(Debug)]
@@ -75,7 +75,7 @@ pub struct ModelBuilder<'c> {
     norm: Option<RmsNorm>,
     lm_head: Option<HostEmbedding>,
     /// The embedding table as q8, when its bytes come in slices ([`Self::add_embedding_rows`]).
-    streamed: Option<Q8Table>,
+    streamed: Option<QuantTable>,
     applied: usize,
     dtypes: BTreeSet<String>,
 }
@@ -126,6 +126,21 @@ impl<'c> ModelBuilder<'c> {
         self
     }
 
+    /// Reads the next block with `read` instead of as burn tensors (the CPU loader packs it
+    /// straight from `ts`), counted like a block [`Self::add`] reads.
+    pub fn add_block_with(
+        &mut self,
+        ts: &mut Tensors<'_>,
+        read: impl FnOnce(&mut Tensors<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let before = ts.used_count();
+        read(ts)?;
+        self.built += 1;
+        self.applied += ts.used_count() - before;
+        self.dtypes.extend(ts.dtypes().iter().cloned());
+        Ok(())
+    }
+
     /// Whether the embedding table is held as q8 (q8 and q4 weights, a row width that is a
     /// multiple of 32).
     pub fn quantized_embedding(&self) -> bool {
@@ -144,7 +159,8 @@ impl<'c> ModelBuilder<'c> {
         n: usize,
     ) -> Result<()> {
         let total = self.config.vocab_size * self.config.hidden_size;
-        let table = self.streamed.get_or_insert_with(|| Q8Table::with_capacity(total));
+        let q4 = self.opts.weights == Some(Precision::Q4);
+        let table = self.streamed.get_or_insert_with(|| QuantTable::new(q4, total));
         if table.values() + n > total {
             return Err(ModelError::weights(
                 file,
@@ -201,8 +217,7 @@ impl<'c> ModelBuilder<'c> {
             }
             0 => {
                 // The embedding stays on the host, in its stored precision or as q8.
-                self.embed =
-                    Some(ts.embedding(EMBED, c.vocab_size, h, self.quantized_embedding())?);
+                self.embed = Some(ts.embedding(EMBED, c.vocab_size, h, self.opts.weights)?);
             }
             g if g <= c.num_hidden_layers => {
                 let layer = read_layer(c, &format!("model.layers.{}", g - 1), ts, device)?;
@@ -212,7 +227,7 @@ impl<'c> ModelBuilder<'c> {
             _ => {
                 self.norm = Some(RmsNorm::new(ts.vector("model.norm.weight", h, device)?, eps));
                 if self.wants_lm_head() {
-                    self.lm_head = Some(ts.embedding("lm_head.weight", c.vocab_size, h, false)?);
+                    self.lm_head = Some(ts.embedding("lm_head.weight", c.vocab_size, h, None)?);
                 }
             }
         }
