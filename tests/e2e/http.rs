@@ -24,7 +24,14 @@ pub enum Mode {
     Reset,
     /// Answers after this many milliseconds.
     Slow(u64),
+    /// 429 with `Retry-After` of this many seconds.
+    RateLimited(u64),
+    /// 401 with a body that echoes part of the key, as providers do.
+    Unauthorized,
 }
+
+/// The part of a key a stub's 401 body echoes.
+pub const ECHOED_KEY: &str = "sk-proj-abc123...XYZ9";
 
 /// The SSE bytes a stub streams.
 pub fn sse_body(name: &str) -> String {
@@ -38,7 +45,8 @@ pub fn sse_body(name: &str) -> String {
     s
 }
 
-/// A stub upstream.
+/// A stub upstream (clones share it).
+#[derive(Clone)]
 pub struct Stub {
     /// Its address.
     pub addr: SocketAddr,
@@ -128,6 +136,24 @@ fn serve_one(
                 let _ = write!(
                     conn,
                     "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{b}",
+                    b.len()
+                );
+            }
+            Mode::RateLimited(secs) => {
+                let b = "{\"error\":{\"message\":\"Rate limit reached\",\"type\":\"requests\"}}";
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: {secs}\r\ncontent-length: {}\r\n\r\n{b}",
+                    b.len()
+                );
+            }
+            Mode::Unauthorized => {
+                let b = format!(
+                    "{{\"error\":{{\"message\":\"Incorrect API key provided: {ECHOED_KEY}\",\"code\":\"invalid_api_key\"}}}}"
+                );
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{b}",
                     b.len()
                 );
             }

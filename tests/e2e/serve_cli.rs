@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::common::{fixture, root};
-use crate::http::{Gateway, Mode, Stub, chat, metric, request, sse_body};
+use crate::http::{ECHOED_KEY, Gateway, Mode, Stub, chat, metric, request, sse_body};
 
 /// Flags for a gateway on the tiny model and demo router in front of `small` and `large`.
 fn base_args(small: &Stub, large: &Stub) -> Vec<String> {
@@ -207,6 +207,66 @@ fn faults_fall_back_to_the_other_side_and_both_failing_is_a_clear_error() {
         metric(&m, "routelmt_upstream_errors_total{upstream=\"large\",kind=\"timeout\"}") >= 2.0,
         "{m}"
     );
+}
+
+#[test]
+fn a_429_waits_its_retry_after_or_falls_back_and_4xx_bodies_are_summarized() {
+    let (small, large) = (Stub::start("small", Mode::Ok), Stub::start("large", Mode::Ok));
+    // Everything routes large; one retry.
+    let args = with(base_args(&small, &large), &["--threshold", "-1e30", "--retries", "1"]);
+    let g = Gateway::start(&args, &[]);
+    // 429 with Retry-After 1 s, then fine: the retry waits the second and is served large.
+    large.set(Mode::RateLimited(1));
+    let flip = {
+        let large = large.clone();
+        std::thread::spawn(move || {
+            while large.n() == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            large.set(Mode::Ok);
+        })
+    };
+    let t = Instant::now();
+    let r = chat(g.addr, &body(1), &[]);
+    flip.join().unwrap();
+    let waited = t.elapsed();
+    println!("429 with Retry-After: 1 -> served after {waited:?}");
+    assert_eq!((r.status, r.header("x-routelmt-served")), (200, Some("large")));
+    assert!(waited >= Duration::from_millis(950), "waited {waited:?}");
+    assert_eq!(large.n(), 2, "one 429, one retry");
+    // Retry-After beyond the deadline: no wait, the small side serves at once, and the large
+    // side cools down for the advertised time (the next request goes small first).
+    large.set(Mode::RateLimited(600));
+    let (before, t) = (large.n(), Instant::now());
+    let mut served = Vec::new();
+    for i in 0..20 {
+        let r = chat(g.addr, &body(i), &[]);
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        served.push(r.header("x-routelmt-served").map(String::from));
+    }
+    println!("20 requests with the large side answering 429 (Retry-After 600): {:?}", t.elapsed());
+    assert!(served.iter().all(|s| s.as_deref() == Some("small")), "{served:?}");
+    assert_eq!(large.n() - before, 1, "tried once, then cooled down");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    let m = String::from_utf8(request(g.addr, "GET", "/metrics", &[], b"").body).unwrap();
+    assert!(
+        metric(&m, "routelmt_upstream_errors_total{upstream=\"large\",kind=\"rate_limited\"}")
+            >= 2.0,
+        "{m}"
+    );
+    drop(g);
+    // A 401 (any 4xx but 429) is the upstream's answer: its status passes, its body does not.
+    let (small, large) = (Stub::start("small", Mode::Ok), Stub::start("large", Mode::Unauthorized));
+    let args = with(base_args(&small, &large), &["--threshold", "-1e30"]);
+    let g = Gateway::start(&args, &[]);
+    let r = chat(g.addr, &body(1), &[]);
+    let text = String::from_utf8_lossy(&r.body).to_string();
+    assert_eq!(r.status, 401, "{text}");
+    assert!(!text.contains(ECHOED_KEY) && !text.contains("sk-"), "{text}");
+    let e = r.json();
+    assert_eq!(e["error"]["type"], "upstream_error");
+    assert_eq!(e["error"]["code"], 401);
+    assert_eq!(small.n(), 0, "a refusal is an answer, not a failure");
 }
 
 #[test]

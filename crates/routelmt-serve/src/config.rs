@@ -138,6 +138,9 @@ pub struct UpstreamPolicy {
     pub cooldown_after: u32,
     /// How long a cooled-down upstream is skipped.
     pub cooldown_ms: u64,
+    /// Overall deadline of one request's upstream calls, retries and fallback included: no
+    /// attempt starts, and no retry waits, past it.
+    pub deadline_ms: u64,
 }
 
 impl Default for UpstreamPolicy {
@@ -149,6 +152,7 @@ impl Default for UpstreamPolicy {
             backoff_ms: 50,
             cooldown_after: 5,
             cooldown_ms: 10_000,
+            deadline_ms: 120_000,
         }
     }
 }
@@ -291,6 +295,10 @@ pub struct ServeArgs {
     /// Retries before falling back to the other side [default: 1].
     #[arg(long, env = "ROUTELMT_RETRIES")]
     pub retries: Option<u32>,
+    /// Overall deadline of one request's upstream calls in ms, retries and fallback included
+    /// [default: 120000].
+    #[arg(long, env = "ROUTELMT_DEADLINE_MS")]
+    pub deadline_ms: Option<u64>,
     /// CORS origin to allow (repeatable; `*` for any).
     #[arg(long = "cors-origin", env = "ROUTELMT_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
@@ -354,6 +362,7 @@ impl ServeConfig {
         set(&mut c.batch.max_wait_ms, a.batch_wait_ms);
         set(&mut c.upstream.timeout_ms, a.timeout_ms);
         set(&mut c.upstream.retries, a.retries);
+        set(&mut c.upstream.deadline_ms, a.deadline_ms);
         if !a.cors_origins.is_empty() {
             c.cors_origins = a.cors_origins.clone();
         }

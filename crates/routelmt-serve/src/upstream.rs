@@ -1,8 +1,12 @@
 //! Calls to the two OpenAI-compatible upstreams with bounded retries, backoff, fallback to the
-//! other side and a cool-down for an upstream that keeps failing. A 5xx status, a timeout, a
-//! refused or reset connection (before the response is complete, for a buffered response; before
-//! the headers, for a stream) is a failure; a 4xx is the upstream's answer and is passed on.
-//! Keys are sent as `Authorization: Bearer` and never logged or echoed.
+//! other side and a cool-down for an upstream that keeps failing, all within one overall
+//! deadline per request. A 5xx status, a 429, a timeout, a refused or reset connection (before
+//! the response is complete, for a buffered response; before the headers, for a stream) is a
+//! failure. A 429's `Retry-After` (seconds) sets the wait before the retry when it fits the
+//! deadline (else the other side is tried at once) and cools the side down at least that long.
+//! Any other 4xx is the upstream's answer: its status is passed on, its body replaced by a
+//! summary (a provider's error body may echo part of the key). Keys are sent as
+//! `Authorization: Bearer` and never logged or echoed.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -79,7 +83,24 @@ fn endpoint(u: &Upstream) -> Endpoint {
 
 enum Attempt {
     Ok(Reply),
-    Failed(&'static str, String),
+    /// Kind, message, and the wait the upstream asked for (429 `Retry-After`).
+    Failed(&'static str, String, Option<Duration>),
+}
+
+/// A `Retry-After` header in seconds (the HTTP-date form is not used by API providers).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// The body sent in place of an upstream's 4xx body.
+fn summary(side: &str, status: u16) -> Bytes {
+    let e = serde_json::json!({"error": {
+        "message": format!("the {side} upstream refused the request with status {status}"),
+        "type": "upstream_error",
+        "code": status,
+    }});
+    Bytes::from(e.to_string())
 }
 
 impl Upstreams {
@@ -123,17 +144,32 @@ impl Upstreams {
             [routed, routed.other()]
         };
         let mut errors = Vec::new();
+        let deadline = Instant::now() + Duration::from_millis(self.policy.deadline_ms);
         for side in order {
             let ep = self.side(side);
             let mut body = body.clone();
             body["model"] = serde_json::Value::String(ep.model.clone());
+            let mut asked: Option<Duration> = None;
             for attempt in 0..=self.policy.retries {
                 if attempt > 0 {
-                    let wait = self.policy.backoff_ms.saturating_mul(1 << (attempt - 1).min(10));
-                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    let backoff = self.policy.backoff_ms.saturating_mul(1 << (attempt - 1).min(10));
+                    let wait = Duration::from_millis(backoff).max(asked.unwrap_or_default());
+                    if Instant::now() + wait >= deadline {
+                        errors.push(format!(
+                            "{} upstream: no retry within the deadline (wait {} ms)",
+                            side.name(),
+                            wait.as_millis()
+                        ));
+                        break;
+                    }
+                    tokio::time::sleep(wait).await;
                 }
+                let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                    errors.push(format!("{} upstream: deadline reached", side.name()));
+                    break;
+                };
                 let started = Instant::now();
-                match self.attempt(ep, &body, stream).await {
+                match self.attempt(ep, side, &body, stream, left).await {
                     Attempt::Ok(reply) => {
                         let status = match &reply {
                             Reply::Full { status, .. } => *status,
@@ -146,11 +182,12 @@ impl Upstreams {
                         }
                         return Ok(Served { reply, side });
                     }
-                    Attempt::Failed(kind, message) => {
+                    Attempt::Failed(kind, message, wait) => {
                         let outcome = if kind == "status" { message.clone() } else { kind.into() };
                         metrics.upstream(side.name(), started.elapsed(), &outcome);
                         metrics.upstream_error(side.name(), kind);
-                        self.failed(ep);
+                        self.failed(ep, wait);
+                        asked = wait;
                         errors.push(format!("{} upstream: {message}", side.name()));
                     }
                 }
@@ -159,20 +196,35 @@ impl Upstreams {
         Err(BothFailed(errors.join("; ")))
     }
 
-    fn failed(&self, ep: &Endpoint) {
+    /// Counts a failure; cools the side down after `cooldown_after` in a row, or for at least
+    /// `asked` (a 429's `Retry-After`) at once.
+    fn failed(&self, ep: &Endpoint, asked: Option<Duration>) {
         let n = ep.fails.fetch_add(1, Ordering::Relaxed) + 1;
-        if n >= self.policy.cooldown_after.max(1) {
-            let until = Instant::now() + Duration::from_millis(self.policy.cooldown_ms);
-            *ep.down_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(until);
+        let mut cool = (n >= self.policy.cooldown_after.max(1))
+            .then(|| Duration::from_millis(self.policy.cooldown_ms));
+        if let Some(a) = asked {
+            cool = Some(cool.unwrap_or_default().max(a));
+        }
+        if let Some(cool) = cool {
+            let until = Instant::now() + cool;
+            let mut g = ep.down_until.lock().unwrap_or_else(|e| e.into_inner());
+            *g = Some(g.map_or(until, |t| t.max(until)));
         }
     }
 
-    async fn attempt(&self, ep: &Endpoint, body: &serde_json::Value, stream: bool) -> Attempt {
+    async fn attempt(
+        &self,
+        ep: &Endpoint,
+        side: Side,
+        body: &serde_json::Value,
+        stream: bool,
+        left: Duration,
+    ) -> Attempt {
         let mut req = self.client.post(&ep.url).json(body);
         if let Some(key) = &ep.key {
             req = req.bearer_auth(key);
         }
-        let timeout = Duration::from_millis(self.policy.timeout_ms);
+        let timeout = Duration::from_millis(self.policy.timeout_ms).min(left);
         let kind = |e: &reqwest::Error| -> &'static str {
             if e.is_timeout() {
                 "timeout"
@@ -183,13 +235,28 @@ impl Upstreams {
             }
         };
         let resp = match tokio::time::timeout(timeout, req.send()).await {
-            Err(_) => return Attempt::Failed("timeout", "timed out".into()),
-            Ok(Err(e)) => return Attempt::Failed(kind(&e), without_url(&e)),
+            Err(_) => return Attempt::Failed("timeout", "timed out".into(), None),
+            Ok(Err(e)) => return Attempt::Failed(kind(&e), without_url(&e), None),
             Ok(Ok(r)) => r,
         };
         let status = resp.status().as_u16();
         if status >= 500 {
-            return Attempt::Failed("status", status.to_string());
+            return Attempt::Failed("status", status.to_string(), None);
+        }
+        if status == 429 {
+            return Attempt::Failed("rate_limited", "429".into(), retry_after(resp.headers()));
+        }
+        if (400..500).contains(&status) {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                reqwest::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return Attempt::Ok(Reply::Full {
+                status,
+                headers,
+                body: summary(side.name(), status),
+            });
         }
         if stream && status < 300 {
             return Attempt::Ok(Reply::Stream(resp));
@@ -204,8 +271,8 @@ impl Upstreams {
             );
         }
         match tokio::time::timeout(timeout, resp.bytes()).await {
-            Err(_) => Attempt::Failed("timeout", "timed out reading the body".into()),
-            Ok(Err(e)) => Attempt::Failed("reset", without_url(&e)),
+            Err(_) => Attempt::Failed("timeout", "timed out reading the body".into(), None),
+            Ok(Err(e)) => Attempt::Failed("reset", without_url(&e), None),
             Ok(Ok(body)) => Attempt::Ok(Reply::Full { status, headers, body }),
         }
     }

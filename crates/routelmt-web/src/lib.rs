@@ -62,7 +62,7 @@ export interface LoadOptions {
   /** tokenizer.json's folder or files (with tokenizer_config.json for the chat template), if not in `model`. */
   tokenizer?: Source;
   device?: "auto" | "webgpu" | "cpu";
-  /** How the decoder's weights are held in memory: "auto" (on the wasm CPU q4 for a 4-bit GGUF, else q8; f32 on WebGPU), "f32", "f16" (wasm CPU only), "q8" or "q4" (with q8 and q4 the embedding table is q8). */
+  /** How the decoder's weights are held in memory: "auto" (on the wasm CPU q4 for a 4-bit GGUF, else q8; f32 on WebGPU), "f32", "f16" (wasm CPU only), "q8" or "q4" (the embedding table is held likewise as q8 or q4). */
   weights?: "auto" | "f32" | "f16" | "q8" | "q4";
   onProgress?: (p: Progress) => void;
 }
