@@ -53,7 +53,7 @@ enum Command {
     /// Score records with a trained router: adds "score" (and "pred_quality" for `both`).
     Score(cmd_train::ScoreArgs),
     /// An OpenAI-compatible routing gateway in front of a small and a large endpoint.
-    Serve(routelmt_serve::ServeArgs),
+    Serve(Box<routelmt_serve::ServeArgs>),
 }
 
 fn main() -> ExitCode {
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         Command::Labels(a) => cmd_route::labels(a),
         Command::Train(a) => cmd_train::train(a),
         Command::Score(a) => cmd_train::score(a),
-        Command::Serve(a) => cmd_serve::serve(a),
+        Command::Serve(a) => cmd_serve::serve(*a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
