@@ -293,6 +293,34 @@ fn a_client_that_disconnects_cancels_its_upstream_call() {
 }
 
 #[test]
+fn a_client_that_leaves_before_its_prefill_gets_none() {
+    let (small, large) = (Stub::start("small", Mode::Ok), Stub::start("large", Mode::Ok));
+    // Batches wait up to 1.5 s to fill: the client leaves while its request waits.
+    let args = with(
+        base_args(&small, &large),
+        &["--threshold", "1e30", "--batch-size", "64", "--batch-wait-ms", "1500"],
+    );
+    let g = Gateway::start(&args, &[]);
+    let metrics = || String::from_utf8(request(g.addr, "GET", "/metrics", &[], b"").body).unwrap();
+    let rows = |m: &str| metric(m, "routelmt_prefill_rows_total");
+    let before = rows(&metrics());
+    let mut conn = std::net::TcpStream::connect(g.addr).unwrap();
+    let b = body(1).to_string();
+    use std::io::Write;
+    write!(conn, "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{b}", b.len()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(conn);
+    let started = Instant::now();
+    while metric(&metrics(), "routelmt_dropped_before_prefill_total") < 1.0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "not dropped: {}", metrics());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(rows(&metrics()), before, "no prefill ran for it");
+    assert_eq!(small.n() + large.n(), 0);
+    assert_eq!(chat(g.addr, &body(2), &[]).status, 200, "the next request is served");
+}
+
+#[test]
 fn bad_input_gets_an_openai_error_and_the_server_keeps_serving() {
     let (small, large) = (Stub::start("small", Mode::Ok), Stub::start("large", Mode::Ok));
     let dir = tempfile::tempdir().unwrap();
@@ -440,6 +468,50 @@ fn sigterm_drains_accepted_requests_then_exits_zero() {
     let statuses: Vec<u16> = clients.into_iter().map(|c| c.join().unwrap()).collect();
     assert_eq!(statuses, vec![200; 8], "accepted requests are answered");
     assert_eq!(code, Some(0));
+}
+
+#[test]
+fn sigterm_turns_readyz_503_at_once_and_exits_by_the_drain_deadline() {
+    // Both upstreams hang: the in-flight request never finishes by itself.
+    let (small, large) = (Stub::start("small", Mode::Hang), Stub::start("large", Mode::Hang));
+    let args = with(base_args(&small, &large), &["--budget", "0.3", "--drain-ms", "1500"]);
+    let mut g = Gateway::start(&args, &[]);
+    assert_eq!(request(g.addr, "GET", "/healthz", &[], b"").status, 200);
+    // A request sent and never read back (the connection stays open until the end).
+    let mut conn = std::net::TcpStream::connect(g.addr).unwrap();
+    let b = body(0).to_string();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        b.len()
+    );
+    std::io::Write::write_all(&mut conn, (head + &b).as_bytes()).unwrap();
+    let started = Instant::now();
+    while small.n() + large.n() < 1 {
+        assert!(started.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    g.term();
+    let t = Instant::now();
+    // Still accepting for the grace period, but not ready.
+    let mut ready = request(g.addr, "GET", "/readyz", &[], b"");
+    while ready.status == 200 && t.elapsed() < Duration::from_millis(500) {
+        ready = request(g.addr, "GET", "/readyz", &[], b"");
+    }
+    let turned = t.elapsed();
+    assert_eq!(ready.status, 503, "{}", String::from_utf8_lossy(&ready.body));
+    let code = loop {
+        if let Some(s) = g.child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "did not exit: {}", g.log());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let exited = t.elapsed();
+    println!("SIGTERM with a stalled stream: /readyz 503 after {turned:?}, exit after {exited:?}");
+    assert!(exited >= Duration::from_millis(1400) && exited < Duration::from_secs(4), "{exited:?}");
+    assert_eq!(code, Some(0));
+    assert!(g.log().contains("drain deadline reached"), "{}", g.log());
+    drop(conn);
 }
 
 struct Redis(Child, u16);

@@ -37,5 +37,9 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         .enable_all()
         .build()
         .map_err(|e| anyhow!("tokio runtime: {e}"))?;
-    runtime.block_on(routelmt_serve::serve(cfg)).map_err(|e| anyhow!(e))
+    let served = runtime.block_on(routelmt_serve::serve(cfg)).map_err(|e| anyhow!(e));
+    // Whatever is still running (a stream cut off at the drain deadline, a model still
+    // loading) does not hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    served
 }

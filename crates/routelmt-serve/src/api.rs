@@ -49,6 +49,8 @@ pub struct AppState {
     pub tokens: Vec<String>,
     /// Longest routed text in characters.
     pub max_text_chars: usize,
+    /// Set on SIGTERM / Ctrl-C: `/readyz` answers 503 from then on.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// The router of the gateway.
@@ -60,7 +62,7 @@ pub fn app(state: Arc<AppState>, max_body: usize, cors_origins: &[String]) -> Ht
         .layer(DefaultBodyLimit::max(max_body));
     let mut app = HttpRouter::new()
         .merge(api)
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound })
@@ -113,9 +115,26 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn readyz(State(s): State<Arc<AppState>>) -> Response {
+    if s.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
+    }
     match s.ready.get() {
+        Some(r) if !r.batcher.alive() => {
+            (StatusCode::SERVICE_UNAVAILABLE, "the prefill worker stopped\n").into_response()
+        }
         Some(_) => (StatusCode::OK, "ready\n").into_response(),
         None => not_ready(&s, "loading").into_response(),
+    }
+}
+
+/// Fails once the prefill worker is gone (every chat request would fail), so that a
+/// supervisor restarts the process.
+async fn healthz(State(s): State<Arc<AppState>>) -> Response {
+    match s.ready.get() {
+        Some(r) if !r.batcher.alive() => {
+            (StatusCode::SERVICE_UNAVAILABLE, "the prefill worker stopped\n").into_response()
+        }
+        _ => (StatusCode::OK, "ok\n").into_response(),
     }
 }
 

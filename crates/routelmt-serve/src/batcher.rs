@@ -2,9 +2,12 @@
 //! arrive on a channel; the worker takes up to `max_size` of them, waiting at most
 //! `max_wait` after the first, scores them in one batched prefill, and decides each in arrival
 //! order (so the budget controller sees one sequence). A batch that fails is rescored row by
-//! row, so one bad request cannot fail its neighbours.
+//! row, so one bad request cannot fail its neighbours. A request whose client has gone away is
+//! dropped before the prefill. If the worker thread ends (a panic included), [`Batcher::alive`]
+//! says so and `/healthz` fails.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -38,6 +41,16 @@ struct Job {
 #[derive(Clone)]
 pub struct Batcher {
     tx: mpsc::Sender<Job>,
+    alive: Arc<AtomicBool>,
+}
+
+/// Clears the worker's `alive` flag when the worker thread ends, by return or by panic.
+struct AliveGuard(Arc<AtomicBool>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Batcher {
@@ -50,11 +63,21 @@ impl Batcher {
         metrics: Arc<Metrics>,
     ) -> Self {
         let (tx, rx) = mpsc::channel::<Job>();
+        let alive = Arc::new(AtomicBool::new(true));
+        let guard = AliveGuard(alive.clone());
         std::thread::Builder::new()
             .name("routelmt-prefill".into())
-            .spawn(move || worker(rx, scorer, decider, max_size.max(1), max_wait, &metrics))
+            .spawn(move || {
+                let _guard = guard;
+                worker(rx, scorer, decider, max_size.max(1), max_wait, &metrics)
+            })
             .expect("spawn the prefill thread");
-        Self { tx }
+        Self { tx, alive }
+    }
+
+    /// Whether the worker thread is still running.
+    pub fn alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
     }
 
     /// Scores and decides one request.
@@ -83,6 +106,13 @@ fn worker(
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             }
         }
+        // Clients that went away while their request waited get no prefill.
+        let before = jobs.len();
+        jobs.retain(|j| !j.reply.is_closed());
+        metrics.dropped_before_prefill(before - jobs.len());
+        if jobs.is_empty() {
+            continue;
+        }
         let started = Instant::now();
         let ids: Vec<Vec<u32>> = jobs.iter().map(|j| j.ids.clone()).collect();
         let scores: Vec<Result<f32, RoutingError>> =
@@ -109,5 +139,22 @@ fn worker(
             // A client that went away no longer waits for its answer.
             let _ = job.reply.send(routed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_alive_flag_falls_when_the_worker_thread_panics() {
+        let alive = Arc::new(AtomicBool::new(true));
+        let guard = AliveGuard(alive.clone());
+        let t = std::thread::spawn(move || {
+            let _guard = guard;
+            panic!("a worker that dies");
+        });
+        assert!(t.join().is_err());
+        assert!(!alive.load(Ordering::SeqCst));
     }
 }

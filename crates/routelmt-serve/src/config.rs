@@ -157,6 +157,24 @@ impl Default for UpstreamPolicy {
     }
 }
 
+/// What SIGTERM / Ctrl-C does: `/readyz` turns 503 at once; requests are still accepted for
+/// `grace_ms` (so a load balancer sees the 503 first), then no more, and in-flight requests and
+/// streams get until `deadline_ms` after the signal to finish before the process exits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Drain {
+    /// Milliseconds of accepting requests with `/readyz` at 503.
+    pub grace_ms: u64,
+    /// Milliseconds from the signal to exit, whatever is still running.
+    pub deadline_ms: u64,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Self { grace_ms: 1_000, deadline_ms: 30_000 }
+    }
+}
+
 /// Request limits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -199,6 +217,8 @@ pub struct ServeConfig {
     pub upstream: UpstreamPolicy,
     /// Request limits.
     pub limits: Limits,
+    /// Shutdown.
+    pub drain: Drain,
     /// Origins allowed by CORS (`*` for any), so that a browser page can call the gateway.
     pub cors_origins: Vec<String>,
     /// The name of an environment variable holding comma-separated inbound bearer tokens;
@@ -220,6 +240,7 @@ impl Default for ServeConfig {
             upstreams: Upstreams::default(),
             upstream: UpstreamPolicy::default(),
             limits: Limits::default(),
+            drain: Drain::default(),
             cors_origins: Vec::new(),
             tokens_env: None,
         }
@@ -299,6 +320,9 @@ pub struct ServeArgs {
     /// [default: 120000].
     #[arg(long, env = "ROUTELMT_DEADLINE_MS")]
     pub deadline_ms: Option<u64>,
+    /// After SIGTERM, ms until exit whatever is still running [default: 30000].
+    #[arg(long, env = "ROUTELMT_DRAIN_MS")]
+    pub drain_ms: Option<u64>,
     /// CORS origin to allow (repeatable; `*` for any).
     #[arg(long = "cors-origin", env = "ROUTELMT_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
@@ -363,6 +387,7 @@ impl ServeConfig {
         set(&mut c.upstream.timeout_ms, a.timeout_ms);
         set(&mut c.upstream.retries, a.retries);
         set(&mut c.upstream.deadline_ms, a.deadline_ms);
+        set(&mut c.drain.deadline_ms, a.drain_ms);
         if !a.cors_origins.is_empty() {
             c.cors_origins = a.cors_origins.clone();
         }

@@ -72,7 +72,7 @@ fn load(cfg: &ServeConfig, metrics: Arc<Metrics>) -> Result<Ready, ServeError> {
 }
 
 /// Waits for SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
+async fn signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -91,7 +91,6 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    eprintln!("serve: shutting down; draining in-flight requests");
 }
 
 /// Runs the gateway until SIGTERM / Ctrl-C, then drains and returns.
@@ -108,6 +107,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         metrics: metrics.clone(),
         tokens: cfg.inbound_tokens(),
         max_text_chars: cfg.limits.max_text_chars,
+        draining: std::sync::atomic::AtomicBool::new(false),
     });
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
@@ -127,8 +127,37 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             }
         })
     };
-    let app = api::app(state, cfg.limits.max_body_bytes, &cfg.cors_origins);
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
+    let app = api::app(state.clone(), cfg.limits.max_body_bytes, &cfg.cors_origins);
+    // The signal turns `/readyz` to 503 at once; requests are accepted for the grace period,
+    // then no more; whatever still runs at the drain deadline is cut off.
+    let (signalled, mut heard) = tokio::sync::watch::channel(false);
+    let (grace, deadline) =
+        (Duration::from_millis(cfg.drain.grace_ms), Duration::from_millis(cfg.drain.deadline_ms));
+    let stop_accepting = {
+        let state = state.clone();
+        async move {
+            signal().await;
+            state.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = signalled.send(true);
+            eprintln!(
+                "serve: shutting down: /readyz is 503; draining in-flight requests (at most {} ms)",
+                deadline.as_millis()
+            );
+            tokio::time::sleep(grace.min(deadline)).await;
+        }
+    };
+    let served = axum::serve(listener, app).with_graceful_shutdown(stop_accepting);
+    let cut_off = async move {
+        let _ = heard.wait_for(|s| *s).await;
+        tokio::time::sleep(deadline).await;
+    };
+    let result = tokio::select! {
+        r = served => r.map_err(ServeError::Server),
+        () = cut_off => {
+            eprintln!("serve: drain deadline reached; exiting with requests still running");
+            Ok(())
+        }
+    };
     loading.abort();
-    served.map_err(ServeError::Server)
+    result
 }

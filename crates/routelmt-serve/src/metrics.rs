@@ -54,6 +54,7 @@ struct Inner {
     prefill: Histogram,
     prefill_batches: u64,
     prefill_rows: u64,
+    dropped_before_prefill: u64,
     upstream_latency: BTreeMap<&'static str, Histogram>,
     upstream_requests: BTreeMap<(&'static str, String), u64>,
     upstream_errors: BTreeMap<(&'static str, &'static str), u64>,
@@ -90,6 +91,13 @@ impl Metrics {
             m.prefill_batches += 1;
             m.prefill_rows += rows as u64;
         });
+    }
+
+    /// Requests dropped before the prefill because their client had gone away.
+    pub fn dropped_before_prefill(&self, n: usize) {
+        if n > 0 {
+            self.with(|m| m.dropped_before_prefill += n as u64);
+        }
     }
 
     /// One routing decision.
@@ -155,6 +163,8 @@ impl Metrics {
             m.prefill.render(&mut o, "routelmt_prefill_seconds", "");
             head(&mut o, "routelmt_prefill_rows_total", "counter", "Requests prefilled.");
             let _ = writeln!(o, "routelmt_prefill_rows_total {}", m.prefill_rows);
+            head(&mut o, "routelmt_dropped_before_prefill_total", "counter", "Requests whose client left before their prefill.");
+            let _ = writeln!(o, "routelmt_dropped_before_prefill_total {}", m.dropped_before_prefill);
             head(&mut o, "routelmt_upstream_seconds", "histogram", "Upstream attempt latency.");
             for (side, h) in &m.upstream_latency {
                 h.render(&mut o, "routelmt_upstream_seconds", &format!("upstream=\"{side}\""));
