@@ -519,6 +519,10 @@ struct Redis(Child, u16);
 impl Redis {
     fn start() -> Redis {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Redis::start_on(port)
+    }
+
+    fn start_on(port: u16) -> Redis {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -577,6 +581,74 @@ fn two_replicas_hold_one_budget_through_redis_and_their_own_without() {
         let r = load(g.addr, 300, 8);
         assert_windows(r.iter().map(|r| (r.0, r.1 == "large")).collect(), 100, 0.3);
     }
+}
+
+/// Length and large count of the store's list of recent decisions (window `w`).
+fn store_list(port: u16, w: usize) -> (usize, usize) {
+    let key = format!("routelmt:budget:w{w}:recent");
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "LRANGE", &key, "0", "-1"])
+        .output()
+        .expect("redis-cli (scripts/setup.sh installs redis)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let items: Vec<&str> = text.split_whitespace().collect();
+    (items.len(), items.iter().filter(|x| **x == "1").count())
+}
+
+#[test]
+fn a_redis_restart_keeps_every_request_answered_and_the_band_held() {
+    let (small, large) = (Stub::start("small", Mode::Ok), Stub::start("large", Mode::Ok));
+    let mut redis = Redis::start();
+    let port = redis.1;
+    let store = format!("redis://127.0.0.1:{port}");
+    let args = with(
+        base_args(&small, &large),
+        &["--budget", "0.3", "--window", "100", "--budget-store", &store],
+    );
+    let g = Gateway::start(&args, &[]);
+    let before = load(g.addr, 200, 4);
+    assert!(before.iter().all(|r| r.3 == 200));
+    let (n, c) = store_list(port, 100);
+    assert_eq!(n, 99);
+    // Redis goes away: every request is still answered, quickly, on the local controller.
+    let _ = redis.0.kill();
+    let _ = redis.0.wait();
+    let t = Instant::now();
+    let down = load(g.addr, 150, 4);
+    let took = t.elapsed();
+    println!("150 requests with Redis down: {took:?} ({c} large of {n} in the list before)");
+    assert!(down.iter().all(|r| r.3 == 200), "{down:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let share = down.iter().filter(|r| r.1 == "large").count() as f64 / down.len() as f64;
+    assert!((share - 0.3).abs() <= 0.03, "large share while down {share}");
+    let m = String::from_utf8(request(g.addr, "GET", "/metrics", &[], b"").body).unwrap();
+    assert_eq!(metric(&m, "routelmt_budget_store_up"), 0.0, "{m}");
+    assert!(metric(&m, "routelmt_budget_local_decisions_total") >= 150.0, "{m}");
+    let ready = request(g.addr, "GET", "/readyz", &[], b"");
+    assert_eq!(ready.status, 200);
+    assert!(String::from_utf8_lossy(&ready.body).contains("local controller"));
+    // Redis is back (empty: no persistence): within 10 s the gateway uses it again, the
+    // decisions made meanwhile are in its list, and the band holds over it.
+    let back = Redis::start_on(port);
+    let t = Instant::now();
+    loop {
+        let r = chat(g.addr, &body(0), &[]);
+        assert_eq!(r.status, 200);
+        let m = String::from_utf8(request(g.addr, "GET", "/metrics", &[], b"").body).unwrap();
+        if metric(&m, "routelmt_budget_store_up") == 1.0 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "store not used again: {m}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("back on Redis after {:?}", t.elapsed());
+    let after = load(g.addr, 200, 4);
+    assert!(after.iter().all(|r| r.3 == 200));
+    let (n, c) = store_list(port, 100);
+    assert_eq!(n, 99, "the list is full again");
+    let share = c as f64 / n as f64;
+    assert!((share - 0.3).abs() <= 0.03, "large share in the store's window {share}");
+    drop(back);
 }
 
 /// `routelmt serve --check` with the base flags, `flag` set to `value` (replaced if present).

@@ -229,7 +229,7 @@ impl BudgetController {
     }
 
     /// The hard band applied to a preference, over this controller's own recent decisions.
-    fn band_decision(&self, preferred: bool) -> bool {
+    pub fn band_decision(&self, preferred: bool) -> bool {
         let c = self.recent_large;
         let r = self.cfg.window - 1 - self.recent.len();
         if c + 1 > self.hi {

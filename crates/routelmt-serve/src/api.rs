@@ -51,6 +51,8 @@ pub struct AppState {
     pub max_text_chars: usize,
     /// Set on SIGTERM / Ctrl-C: `/readyz` answers 503 from then on.
     pub draining: std::sync::atomic::AtomicBool,
+    /// What happens while the budget store is down (`None` without a store).
+    pub store_policy: Option<crate::decide::StorePolicy>,
 }
 
 /// The router of the gateway.
@@ -122,7 +124,18 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
         Some(r) if !r.batcher.alive() => {
             (StatusCode::SERVICE_UNAVAILABLE, "the prefill worker stopped\n").into_response()
         }
-        Some(_) => (StatusCode::OK, "ready\n").into_response(),
+        Some(_) => match (s.metrics.store_up(), s.store_policy) {
+            (Some(false), Some(crate::decide::StorePolicy::FailClosed)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "budget store unreachable (fail-closed)\n")
+                    .into_response()
+            }
+            (Some(false), _) => (
+                StatusCode::OK,
+                "ready; budget store unreachable: routing on the local controller\n",
+            )
+                .into_response(),
+            _ => (StatusCode::OK, "ready\n").into_response(),
+        },
         None => not_ready(&s, "loading").into_response(),
     }
 }

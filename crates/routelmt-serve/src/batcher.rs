@@ -139,6 +139,7 @@ fn worker(
             // A client that went away no longer waits for its answer.
             let _ = job.reply.send(routed);
         }
+        metrics.store(decider.store());
     }
 }
 

@@ -89,8 +89,11 @@ pub struct BudgetSettings {
     pub threshold: Option<f64>,
     /// `redis://HOST:PORT`: replicas share one budget through Redis.
     pub store: Option<String>,
-    /// Key prefix in Redis (replicas with the same prefix share a budget).
+    /// Key prefix in Redis (replicas with the same prefix and window share a budget).
     pub store_key: String,
+    /// While the store is unreachable: `local` (route on this replica's controller, add its
+    /// decisions to the store when it returns) or `fail-closed` (503).
+    pub store_policy: crate::decide::StorePolicy,
 }
 
 impl Default for BudgetSettings {
@@ -102,6 +105,7 @@ impl Default for BudgetSettings {
             threshold: None,
             store: None,
             store_key: "routelmt:budget".into(),
+            store_policy: crate::decide::StorePolicy::Local,
         }
     }
 }
@@ -304,6 +308,10 @@ pub struct ServeArgs {
     /// Share one budget across replicas: redis://HOST:PORT.
     #[arg(long, env = "ROUTELMT_BUDGET_STORE")]
     pub budget_store: Option<String>,
+    /// While the budget store is unreachable: `local` (route on this replica's controller,
+    /// reconcile when it returns) or `fail-closed` (503) [default: local].
+    #[arg(long, env = "ROUTELMT_BUDGET_STORE_POLICY", value_parser = parse_store_policy)]
+    pub budget_store_policy: Option<crate::decide::StorePolicy>,
     /// Most requests per prefill batch [default: 16].
     #[arg(long, env = "ROUTELMT_BATCH_SIZE")]
     pub batch_size: Option<usize>,
@@ -382,6 +390,7 @@ impl ServeConfig {
         }
         set(&mut c.budget.window, a.window);
         c.budget.store = a.budget_store.clone().or(c.budget.store);
+        set(&mut c.budget.store_policy, a.budget_store_policy);
         set(&mut c.batch.max_size, a.batch_size);
         set(&mut c.batch.max_wait_ms, a.batch_wait_ms);
         set(&mut c.upstream.timeout_ms, a.timeout_ms);
@@ -495,6 +504,15 @@ impl ServeConfig {
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty())
             .collect()
+    }
+}
+
+/// `local` or `fail-closed`.
+fn parse_store_policy(s: &str) -> Result<crate::decide::StorePolicy, String> {
+    match s {
+        "local" => Ok(crate::decide::StorePolicy::Local),
+        "fail-closed" => Ok(crate::decide::StorePolicy::FailClosed),
+        other => Err(format!("'{other}' (expected local or fail-closed)")),
     }
 }
 

@@ -4,6 +4,9 @@
 //! decisions of every replica form one sequence whose windows all hold the band; each replica
 //! keeps its own quantile tracker, fed with the fleet's realized share.
 
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
 use routelmt_route::controller::{BudgetController, ControllerConfig};
 use routelmt_route::policy::{Direction, Route};
 use thiserror::Error;
@@ -61,9 +64,15 @@ pub enum StoreError {
         /// What Redis said.
         err: redis::RedisError,
     },
-    /// The band script, for one decision (the request gets 503).
+    /// The band script, for one decision (the request gets 503 under `fail-closed`).
     #[error("budget store: {0}")]
     Script(redis::RedisError),
+    /// The store was unreachable a moment ago; the next attempt is not due yet.
+    #[error("budget store {url}: unreachable, retrying")]
+    Down {
+        /// The store's URL.
+        url: String,
+    },
 }
 
 /// A store URL fit for messages: the password in its user part replaced by `***`
@@ -83,15 +92,46 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
-/// The shared band: the fleet's last `W − 1` decisions in Redis.
+/// What the gateway does while the budget store is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StorePolicy {
+    /// Keep routing on this replica's own controller (which holds the band over its own
+    /// decisions) and add those decisions to the store's list when it returns.
+    #[default]
+    Local,
+    /// Refuse requests (503) until the store is back.
+    FailClosed,
+}
+
+/// How long a connection attempt, a read or a write to the store may take.
+const STORE_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Wait between reconnection attempts while the store is down.
+const STORE_RETRY: Duration = Duration::from_millis(500);
+
+/// Idle keys expire after a day, so lists left by other windows or prefixes go away.
+const STORE_TTL_SECS: u64 = 86_400;
+
+/// The shared band: the fleet's last `W − 1` decisions in Redis, under keys that include `W`
+/// (replicas on different windows never share a list). The connection is re-established when
+/// it breaks, with short timeouts, at most every [`STORE_RETRY`].
 pub struct RedisBand {
-    conn: redis::Connection,
+    client: redis::Client,
+    url: String,
+    conn: Option<redis::Connection>,
+    retry_at: Instant,
     keys: [String; 3],
     script: redis::Script,
+    record: redis::Script,
+    /// Decisions made on the local controller while the store was down (at most `W − 1`),
+    /// added to the store's list when it returns.
+    pending: VecDeque<bool>,
+    window: usize,
 }
 
 /// Keys: [recent decisions list, large count in it, decision counter]. Args: W, lo, hi,
-/// preferred. Returns {large, count, recent length, sequence number}.
+/// preferred, TTL. Returns {large, count, recent length, sequence number}.
 const BAND_SCRIPT: &str = r"
 local w = tonumber(ARGV[1])
 local lo = tonumber(ARGV[2])
@@ -106,47 +146,126 @@ if w > 1 then
   redis.call('RPUSH', KEYS[1], large)
   c = c + large
   n = n + 1
-  if n > w - 1 then
+  while n > w - 1 do
     c = c - tonumber(redis.call('LPOP', KEYS[1]))
     n = n - 1
   end
   redis.call('SET', KEYS[2], c)
 end
 local seq = redis.call('INCR', KEYS[3])
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
 return {large, c, n, seq}
 ";
 
+/// Keys as [`BAND_SCRIPT`]. Args: W, TTL, then decisions (0/1) made elsewhere, appended in
+/// order with the same trimming. Returns the decision counter after them.
+const RECORD_SCRIPT: &str = r"
+local w = tonumber(ARGV[1])
+local n = redis.call('LLEN', KEYS[1])
+local c = tonumber(redis.call('GET', KEYS[2]) or '0')
+for i = 3, #ARGV do
+  local large = tonumber(ARGV[i])
+  if w > 1 then
+    redis.call('RPUSH', KEYS[1], large)
+    c = c + large
+    n = n + 1
+    while n > w - 1 do
+      c = c - tonumber(redis.call('LPOP', KEYS[1]))
+      n = n - 1
+    end
+  end
+  redis.call('INCR', KEYS[3])
+end
+redis.call('SET', KEYS[2], c)
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[2]) end
+return tonumber(redis.call('GET', KEYS[3]) or '0')
+";
+
 impl RedisBand {
-    /// Connects to `url` (`redis://HOST:PORT`); keys start with `prefix`.
-    pub fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
+    /// The band of the store at `url` (`redis://`), keys under `prefix` and the window `W`.
+    /// Connects now when `eager` (an unreachable store is then an error); else at the first
+    /// decision.
+    pub fn new(url: &str, prefix: &str, window: usize, eager: bool) -> Result<Self, StoreError> {
         let failed = |err| StoreError::Connect { url: redacted(url), err };
         let client = redis::Client::open(url).map_err(failed)?;
-        let timeout = std::time::Duration::from_secs(2);
-        let conn = client.get_connection_with_timeout(timeout).map_err(failed)?;
-        conn.set_read_timeout(Some(timeout)).map_err(failed)?;
-        let keys = [format!("{prefix}:recent"), format!("{prefix}:large"), format!("{prefix}:seq")];
-        Ok(Self { conn, keys, script: redis::Script::new(BAND_SCRIPT) })
+        let keys = ["recent", "large", "seq"].map(|k| format!("{prefix}:w{window}:{k}"));
+        let mut band = Self {
+            client,
+            url: redacted(url),
+            conn: None,
+            retry_at: Instant::now(),
+            keys,
+            script: redis::Script::new(BAND_SCRIPT),
+            record: redis::Script::new(RECORD_SCRIPT),
+            pending: VecDeque::new(),
+            window,
+        };
+        if eager {
+            band.connection()?;
+        }
+        Ok(band)
     }
 
-    /// Applies the band to a preference; returns (large, fleet share of the recent decisions,
-    /// sequence number).
+    /// Whether the last exchange with the store worked.
+    pub fn up(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// Connects if there is no connection and an attempt is due (adding the decisions made
+    /// meanwhile).
+    fn connection(&mut self) -> Result<(), StoreError> {
+        if self.conn.is_none() {
+            let now = Instant::now();
+            if now < self.retry_at {
+                return Err(StoreError::Down { url: self.url.clone() });
+            }
+            self.retry_at = now + STORE_RETRY;
+            let failed = |err| StoreError::Connect { url: self.url.clone(), err };
+            let conn = self.client.get_connection_with_timeout(STORE_TIMEOUT).map_err(failed)?;
+            conn.set_read_timeout(Some(STORE_TIMEOUT)).map_err(failed)?;
+            conn.set_write_timeout(Some(STORE_TIMEOUT)).map_err(failed)?;
+            self.conn = Some(conn);
+            if !self.pending.is_empty() {
+                let pending: Vec<i64> = self.pending.iter().map(|&l| i64::from(l)).collect();
+                let mut invocation = self.record.key(&self.keys[0]);
+                invocation.key(&self.keys[1]).key(&self.keys[2]);
+                invocation.arg(self.window).arg(STORE_TTL_SECS).arg(pending);
+                let conn = self.conn.as_mut().expect("set above");
+                let recorded: Result<u64, _> = invocation.invoke(conn);
+                if let Err(e) = recorded {
+                    self.conn = None;
+                    return Err(StoreError::Script(e));
+                }
+                self.pending.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// A decision made on the local controller while the store was down.
+    fn remember(&mut self, large: bool) {
+        self.pending.push_back(large);
+        while self.pending.len() > self.window.saturating_sub(1) {
+            self.pending.pop_front();
+        }
+    }
+
     fn decide(
         &mut self,
         cfg: &ControllerConfig,
         preferred: bool,
     ) -> Result<(bool, f64, u64), StoreError> {
         let (lo, hi) = cfg.band();
-        let (large, c, n, seq): (i64, i64, i64, u64) = self
-            .script
-            .key(&self.keys[0])
-            .key(&self.keys[1])
-            .key(&self.keys[2])
-            .arg(cfg.window)
-            .arg(lo)
-            .arg(hi)
-            .arg(i64::from(preferred))
-            .invoke(&mut self.conn)
-            .map_err(StoreError::Script)?;
+        self.connection()?;
+        let conn = self.conn.as_mut().expect("connected");
+        let mut invocation = self.script.key(&self.keys[0]);
+        invocation.key(&self.keys[1]).key(&self.keys[2]);
+        invocation.arg(cfg.window).arg(lo).arg(hi).arg(i64::from(preferred)).arg(STORE_TTL_SECS);
+        let reply: Result<(i64, i64, i64, u64), _> = invocation.invoke(conn);
+        let (large, c, n, seq) = reply.map_err(|e| {
+            self.conn = None;
+            StoreError::Script(e)
+        })?;
         let share = if n > 0 { c as f64 / n as f64 } else { cfg.budget };
         Ok((large == 1, share, seq))
     }
@@ -154,7 +273,11 @@ impl RedisBand {
 
 enum Kind {
     Threshold(f64),
-    Controller { ctl: Box<BudgetController>, band: Option<Box<RedisBand>>, share: Option<f64> },
+    Controller {
+        ctl: Box<BudgetController>,
+        band: Option<(Box<RedisBand>, StorePolicy)>,
+        share: Option<f64>,
+    },
 }
 
 /// Decides requests one at a time, in order.
@@ -162,26 +285,42 @@ pub struct Decider {
     kind: Kind,
     direction: Direction,
     seq: u64,
+    /// Decisions made on the local controller because the store was down.
+    local: u64,
 }
 
 impl Decider {
     /// A fixed threshold on the score (`direction` Asc: lowest scores go large).
     pub fn threshold(tau: f64, direction: Direction) -> Self {
-        Self { kind: Kind::Threshold(tau), direction, seq: 0 }
+        Self { kind: Kind::Threshold(tau), direction, seq: 0, local: 0 }
     }
 
     /// The streaming controller, with the band shared through `band` when given.
     pub fn controller(
         cfg: ControllerConfig,
         direction: Direction,
-        band: Option<RedisBand>,
+        band: Option<(RedisBand, StorePolicy)>,
     ) -> Result<Self, routelmt_route::RouteError> {
         let ctl = BudgetController::new(cfg)?;
         Ok(Self {
-            kind: Kind::Controller { ctl: Box::new(ctl), band: band.map(Box::new), share: None },
+            kind: Kind::Controller {
+                ctl: Box::new(ctl),
+                band: band.map(|(b, p)| (Box::new(b), p)),
+                share: None,
+            },
             direction,
             seq: 0,
+            local: 0,
         })
+    }
+
+    /// Whether the budget store answered last time (`None` without a store), and how many
+    /// decisions were made on the local controller while it did not.
+    pub fn store(&self) -> Option<(bool, u64)> {
+        match &self.kind {
+            Kind::Controller { band: Some((band, _)), .. } => Some((band.up(), self.local)),
+            _ => None,
+        }
     }
 
     /// The target share, for a controller.
@@ -207,14 +346,29 @@ impl Decider {
                 self.seq += 1;
                 (d.route == Route::Large, d.threshold)
             }
-            Kind::Controller { ctl, band: Some(band), share } => {
+            Kind::Controller { ctl, band: Some((band, policy)), share } => {
                 let (preferred, threshold) = ctl.prefer(s, *share);
                 let cfg = *ctl.config();
-                let (large, fleet_share, seq) = band.decide(&cfg, preferred)?;
-                ctl.record(large, preferred);
-                *share = Some(fleet_share);
-                self.seq = seq;
-                (large, threshold)
+                match band.decide(&cfg, preferred) {
+                    Ok((large, fleet_share, seq)) => {
+                        ctl.record(large, preferred);
+                        *share = Some(fleet_share);
+                        self.seq = seq;
+                        (large, threshold)
+                    }
+                    Err(e) if *policy == StorePolicy::FailClosed => return Err(e),
+                    Err(_) => {
+                        // The store is down: this replica's own band decides, and the store
+                        // gets the decision when it returns.
+                        let large = ctl.band_decision(preferred);
+                        ctl.record(large, preferred);
+                        band.remember(large);
+                        *share = None;
+                        self.local += 1;
+                        self.seq += 1;
+                        (large, threshold)
+                    }
+                }
             }
         };
         let side = if large { Side::Large } else { Side::Small };
@@ -233,7 +387,7 @@ mod redact_tests {
         assert_eq!(redacted("redis://tokenonly@host"), "redis://***@host");
         assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
         // A connection that fails names the store without the password.
-        let e = RedisBand::connect("redis://:s3cret@127.0.0.1:1/", "t").err().unwrap();
+        let e = RedisBand::new("redis://:s3cret@127.0.0.1:1/", "t", 100, true).err().unwrap();
         let m = e.to_string();
         assert!(!m.contains("s3cret") && m.contains("redis://:***@127.0.0.1:1/"), "{m}");
     }

@@ -28,7 +28,7 @@ pub use error::{ApiError, ServeError};
 
 use crate::api::{AppState, Ready};
 use crate::batcher::Batcher;
-use crate::decide::{Decider, RedisBand};
+use crate::decide::{Decider, RedisBand, StorePolicy};
 use crate::metrics::Metrics;
 use crate::upstream::Upstreams;
 
@@ -42,7 +42,12 @@ fn decider(cfg: &ServeConfig, scorer: &routelmt_model::Scorer) -> Result<Decider
         let mut c = ControllerConfig::new(p, cfg.budget.window);
         c.tolerance = cfg.budget.tolerance;
         let band = match &cfg.budget.store {
-            Some(url) => Some(RedisBand::connect(url, &cfg.budget.store_key)?),
+            Some(url) => {
+                // Fail-closed needs the store now; local routing starts without it.
+                let policy = cfg.budget.store_policy;
+                let eager = policy == StorePolicy::FailClosed;
+                Some((RedisBand::new(url, &cfg.budget.store_key, c.window, eager)?, policy))
+            }
             None => None,
         };
         return Decider::controller(c, direction, band).map_err(ServeError::Policy);
@@ -108,6 +113,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         tokens: cfg.inbound_tokens(),
         max_text_chars: cfg.limits.max_text_chars,
         draining: std::sync::atomic::AtomicBool::new(false),
+        store_policy: cfg.budget.store.as_ref().map(|_| cfg.budget.store_policy),
     });
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await

@@ -55,6 +55,7 @@ struct Inner {
     prefill_batches: u64,
     prefill_rows: u64,
     dropped_before_prefill: u64,
+    store: Option<(bool, u64)>,
     upstream_latency: BTreeMap<&'static str, Histogram>,
     upstream_requests: BTreeMap<(&'static str, String), u64>,
     upstream_errors: BTreeMap<(&'static str, &'static str), u64>,
@@ -91,6 +92,17 @@ impl Metrics {
             m.prefill_batches += 1;
             m.prefill_rows += rows as u64;
         });
+    }
+
+    /// The budget store's state after a batch: whether it answered, and the decisions made on
+    /// the local controller while it did not (see `Decider::store`).
+    pub fn store(&self, state: Option<(bool, u64)>) {
+        self.with(|m| m.store = state);
+    }
+
+    /// Whether the budget store answered last (`None` without a store).
+    pub fn store_up(&self) -> Option<bool> {
+        self.with(|m| m.store.map(|(up, _)| up))
     }
 
     /// Requests dropped before the prefill because their client had gone away.
@@ -156,6 +168,12 @@ impl Metrics {
             if let Some(b) = m.budget {
                 head(&mut o, "routelmt_budget", "gauge", "Target large share.");
                 let _ = writeln!(o, "routelmt_budget {b}");
+            }
+            if let Some((up, local)) = m.store {
+                head(&mut o, "routelmt_budget_store_up", "gauge", "Whether the budget store answered the last decision.");
+                let _ = writeln!(o, "routelmt_budget_store_up {}", u8::from(up));
+                head(&mut o, "routelmt_budget_local_decisions_total", "counter", "Decisions made on the local controller while the budget store was unreachable.");
+                let _ = writeln!(o, "routelmt_budget_local_decisions_total {local}");
             }
             head(&mut o, "routelmt_threshold", "gauge", "Threshold of the last decision.");
             let _ = writeln!(o, "routelmt_threshold {}", m.threshold);
