@@ -28,6 +28,8 @@ pub enum Mode {
     RateLimited(u64),
     /// 401 with a body that echoes part of the key, as providers do.
     Unauthorized,
+    /// A stream's headers and first event, then nothing (until the client goes away).
+    StallStream,
 }
 
 /// The part of a key a stub's 401 body echoes.
@@ -156,6 +158,20 @@ fn serve_one(
                     "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{b}",
                     b.len()
                 );
+            }
+            Mode::StallStream => {
+                let first = sse_body(name).split("\n\n").next().unwrap().to_string() + "\n\n";
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n{first}"
+                );
+                let _ = conn.flush();
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                let mut buf = [0u8; 64];
+                if matches!(conn.read(&mut buf), Ok(0)) {
+                    cancelled.fetch_add(1, Ordering::SeqCst);
+                }
+                return;
             }
             Mode::Hang => {
                 // Wait for the client to go away (read returns 0), at most 30 s.

@@ -321,6 +321,72 @@ fn a_client_that_leaves_before_its_prefill_gets_none() {
 }
 
 #[test]
+fn over_capacity_gets_503_with_retry_after_and_a_stalled_stream_ends() {
+    let (small, large) = (Stub::start("small", Mode::Slow(800)), Stub::start("large", Mode::Ok));
+    // Two requests in progress at most: of six at once, two are served and four refused.
+    let args = with(base_args(&small, &large), &["--threshold", "1e30", "--max-concurrent", "2"]);
+    let g = Gateway::start(&args, &[]);
+    let addr = g.addr;
+    let clients: Vec<_> = (0..6)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let r = chat(addr, &body(i), &[]);
+                (r.status, r.header("retry-after").map(String::from))
+            })
+        })
+        .collect();
+    let mut got: Vec<(u16, Option<String>)> =
+        clients.into_iter().map(|c| c.join().unwrap()).collect();
+    got.sort();
+    assert_eq!(got.iter().filter(|r| r.0 == 200).count(), 2, "{got:?}");
+    assert!(got.iter().filter(|r| r.0 != 200).all(|r| r.0 == 503 && r.1.as_deref() == Some("1")));
+    assert_eq!(chat(g.addr, &body(9), &[]).status, 200, "served again once the two finished");
+    drop(g);
+    // One request waiting for a prefill at most (batches wait 1 s to fill): the second gets 503.
+    let args = with(
+        base_args(&small, &large),
+        &[
+            "--threshold",
+            "1e30",
+            "--max-queue",
+            "1",
+            "--batch-size",
+            "64",
+            "--batch-wait-ms",
+            "1000",
+        ],
+    );
+    let g = Gateway::start(&args, &[]);
+    let addr = g.addr;
+    let first = std::thread::spawn(move || chat(addr, &body(1), &[]).status);
+    std::thread::sleep(Duration::from_millis(200));
+    let r = chat(g.addr, &body(2), &[]);
+    assert_eq!((r.status, r.header("retry-after")), (503, Some("1")));
+    assert!(String::from_utf8_lossy(&r.body).contains("prefill queue is full"));
+    assert_eq!(first.join().unwrap(), 200);
+    drop(g);
+    // A stream whose upstream stalls after its first event ends after the idle timeout.
+    small.set(Mode::StallStream);
+    let args = with(base_args(&small, &large), &["--threshold", "1e30", "--stream-idle-ms", "500"]);
+    let g = Gateway::start(&args, &[]);
+    let mut b = body(3);
+    b["stream"] = json!(true);
+    let b = b.to_string();
+    let mut conn = std::net::TcpStream::connect(g.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    use std::io::{Read, Write};
+    write!(conn, "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{b}", b.len()).unwrap();
+    let t = Instant::now();
+    let mut got = Vec::new();
+    let _ = conn.read_to_end(&mut got);
+    let took = t.elapsed();
+    let text = String::from_utf8_lossy(&got);
+    println!("a stream stalled upstream ended after {took:?}");
+    assert!(text.contains("small-0") && !text.contains("[DONE]"), "{text}");
+    assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(5), "{took:?}");
+}
+
+#[test]
 fn bad_input_gets_an_openai_error_and_the_server_keeps_serving() {
     let (small, large) = (Stub::start("small", Mode::Ok), Stub::start("large", Mode::Ok));
     let dir = tempfile::tempdir().unwrap();

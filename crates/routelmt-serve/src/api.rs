@@ -53,6 +53,10 @@ pub struct AppState {
     pub draining: std::sync::atomic::AtomicBool,
     /// What happens while the budget store is down (`None` without a store).
     pub store_policy: Option<crate::decide::StorePolicy>,
+    /// Permits for chat requests in progress (`limits.max_concurrent`).
+    pub admitted: Arc<tokio::sync::Semaphore>,
+    /// A streamed reply ends after this long without upstream data.
+    pub stream_idle: std::time::Duration,
 }
 
 /// The router of the gateway.
@@ -165,7 +169,12 @@ async fn models(State(s): State<Arc<AppState>>) -> Response {
 }
 
 async fn chat(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
-    let (response, served) = match handle(&s, body).await {
+    // Admission: a permit per request in progress, held by a streamed body until it ends.
+    let Ok(permit) = s.admitted.clone().try_acquire_owned() else {
+        s.metrics.request("none", 503);
+        return ApiError::Overloaded("too many requests in progress").into_response();
+    };
+    let (response, served) = match handle(&s, body, permit).await {
         Ok((response, served)) => (response, served.name()),
         Err(e) => (e.into_response(), "none"),
     };
@@ -177,6 +186,7 @@ async fn chat(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection
 async fn handle(
     s: &Arc<AppState>,
     body: Result<Bytes, BytesRejection>,
+    permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<(Response, Side), ApiError> {
     let request = parse(body)?;
     let ready = s.ready.get().ok_or_else(|| not_ready(s, "the router is loading"))?;
@@ -193,7 +203,7 @@ async fn handle(
     let (request, stream) = upstream_request(request);
     let served = s.upstreams.call(routed.side, &request, stream, &s.metrics).await?;
     let side = served.side;
-    Ok((respond(&routed, served), side))
+    Ok((respond(&routed, served, permit, s.stream_idle), side))
 }
 
 /// The body as a JSON object.
@@ -245,11 +255,16 @@ fn upstream_request(mut request: Value) -> (Value, bool) {
 }
 
 /// The upstream's reply with the routing headers.
-fn respond(routed: &Routed, served: Served) -> Response {
+fn respond(
+    routed: &Routed,
+    served: Served,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    idle: std::time::Duration,
+) -> Response {
     let headers = routing_headers(routed, served.side);
     match served.reply {
         Reply::Full { status, headers: up, body } => buffered(headers, status, up, body),
-        Reply::Stream(resp) => streamed(headers, resp),
+        Reply::Stream(resp) => streamed(headers, resp, permit, idle),
     }
 }
 
@@ -260,15 +275,36 @@ fn buffered(mut headers: HeaderMap, status: u16, up: HeaderMap, body: Bytes) -> 
     (status, headers, body).into_response()
 }
 
-/// A streamed reply, its body passed through as it arrives.
-fn streamed(mut headers: HeaderMap, resp: reqwest::Response) -> Response {
+/// A streamed reply, its body passed through as it arrives; it ends (with an error, so the
+/// client sees a cut stream) when the upstream sends nothing for `idle`. The request's
+/// admission permit is released when the stream ends.
+fn streamed(
+    mut headers: HeaderMap,
+    resp: reqwest::Response,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    idle: std::time::Duration,
+) -> Response {
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::OK);
     if let Some(ct) = resp.headers().get(reqwest::header::CONTENT_TYPE)
         && let Ok(v) = HeaderValue::from_bytes(ct.as_bytes())
     {
         headers.insert(header::CONTENT_TYPE, v);
     }
-    (status, headers, Body::from_stream(resp.bytes_stream())).into_response()
+    let chunks = Box::pin(resp.bytes_stream());
+    let body =
+        futures_util::stream::unfold((chunks, permit), move |(mut chunks, permit)| async move {
+            use futures_util::StreamExt;
+            match tokio::time::timeout(idle, chunks.next()).await {
+                Ok(Some(Ok(bytes))) => Some((Ok(bytes), (chunks, permit))),
+                Ok(Some(Err(e))) => Some((Err(std::io::Error::other(e)), (chunks, permit))),
+                Ok(None) => None,
+                Err(_) => Some((
+                    Err(std::io::Error::other("the upstream stream was idle too long")),
+                    (chunks, permit),
+                )),
+            }
+        });
+    (status, headers, Body::from_stream(body)).into_response()
 }
 
 /// `x-routelmt-route` (the side decided), `-served` (the side that answered), `-score` and

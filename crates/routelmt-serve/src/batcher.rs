@@ -7,7 +7,7 @@
 //! says so and `/healthz` fails.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,9 @@ pub enum RoutingError {
     /// The worker thread is gone.
     #[error("the prefill worker stopped")]
     Stopped,
+    /// More requests wait for a prefill than the queue holds (`limits.max_queue`).
+    #[error("the prefill queue is full; retry shortly")]
+    Full,
     /// Scoring this request failed (alone, after its batch failed).
     #[error("{}", one_line(.0))]
     Score(ModelError),
@@ -42,6 +45,8 @@ struct Job {
 pub struct Batcher {
     tx: mpsc::Sender<Job>,
     alive: Arc<AtomicBool>,
+    queued: Arc<AtomicUsize>,
+    max_queue: usize,
 }
 
 /// Clears the worker's `alive` flag when the worker thread ends, by return or by panic.
@@ -58,21 +63,22 @@ impl Batcher {
     pub fn spawn(
         scorer: Scorer,
         decider: Decider,
-        max_size: usize,
-        max_wait: Duration,
+        (max_size, max_wait, max_queue): (usize, Duration, usize),
         metrics: Arc<Metrics>,
     ) -> Self {
         let (tx, rx) = mpsc::channel::<Job>();
         let alive = Arc::new(AtomicBool::new(true));
+        let queued = Arc::new(AtomicUsize::new(0));
         let guard = AliveGuard(alive.clone());
+        let taken = queued.clone();
         std::thread::Builder::new()
             .name("routelmt-prefill".into())
             .spawn(move || {
                 let _guard = guard;
-                worker(rx, scorer, decider, max_size.max(1), max_wait, &metrics)
+                worker(rx, scorer, decider, max_size.max(1), max_wait, &metrics, &taken)
             })
             .expect("spawn the prefill thread");
-        Self { tx, alive }
+        Self { tx, alive, queued, max_queue: max_queue.max(1) }
     }
 
     /// Whether the worker thread is still running.
@@ -83,6 +89,10 @@ impl Batcher {
     /// Scores and decides one request.
     pub async fn route(&self, ids: Vec<u32>) -> Result<Routed, RoutingError> {
         let (reply, rx) = oneshot::channel();
+        if self.queued.fetch_add(1, Ordering::SeqCst) >= self.max_queue {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(RoutingError::Full);
+        }
         self.tx.send(Job { ids, reply }).map_err(|_| RoutingError::Stopped)?;
         rx.await.map_err(|_| RoutingError::Stopped)?
     }
@@ -95,6 +105,7 @@ fn worker(
     max_size: usize,
     max_wait: Duration,
     metrics: &Metrics,
+    queued: &AtomicUsize,
 ) {
     while let Ok(first) = rx.recv() {
         let deadline = Instant::now() + max_wait;
@@ -106,6 +117,7 @@ fn worker(
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             }
         }
+        queued.fetch_sub(jobs.len(), Ordering::SeqCst);
         // Clients that went away while their request waited get no prefill.
         let before = jobs.len();
         jobs.retain(|j| !j.reply.is_closed());

@@ -145,6 +145,8 @@ pub struct UpstreamPolicy {
     /// Overall deadline of one request's upstream calls, retries and fallback included: no
     /// attempt starts, and no retry waits, past it.
     pub deadline_ms: u64,
+    /// A streamed reply whose upstream sends nothing for this long is ended.
+    pub stream_idle_ms: u64,
 }
 
 impl Default for UpstreamPolicy {
@@ -157,6 +159,7 @@ impl Default for UpstreamPolicy {
             cooldown_after: 5,
             cooldown_ms: 10_000,
             deadline_ms: 120_000,
+            stream_idle_ms: 60_000,
         }
     }
 }
@@ -187,11 +190,21 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Longest text scored (characters of the routed message).
     pub max_text_chars: usize,
+    /// Chat requests in progress at once (streams until they end); beyond: 503 with
+    /// `Retry-After`.
+    pub max_concurrent: usize,
+    /// Requests waiting for a prefill at once; beyond: 503 with `Retry-After`.
+    pub max_queue: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_body_bytes: 1 << 20, max_text_chars: 20_000 }
+        Self {
+            max_body_bytes: 1 << 20,
+            max_text_chars: 20_000,
+            max_concurrent: 512,
+            max_queue: 256,
+        }
     }
 }
 
@@ -331,6 +344,15 @@ pub struct ServeArgs {
     /// After SIGTERM, ms until exit whatever is still running [default: 30000].
     #[arg(long, env = "ROUTELMT_DRAIN_MS")]
     pub drain_ms: Option<u64>,
+    /// Chat requests in progress at once; beyond: 503 with Retry-After [default: 512].
+    #[arg(long, env = "ROUTELMT_MAX_CONCURRENT")]
+    pub max_concurrent: Option<usize>,
+    /// Requests waiting for a prefill at once; beyond: 503 with Retry-After [default: 256].
+    #[arg(long, env = "ROUTELMT_MAX_QUEUE")]
+    pub max_queue: Option<usize>,
+    /// End a streamed reply after this many ms without upstream data [default: 60000].
+    #[arg(long, env = "ROUTELMT_STREAM_IDLE_MS")]
+    pub stream_idle_ms: Option<u64>,
     /// CORS origin to allow (repeatable; `*` for any).
     #[arg(long = "cors-origin", env = "ROUTELMT_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
@@ -397,6 +419,9 @@ impl ServeConfig {
         set(&mut c.upstream.retries, a.retries);
         set(&mut c.upstream.deadline_ms, a.deadline_ms);
         set(&mut c.drain.deadline_ms, a.drain_ms);
+        set(&mut c.limits.max_concurrent, a.max_concurrent);
+        set(&mut c.limits.max_queue, a.max_queue);
+        set(&mut c.upstream.stream_idle_ms, a.stream_idle_ms);
         if !a.cors_origins.is_empty() {
             c.cors_origins = a.cors_origins.clone();
         }

@@ -121,6 +121,10 @@ pub enum ApiError {
     /// No such path.
     #[error("no such route")]
     NotFound,
+    /// More requests in progress than `limits.max_concurrent`, or more waiting for a prefill
+    /// than `limits.max_queue`: 503 with `Retry-After`.
+    #[error("the gateway is at capacity ({0}); retry shortly")]
+    Overloaded(&'static str),
 }
 
 impl ApiError {
@@ -136,7 +140,9 @@ impl ApiError {
             | Self::Target(_)
             | Self::Tokenize(_)
             | Self::EmptyMessage => StatusCode::BAD_REQUEST,
-            Self::NotReady(_) | Self::Routing(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady(_) | Self::Routing(_) | Self::Overloaded(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -147,7 +153,9 @@ impl ApiError {
     /// The OpenAI error `type`.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::NotReady(_) | Self::Routing(_) | Self::Internal => "server_error",
+            Self::NotReady(_) | Self::Routing(_) | Self::Internal | Self::Overloaded(_) => {
+                "server_error"
+            }
             Self::Upstream(_) => "upstream_error",
             Self::Unauthorized => "authentication_error",
             _ => "invalid_request_error",
@@ -161,6 +169,10 @@ impl IntoResponse for ApiError {
             "message": self.to_string(), "type": self.kind(), "param": null, "code": null,
         }});
         let content_type = [(header::CONTENT_TYPE, "application/json")];
-        (self.status(), content_type, body.to_string()).into_response()
+        let mut r = (self.status(), content_type, body.to_string()).into_response();
+        if matches!(self, Self::Overloaded(_) | Self::Routing(RoutingError::Full)) {
+            r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        r
     }
 }

@@ -72,7 +72,8 @@ fn load(cfg: &ServeConfig, metrics: Arc<Metrics>) -> Result<Ready, ServeError> {
     let max_tokens = routelmt_model::limits::max_prompt_tokens(&scorer.model().config);
     let decider = decider(cfg, &scorer)?;
     let wait = Duration::from_millis(cfg.batch.max_wait_ms);
-    let batcher = Batcher::spawn(scorer, decider, cfg.batch.max_size, wait, metrics);
+    let sizes = (cfg.batch.max_size, wait, cfg.limits.max_queue);
+    let batcher = Batcher::spawn(scorer, decider, sizes, metrics);
     Ok(Ready { tokenizer, style, max_tokens, batcher })
 }
 
@@ -114,6 +115,8 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         max_text_chars: cfg.limits.max_text_chars,
         draining: std::sync::atomic::AtomicBool::new(false),
         store_policy: cfg.budget.store.as_ref().map(|_| cfg.budget.store_policy),
+        admitted: Arc::new(tokio::sync::Semaphore::new(cfg.limits.max_concurrent.max(1))),
+        stream_idle: Duration::from_millis(cfg.upstream.stream_idle_ms),
     });
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
