@@ -387,6 +387,30 @@ fn over_capacity_gets_503_with_retry_after_and_a_stalled_stream_ends() {
 }
 
 #[test]
+fn a_body_that_does_not_arrive_in_time_gets_408() {
+    let (small, large) = (Stub::start("small", Mode::Ok), Stub::start("large", Mode::Ok));
+    let args =
+        with(base_args(&small, &large), &["--threshold", "1e30", "--body-timeout-ms", "500"]);
+    let g = Gateway::start(&args, &[]);
+    // Headers announce 100 bytes; 10 come, then nothing.
+    let mut conn = std::net::TcpStream::connect(g.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    use std::io::{Read, Write};
+    write!(conn, "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"model\": ").unwrap();
+    let t = Instant::now();
+    let mut head = [0u8; 12];
+    conn.read_exact(&mut head).unwrap();
+    let took = t.elapsed();
+    println!(
+        "a body that stalls after 10 of 100 bytes: {} after {took:?}",
+        String::from_utf8_lossy(&head)
+    );
+    assert_eq!(&head, b"HTTP/1.1 408");
+    assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(chat(g.addr, &body(1), &[]).status, 200, "the server keeps serving");
+}
+
+#[test]
 fn bad_input_gets_an_openai_error_and_the_server_keeps_serving() {
     let (small, large) = (Stub::start("small", Mode::Ok), Stub::start("large", Mode::Ok));
     let dir = tempfile::tempdir().unwrap();

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use axum::Router as HttpRouter;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -57,6 +57,8 @@ pub struct AppState {
     pub admitted: Arc<tokio::sync::Semaphore>,
     /// A streamed reply ends after this long without upstream data.
     pub stream_idle: std::time::Duration,
+    /// The longest a request body may take to arrive.
+    pub body_timeout: std::time::Duration,
 }
 
 /// The router of the gateway.
@@ -168,11 +170,20 @@ async fn models(State(s): State<Arc<AppState>>) -> Response {
     axum::Json(json!({"object": "list", "data": data})).into_response()
 }
 
-async fn chat(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn chat(State(s): State<Arc<AppState>>, req: Request) -> Response {
     // Admission: a permit per request in progress, held by a streamed body until it ends.
     let Ok(permit) = s.admitted.clone().try_acquire_owned() else {
         s.metrics.request("none", 503);
         return ApiError::Overloaded("too many requests in progress").into_response();
+    };
+    // The body must arrive within `limits.body_timeout_ms` (a client that sends it slowly
+    // holds a permit and a connection).
+    let body = match tokio::time::timeout(s.body_timeout, Bytes::from_request(req, &())).await {
+        Ok(body) => body,
+        Err(_) => {
+            s.metrics.request("none", 408);
+            return ApiError::BodyTimeout.into_response();
+        }
     };
     let (response, served) = match handle(&s, body, permit).await {
         Ok((response, served)) => (response, served.name()),

@@ -195,6 +195,8 @@ pub struct Limits {
     pub max_concurrent: usize,
     /// Requests waiting for a prefill at once; beyond: 503 with `Retry-After`.
     pub max_queue: usize,
+    /// The longest a request body may take to arrive; beyond: 408.
+    pub body_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -204,6 +206,7 @@ impl Default for Limits {
             max_text_chars: 20_000,
             max_concurrent: 512,
             max_queue: 256,
+            body_timeout_ms: 30_000,
         }
     }
 }
@@ -353,6 +356,9 @@ pub struct ServeArgs {
     /// End a streamed reply after this many ms without upstream data [default: 60000].
     #[arg(long, env = "ROUTELMT_STREAM_IDLE_MS")]
     pub stream_idle_ms: Option<u64>,
+    /// The longest a request body may take to arrive, in ms; beyond: 408 [default: 30000].
+    #[arg(long, env = "ROUTELMT_BODY_TIMEOUT_MS")]
+    pub body_timeout_ms: Option<u64>,
     /// CORS origin to allow (repeatable; `*` for any).
     #[arg(long = "cors-origin", env = "ROUTELMT_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
@@ -422,6 +428,7 @@ impl ServeConfig {
         set(&mut c.limits.max_concurrent, a.max_concurrent);
         set(&mut c.limits.max_queue, a.max_queue);
         set(&mut c.upstream.stream_idle_ms, a.stream_idle_ms);
+        set(&mut c.limits.body_timeout_ms, a.body_timeout_ms);
         if !a.cors_origins.is_empty() {
             c.cors_origins = a.cors_origins.clone();
         }

@@ -71,6 +71,9 @@ pub enum ApiError {
     /// The body could not be read.
     #[error("cannot read the body: {0}")]
     Body(BytesRejection),
+    /// The body did not arrive within `limits.body_timeout_ms`.
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     /// The body is JSON but not an object.
     #[error("the body must be a JSON object")]
     NotAnObject,
@@ -144,6 +147,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,

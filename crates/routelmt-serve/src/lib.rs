@@ -117,6 +117,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         store_policy: cfg.budget.store.as_ref().map(|_| cfg.budget.store_policy),
         admitted: Arc::new(tokio::sync::Semaphore::new(cfg.limits.max_concurrent.max(1))),
         stream_idle: Duration::from_millis(cfg.upstream.stream_idle_ms),
+        body_timeout: Duration::from_millis(cfg.limits.body_timeout_ms),
     });
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
