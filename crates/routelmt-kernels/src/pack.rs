@@ -7,9 +7,8 @@
 //! f32 scale, GGUF `Q8_0`'s blocking) or q4 (the same blocks as 4-bit values with an f16 scale
 //! and an f16 minimum, rounded as GGUF `Q4_0` or `Q4_1` rounds, whichever is closer for the
 //! block, so both kinds of file are kept exactly). f16, q8 and q4 panel blocks are widened to
-//! f32 in a per-thread
-//! buffer just before use ([`PackedMatrix::block`]), so all four share one micro-kernel; q8 and
-//! q4 on AVX-512 VNNI also have their own int8 kernels (`int8.rs`).
+//! f32 in a per-thread buffer just before use ([`PackedMatrix::block`]), so all four share one
+//! micro-kernel; q8 and q4 on AVX-512 VNNI also have their own int8 kernels (`int8.rs`).
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;

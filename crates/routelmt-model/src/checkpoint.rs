@@ -124,7 +124,6 @@ pub struct Want {
 /// A checkpoint's weights loaded one tensor group at a time from byte ranges (see the module
 /// docs): a folder's safetensors files or one GGUF file, as a [`TensorIndex`] says.
 pub struct RangeLoad<'c, 'e> {
-    config: &'c ModelConfig,
     index: TensorIndex,
     load: ModelLoad<'c, 'e>,
     used: BTreeSet<String>,
@@ -141,7 +140,7 @@ impl<'c, 'e> RangeLoad<'c, 'e> {
         device: &Device,
     ) -> Self {
         let load = ModelLoad::new(config, opts, device).with_edit(edit);
-        Self { config, index, load, used: BTreeSet::new() }
+        Self { index, load, used: BTreeSet::new() }
     }
 
     /// Tensor groups, in load order.
@@ -168,14 +167,14 @@ impl<'c, 'e> RangeLoad<'c, 'e> {
 
     /// When `want` may be read in pieces of this many bytes and each given to
     /// [`Self::add_piece`] (then left out of [`Self::add`]): the embedding table of a load that
-    /// holds it as q8, so only a piece of the stored table is in memory at a time. `None`:
-    /// read it whole.
+    /// holds it as q8 or q4, so only a piece of the stored table is in memory at a time.
+    /// `None`: read it whole.
     pub fn piece_bytes(&self, want: &Want) -> Option<u64> {
-        if want.name != EMBED || !self.load.quantized_embedding() {
+        if want.name != EMBED || self.load.embedding_quant().is_none() {
             return None;
         }
         let (_, e) = self.index.entry(&want.name).ok()?;
-        let h = self.config.hidden_size;
+        let h = self.load.config().hidden_size;
         e.dtype.bytes_for(PIECE_ROWS * h).ok().map(|b| b as u64)
     }
 
@@ -183,7 +182,7 @@ impl<'c, 'e> RangeLoad<'c, 'e> {
     pub fn add_piece(&mut self, want: &Want, bytes: &[u8]) -> Result<()> {
         let (file, e) = self.index.entry(&want.name)?;
         let file = &self.index.files()[*file];
-        let (vocab, h) = (self.config.vocab_size, self.config.hidden_size);
+        let (vocab, h) = (self.load.config().vocab_size, self.load.config().hidden_size);
         if e.shape != [vocab, h] {
             return Err(ModelError::weights(
                 file,

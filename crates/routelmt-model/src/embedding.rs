@@ -8,6 +8,8 @@
 
 use half::{bf16, f16};
 
+use crate::precision::Precision;
+
 /// Embedding rows in their on-disk precision.
 #[derive(Debug, Clone)]
 pub enum EmbeddingData {
@@ -35,6 +37,13 @@ pub enum EmbeddingData {
         /// One minimum per 32 values.
         m: Vec<f16>,
     },
+}
+
+/// How a table of rows `dim` wide is held for `weights` (see
+/// [`Precision::quantized_embedding`]): q8 or q4 as the weights are, when `dim` is whole
+/// blocks of [`Q8_BLOCK`]; `None`: in its stored type.
+pub fn table_quant(weights: Option<Precision>, dim: usize) -> Option<Precision> {
+    weights.filter(|p| p.quantized_embedding() && dim.is_multiple_of(Q8_BLOCK))
 }
 
 /// Appends the q4 of `values` (whole blocks of [`Q8_BLOCK`]) to `q`, `d` and `m` (see

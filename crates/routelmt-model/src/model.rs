@@ -121,9 +121,14 @@ impl<'c, 'e> ModelLoad<'c, 'e> {
         Ok(())
     }
 
-    /// See [`ModelBuilder::quantized_embedding`].
-    pub fn quantized_embedding(&self) -> bool {
-        self.builder.quantized_embedding()
+    /// The config being loaded.
+    pub fn config(&self) -> &'c ModelConfig {
+        self.config
+    }
+
+    /// See [`ModelBuilder::embedding_quant`].
+    pub fn embedding_quant(&self) -> Option<Precision> {
+        self.builder.embedding_quant()
     }
 
     /// See [`ModelBuilder::add_embedding_rows`].

@@ -14,8 +14,9 @@ pub enum Precision {
     F16,
     /// int8 with one f32 scale per 32 weights of a column: 1.125 bytes per weight.
     Q8,
-    /// 4-bit with one f32 scale per 32 weights of a column, rounded as GGUF `Q4_0` (so a
-    /// `Q4_0` file's weights are kept exactly): 0.625 bytes per weight.
+    /// 4-bit with an f16 scale and an f16 minimum per 32 weights of a column, each block
+    /// rounded as GGUF `Q4_0` or `Q4_1` rounds it, whichever is closer (so the weights of
+    /// either kind of file are kept exactly): 0.625 bytes per weight.
     Q4,
 }
 

@@ -15,7 +15,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use half::{bf16, f16};
 
 use crate::embedding::{
-    EMBEDDING_SLICE_ROWS, EmbeddingData, HostEmbedding, Q8_BLOCK, q4_append, q8_append,
+    EMBEDDING_SLICE_ROWS, EmbeddingData, HostEmbedding, Q8_BLOCK, q4_append, q8_append, table_quant,
 };
 use crate::error::{ModelError, Result};
 use crate::formats::dtype::{self, Stored};
@@ -173,32 +173,29 @@ impl<'a> Tensors<'a> {
         })
     }
 
-    /// The embedding table: with `q8` (and a row width that is a multiple of 32) as q8, a
-    /// GGUF `Q8_0` table kept as stored and others quantized a slice of rows at a time (no f32
-    /// copy of the table); else in its stored precision where that is f32, bf16 or f16, and
-    /// quantized tables decoded to f32.
+    /// The embedding table: held as `weights` says ([`table_quant`]: q8 or q4, a GGUF `Q8_0`
+    /// table kept as stored and others quantized a slice of rows at a time, no f32 copy of the
+    /// table); else in its stored precision where that is f32, bf16 or f16, and quantized
+    /// tables decoded to f32.
     pub fn embedding(
         &mut self,
         name: &str,
         vocab: usize,
         h: usize,
-        quant: Option<Precision>,
+        weights: Option<Precision>,
     ) -> Result<HostEmbedding> {
-        let quant = quant.filter(|p| p.quantized_embedding() && h.is_multiple_of(Q8_BLOCK));
-        let q8 = quant.is_some();
+        let quant = table_quant(weights, h);
         if let Some(fill) = self.fill.as_mut().filter(|_| !self.by_name.contains_key(name)) {
             let table: Vec<bf16> =
                 (0..vocab * h).map(|_| bf16::from_f32((fill.uniform() - 0.5) * 0.07)).collect();
             self.used.insert(name.to_string());
             self.dtypes.insert("random bf16".into());
-            let widened = || table.iter().map(|x| x.to_f32()).collect::<Vec<f32>>();
             let data = match quant {
-                Some(Precision::Q4) => {
-                    let (mut q, mut d, mut m) = (Vec::new(), Vec::new(), Vec::new());
-                    q4_append(&widened(), &mut q, &mut d, &mut m);
-                    EmbeddingData::Q4 { q, d, m }
+                Some(p) => {
+                    let mut t = QuantTable::new(p == Precision::Q4, table.len());
+                    t.push_values(&table.iter().map(|x| x.to_f32()).collect::<Vec<f32>>());
+                    t.finish()
                 }
-                Some(_) => EmbeddingData::q8_from(&widened()),
                 None => EmbeddingData::Bf16(table),
             };
             return Ok(HostEmbedding::new(vocab, h, data));
@@ -206,7 +203,7 @@ impl<'a> Tensors<'a> {
         let dtype = self.source(name, &[vocab, h])?.dtype;
         let src = &self.by_name[name];
         let data = match dtype {
-            _ if q8 => {
+            _ if quant.is_some() => {
                 // A slice of EMBEDDING_SLICE_ROWS rows is whole blocks of every stored type.
                 let rows = EMBEDDING_SLICE_ROWS;
                 let chunk_bytes = dtype.bytes_for(rows * h).expect("whole blocks");
@@ -358,14 +355,21 @@ impl QuantTable {
                 self.d.push(f16::from_le_bytes([b[0], b[1]]).to_f32());
                 self.q.extend(b[2..].iter().map(|&x| x as i8));
             }
-        } else if self.q4 {
-            let values = dtype::decode(dtype, bytes, n)?;
-            q4_append(&values, &mut self.nibbles, &mut self.d4, &mut self.m4);
+            self.values += n;
         } else {
-            q8_append(&dtype::decode(dtype, bytes, n)?, &mut self.q, &mut self.d);
+            self.push_values(&dtype::decode(dtype, bytes, n)?);
         }
-        self.values += n;
         Ok(())
+    }
+
+    /// Appends values (whole blocks of [`Q8_BLOCK`]), quantized as q4 or q8.
+    pub fn push_values(&mut self, values: &[f32]) {
+        if self.q4 {
+            q4_append(values, &mut self.nibbles, &mut self.d4, &mut self.m4);
+        } else {
+            q8_append(values, &mut self.q, &mut self.d);
+        }
+        self.values += values.len();
     }
 
     /// Values so far.

@@ -49,8 +49,8 @@ pub struct AppState {
     pub tokens: Vec<String>,
     /// Longest routed text in characters.
     pub max_text_chars: usize,
-    /// Set on SIGTERM / Ctrl-C: `/readyz` answers 503 from then on.
-    pub draining: std::sync::atomic::AtomicBool,
+    /// Turns true on SIGTERM / Ctrl-C: `/readyz` answers 503 from then on.
+    pub draining: tokio::sync::watch::Receiver<bool>,
     /// What happens while the budget store is down (`None` without a store).
     pub store_policy: Option<crate::decide::StorePolicy>,
     /// Permits for chat requests in progress (`limits.max_concurrent`).
@@ -123,13 +123,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn readyz(State(s): State<Arc<AppState>>) -> Response {
-    if s.draining.load(std::sync::atomic::Ordering::SeqCst) {
+    if *s.draining.borrow() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
     }
+    if let Some(stopped) = worker_stopped(&s) {
+        return stopped;
+    }
     match s.ready.get() {
-        Some(r) if !r.batcher.alive() => {
-            (StatusCode::SERVICE_UNAVAILABLE, "the prefill worker stopped\n").into_response()
-        }
         Some(_) => match (s.metrics.store_up(), s.store_policy) {
             (Some(false), Some(crate::decide::StorePolicy::FailClosed)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "budget store unreachable (fail-closed)\n")
@@ -149,12 +149,14 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
 /// Fails once the prefill worker is gone (every chat request would fail), so that a
 /// supervisor restarts the process.
 async fn healthz(State(s): State<Arc<AppState>>) -> Response {
-    match s.ready.get() {
-        Some(r) if !r.batcher.alive() => {
-            (StatusCode::SERVICE_UNAVAILABLE, "the prefill worker stopped\n").into_response()
-        }
-        _ => (StatusCode::OK, "ok\n").into_response(),
-    }
+    worker_stopped(&s).unwrap_or_else(|| (StatusCode::OK, "ok\n").into_response())
+}
+
+/// 503 once the router is loaded but its prefill worker thread has ended.
+fn worker_stopped(s: &AppState) -> Option<Response> {
+    let stopped = s.ready.get().is_some_and(|r| !r.batcher.alive());
+    stopped
+        .then(|| (StatusCode::SERVICE_UNAVAILABLE, "the prefill worker stopped\n").into_response())
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> Response {

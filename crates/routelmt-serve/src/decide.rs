@@ -130,41 +130,12 @@ pub struct RedisBand {
     window: usize,
 }
 
-/// Keys: [recent decisions list, large count in it, decision counter]. Args: W, lo, hi,
-/// preferred, TTL. Returns {large, count, recent length, sequence number}.
-const BAND_SCRIPT: &str = r"
-local w = tonumber(ARGV[1])
-local lo = tonumber(ARGV[2])
-local hi = tonumber(ARGV[3])
-local pref = tonumber(ARGV[4])
-local n = redis.call('LLEN', KEYS[1])
-local c = tonumber(redis.call('GET', KEYS[2]) or '0')
-local r = math.max(0, w - 1 - n)
-local large = pref
-if c + 1 > hi then large = 0 elseif c + r < lo then large = 1 end
-if w > 1 then
-  redis.call('RPUSH', KEYS[1], large)
-  c = c + large
-  n = n + 1
-  while n > w - 1 do
-    c = c - tonumber(redis.call('LPOP', KEYS[1]))
-    n = n - 1
-  end
-  redis.call('SET', KEYS[2], c)
-end
-local seq = redis.call('INCR', KEYS[3])
-for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
-return {large, c, n, seq}
-";
-
-/// Keys as [`BAND_SCRIPT`]. Args: W, TTL, then decisions (0/1) made elsewhere, appended in
-/// order with the same trimming. Returns the decision counter after them.
-const RECORD_SCRIPT: &str = r"
-local w = tonumber(ARGV[1])
-local n = redis.call('LLEN', KEYS[1])
-local c = tonumber(redis.call('GET', KEYS[2]) or '0')
-for i = 3, #ARGV do
-  local large = tonumber(ARGV[i])
+/// The Lua both scripts share: `push(w, n, c, large)` appends one decision to the recent list
+/// (`KEYS[1]`, length `n`, `c` of them large) and trims it to `W − 1`; returns `n, c`.
+macro_rules! band_push {
+    () => {
+        r"
+local function push(w, n, c, large)
   if w > 1 then
     redis.call('RPUSH', KEYS[1], large)
     c = c + large
@@ -174,12 +145,51 @@ for i = 3, #ARGV do
       n = n - 1
     end
   end
+  return n, c
+end
+"
+    };
+}
+
+/// Keys: [recent decisions list, large count in it, decision counter]. Args: W, lo, hi,
+/// preferred, TTL. Returns {large, count, recent length, sequence number}.
+const BAND_SCRIPT: &str = concat!(
+    band_push!(),
+    r"
+local w = tonumber(ARGV[1])
+local lo = tonumber(ARGV[2])
+local hi = tonumber(ARGV[3])
+local pref = tonumber(ARGV[4])
+local n = redis.call('LLEN', KEYS[1])
+local c = tonumber(redis.call('GET', KEYS[2]) or '0')
+local r = math.max(0, w - 1 - n)
+local large = pref
+if c + 1 > hi then large = 0 elseif c + r < lo then large = 1 end
+n, c = push(w, n, c, large)
+redis.call('SET', KEYS[2], c)
+local seq = redis.call('INCR', KEYS[3])
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
+return {large, c, n, seq}
+"
+);
+
+/// Keys as [`BAND_SCRIPT`]. Args: W, TTL, then decisions (0/1) made elsewhere, appended in
+/// order with the same trimming. Returns the decision counter after them.
+const RECORD_SCRIPT: &str = concat!(
+    band_push!(),
+    r"
+local w = tonumber(ARGV[1])
+local n = redis.call('LLEN', KEYS[1])
+local c = tonumber(redis.call('GET', KEYS[2]) or '0')
+for i = 3, #ARGV do
+  n, c = push(w, n, c, tonumber(ARGV[i]))
   redis.call('INCR', KEYS[3])
 end
 redis.call('SET', KEYS[2], c)
 for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[2]) end
 return tonumber(redis.call('GET', KEYS[3]) or '0')
-";
+"
+);
 
 impl RedisBand {
     /// The band of the store at `url` (`redis://`), keys under `prefix` and the window `W`.

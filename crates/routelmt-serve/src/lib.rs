@@ -106,6 +106,8 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     let upstreams =
         Upstreams::new(&cfg.upstreams.small, &cfg.upstreams.large, cfg.upstream.clone())
             .map_err(ServeError::HttpClient)?;
+    // Set by the signal: `/readyz` turns 503, and the drain deadline starts.
+    let (signalled, mut heard) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState {
         ready: OnceLock::new(),
         load_error: OnceLock::new(),
@@ -113,7 +115,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         metrics: metrics.clone(),
         tokens: cfg.inbound_tokens(),
         max_text_chars: cfg.limits.max_text_chars,
-        draining: std::sync::atomic::AtomicBool::new(false),
+        draining: heard.clone(),
         store_policy: cfg.budget.store.as_ref().map(|_| cfg.budget.store_policy),
         admitted: Arc::new(tokio::sync::Semaphore::new(cfg.limits.max_concurrent.max(1))),
         stream_idle: Duration::from_millis(cfg.upstream.stream_idle_ms),
@@ -137,24 +139,19 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             }
         })
     };
-    let app = api::app(state.clone(), cfg.limits.max_body_bytes, &cfg.cors_origins);
+    let app = api::app(state, cfg.limits.max_body_bytes, &cfg.cors_origins);
     // The signal turns `/readyz` to 503 at once; requests are accepted for the grace period,
     // then no more; whatever still runs at the drain deadline is cut off.
-    let (signalled, mut heard) = tokio::sync::watch::channel(false);
     let (grace, deadline) =
         (Duration::from_millis(cfg.drain.grace_ms), Duration::from_millis(cfg.drain.deadline_ms));
-    let stop_accepting = {
-        let state = state.clone();
-        async move {
-            signal().await;
-            state.draining.store(true, std::sync::atomic::Ordering::SeqCst);
-            let _ = signalled.send(true);
-            eprintln!(
-                "serve: shutting down: /readyz is 503; draining in-flight requests (at most {} ms)",
-                deadline.as_millis()
-            );
-            tokio::time::sleep(grace.min(deadline)).await;
-        }
+    let stop_accepting = async move {
+        signal().await;
+        let _ = signalled.send(true);
+        eprintln!(
+            "serve: shutting down: /readyz is 503; draining in-flight requests (at most {} ms)",
+            deadline.as_millis()
+        );
+        tokio::time::sleep(grace.min(deadline)).await;
     };
     let served = axum::serve(listener, app).with_graceful_shutdown(stop_accepting);
     let cut_off = async move {

@@ -17,14 +17,14 @@ use super::Decoder;
 use super::block::{Attention, DecoderLayer, Mlp, PROJECTIONS};
 use super::norm::RmsNorm;
 use crate::config::ModelConfig;
-use crate::embedding::{HostEmbedding, Q8_BLOCK};
+use crate::embedding::{HostEmbedding, table_quant};
 use crate::error::{ModelError, Result};
 use crate::formats::dtype::Stored;
 use crate::precision::Precision;
+use crate::tensors::{QuantTable, Tensors};
 
 /// The embedding table's Hugging Face name.
 pub const EMBED: &str = "model.embed_tokens.weight";
-use crate::tensors::{QuantTable, Tensors};
 
 /// What a finished build holds.
 #[derive(Debug)]
@@ -74,7 +74,8 @@ pub struct ModelBuilder<'c> {
     built: usize,
     norm: Option<RmsNorm>,
     lm_head: Option<HostEmbedding>,
-    /// The embedding table as q8, when its bytes come in slices ([`Self::add_embedding_rows`]).
+    /// The embedding table as q8 or q4, when its bytes come in slices
+    /// ([`Self::add_embedding_rows`]).
     streamed: Option<QuantTable>,
     applied: usize,
     dtypes: BTreeSet<String>,
@@ -141,16 +142,14 @@ impl<'c> ModelBuilder<'c> {
         Ok(())
     }
 
-    /// Whether the embedding table is held as q8 (q8 and q4 weights, a row width that is a
-    /// multiple of 32).
-    pub fn quantized_embedding(&self) -> bool {
-        self.opts.weights.is_some_and(Precision::quantized_embedding)
-            && self.config.hidden_size.is_multiple_of(Q8_BLOCK)
+    /// How the embedding table is held: q8 or q4 ([`table_quant`]), `None` for its stored type.
+    pub fn embedding_quant(&self) -> Option<Precision> {
+        table_quant(self.opts.weights, self.config.hidden_size)
     }
 
     /// Adds `n` values of the embedding table stored as `dtype` (`file` names it in errors),
     /// the next rows in order, whole blocks; then group 0 takes the table from these (call
-    /// [`Self::add`] for it with no tensors). Only for a [`Self::quantized_embedding`] load.
+    /// [`Self::add`] for it with no tensors). Only for a load with an [`Self::embedding_quant`].
     pub fn add_embedding_rows(
         &mut self,
         dtype: Stored,
@@ -159,7 +158,7 @@ impl<'c> ModelBuilder<'c> {
         n: usize,
     ) -> Result<()> {
         let total = self.config.vocab_size * self.config.hidden_size;
-        let q4 = self.opts.weights == Some(Precision::Q4);
+        let q4 = self.embedding_quant() == Some(Precision::Q4);
         let table = self.streamed.get_or_insert_with(|| QuantTable::new(q4, total));
         if table.values() + n > total {
             return Err(ModelError::weights(
