@@ -2,7 +2,8 @@
 # Creates the Python environment RouteLMT's fixture generator and experiment scripts use, outside
 # the repository, idempotently (a no-op in about a second when the pinned versions are present):
 #   $ROUTELMT_VENV (default $HOME/.cache/routelmt-venv) with pinned torch, transformers, peft,
-#   tokenizers, safetensors, numpy, scipy, sacrebleu, gguf, accelerate from plain PyPI (CPU use only; the torch
+#   tokenizers, safetensors, numpy, scipy, sacrebleu, gguf, accelerate, sentencepiece (llama.cpp's
+#   converter imports it) from plain PyPI (CPU use only; the torch
 #   wheel from PyPI also pulls its CUDA libraries, which are not needed).
 # The Rust build and tests do not need it; only regenerating tests/fixtures does:
 #   scripts/setup-python.sh && $HOME/.cache/routelmt-venv/bin/python tests/fixtures/make_fixtures.py
@@ -23,6 +24,7 @@ PINS=(
   sacrebleu==2.6.0
   gguf==0.19.0
   accelerate==1.15.0
+  sentencepiece==0.2.3
 )
 
 say() { printf 'setup-python: %s\n' "$*" >&2; }

@@ -35,6 +35,14 @@ stage clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 stage trunk-build trunk build --release --offline
 stage browser-tests env ROUTELMT_BIN="$CARGO_TARGET_DIR/debug/routelmt" \
   node --test --test-concurrency=1 web/tests/browser.test.mjs
+# The gateway between the official openai SDK and llama.cpp's llama-server: run when llama.cpp is
+# already built under $HOME (scripts/setup-llamacpp.sh, about 12 minutes on 2 cores, more than a
+# cold CI run can spare) or when ROUTELMT_LLAMACPP_TESTS=1 asks for the build.
+if [ "${ROUTELMT_LLAMACPP_TESTS:-}" = 1 ] || ls "$HOME"/.cache/routelmt-llamacpp/build-*/bin/llama-server >/dev/null 2>&1; then
+  stage openai-llama-server scripts/test_llamacpp.sh
+else
+  printf '\n== stage: openai-llama-server skipped: llama.cpp is not built (scripts/setup-llamacpp.sh, or ROUTELMT_LLAMACPP_TESTS=1)\n' >&2
+fi
 printf '\ntest.sh: stage times\n' >&2
 printf '%s\n' "${TIMES[@]}" >&2
 printf '%6d s  total\n' $((SECONDS - START)) >&2

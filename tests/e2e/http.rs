@@ -30,6 +30,8 @@ pub enum Mode {
     Unauthorized,
     /// A stream's headers and first event, then nothing (until the client goes away).
     StallStream,
+    /// Every n-th request received fails as [`Mode::Fail`]; the others as [`Mode::Ok`].
+    FailEvery(usize),
 }
 
 /// The part of a key a stub's 401 body echoes.
@@ -124,13 +126,17 @@ fn serve_one(
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     loop {
         let Some((head, body)) = read_message(&mut reader) else { return };
-        count.fetch_add(1, Ordering::SeqCst);
+        let k = count.fetch_add(1, Ordering::SeqCst) + 1;
         if let Some(a) = head.get("authorization") {
             auth.lock().unwrap().push(a.clone());
         }
         let body = String::from_utf8_lossy(&body).to_string();
         bodies.lock().unwrap().push(body.clone());
-        let m = *mode.lock().unwrap();
+        let m = match *mode.lock().unwrap() {
+            Mode::FailEvery(n) if k.is_multiple_of(n.max(1)) => Mode::Fail,
+            Mode::FailEvery(_) => Mode::Ok,
+            m => m,
+        };
         match m {
             Mode::Reset => return,
             Mode::Fail => {
@@ -182,7 +188,7 @@ fn serve_one(
                 }
                 return;
             }
-            Mode::Ok | Mode::Slow(_) => {
+            Mode::Ok | Mode::Slow(_) | Mode::FailEvery(_) => {
                 if let Mode::Slow(ms) = m {
                     std::thread::sleep(Duration::from_millis(ms));
                 }

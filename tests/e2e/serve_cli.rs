@@ -131,6 +131,67 @@ fn budget_holds_under_concurrent_load_and_metrics_match_the_upstreams() {
     assert_eq!(g.stop(), Some(0));
 }
 
+/// Large counts of every window of `w` consecutive requests, in decision order, of the side
+/// that served them.
+fn served_windows(results: &[(u64, String, String, u16)], w: usize) -> Vec<usize> {
+    let mut served: Vec<(u64, bool)> = results.iter().map(|r| (r.0, r.2 == "large")).collect();
+    served.sort();
+    let large: Vec<bool> = served.iter().map(|s| s.1).collect();
+    large.windows(w).map(|win| win.iter().filter(|&&l| l).count()).collect()
+}
+
+#[test]
+fn the_budget_counts_what_was_served_when_the_small_side_fails_over() {
+    // Every fifth small call fails (no retry) and is served large. Counting decisions, the
+    // large side would serve 0.3 + 0.2 × 0.7 = 44%; counting what was served, the budget holds
+    // on average (the band on decisions cannot absorb every burst of fallbacks: printed).
+    let (small, large) = (Stub::start("small", Mode::FailEvery(5)), Stub::start("large", Mode::Ok));
+    let args = with(
+        base_args(&small, &large),
+        &["--budget", "0.3", "--window", "100", "--retries", "0", "--batch-size", "4"],
+    );
+    let g = Gateway::start(&args, &[]);
+    let results = load(g.addr, 800, 2);
+    assert!(results.iter().all(|r| r.3 == 200), "every request answered");
+    let fallbacks = results.iter().filter(|r| r.1 == "small" && r.2 == "large").count();
+    let served_large = results.iter().filter(|r| r.2 == "large").count();
+    let counts = served_windows(&results, 100);
+    let inside = counts.iter().filter(|&&c| (28..=32).contains(&c)).count();
+    let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+    println!(
+        "800 requests at concurrency 2, {fallbacks} small→large fallbacks: {served_large} served \
+         large; {inside} of {} windows of 100 in 28..=32 (range {min}..={max})",
+        counts.len()
+    );
+    assert!(fallbacks >= 80, "{fallbacks}");
+    let share = served_large as f64 / results.len() as f64;
+    assert!((share - 0.3).abs() <= 0.025, "served large share {share}");
+    assert!(inside * 10 >= counts.len() * 6, "{inside} of {}", counts.len());
+    let m = String::from_utf8(request(g.addr, "GET", "/metrics", &[], b"").body).unwrap();
+    let amended = metric(&m, "routelmt_budget_amended_total{from=\"small\",to=\"large\"}");
+    assert_eq!(amended as usize, fallbacks, "{m}");
+    assert_eq!(metric(&m, "routelmt_served_total{route=\"large\"}") as usize, served_large);
+    assert_eq!(g.stop(), Some(0));
+}
+
+#[test]
+fn a_spend_cap_bounds_threshold_routing_on_what_was_served() {
+    // The threshold sends everything large; the cap allows 25 of every 100 (served).
+    let (small, large) = (Stub::start("small", Mode::Ok), Stub::start("large", Mode::Ok));
+    let args = with(
+        base_args(&small, &large),
+        &["--threshold", "-1e30", "--max-large-share", "0.25", "--window", "100"],
+    );
+    let g = Gateway::start(&args, &[]);
+    let results = load(g.addr, 400, 1);
+    assert!(results.iter().all(|r| r.3 == 200));
+    let counts = served_windows(&results, 100);
+    assert!(counts.iter().all(|&c| c == 25), "{:?}", (counts.iter().min(), counts.iter().max()));
+    let m = String::from_utf8(request(g.addr, "GET", "/metrics", &[], b"").body).unwrap();
+    assert_eq!(metric(&m, "routelmt_served_total{route=\"large\"}"), 100.0, "{m}");
+    assert_eq!(g.stop(), Some(0));
+}
+
 #[test]
 fn streams_pass_through_byte_for_byte_and_the_request_is_the_clients() {
     let (small, large) = (Stub::start("small", Mode::Ok), Stub::start("large", Mode::Ok));
@@ -683,6 +744,30 @@ fn store_list(port: u16, w: usize) -> (usize, usize) {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let items: Vec<&str> = text.split_whitespace().collect();
     (items.len(), items.iter().filter(|x| **x == "1").count())
+}
+
+#[test]
+fn fallbacks_are_recounted_in_the_shared_redis_list() {
+    let (small, large) = (Stub::start("small", Mode::FailEvery(4)), Stub::start("large", Mode::Ok));
+    let redis = Redis::start();
+    let store = format!("redis://127.0.0.1:{}", redis.1);
+    let args = with(
+        base_args(&small, &large),
+        &["--budget", "0.3", "--window", "50", "--retries", "0", "--budget-store", &store],
+    );
+    let g = Gateway::start(&args, &[]);
+    let mut results = load(g.addr, 150, 2);
+    assert!(results.iter().all(|r| r.3 == 200));
+    std::thread::sleep(Duration::from_millis(300));
+    // The store's list holds the last 49 decisions as served.
+    results.sort_by_key(|r| r.0);
+    let last: Vec<bool> = results[results.len() - 49..].iter().map(|r| r.2 == "large").collect();
+    let fallbacks = results.iter().filter(|r| r.1 != r.2).count();
+    let (n, c) = store_list(redis.1, 50);
+    println!("{fallbacks} fallbacks; the store counts {c} large of {n}");
+    assert!(fallbacks > 0);
+    assert_eq!((n, c), (49, last.iter().filter(|&&l| l).count()));
+    assert_eq!(g.stop(), Some(0));
 }
 
 #[test]

@@ -244,10 +244,12 @@ pub fn bench(cmd: BenchCommand) -> Result<()> {
         for (((v, t), profs), cpu) in
             variants.iter().zip(times.iter_mut()).zip(&profiles).zip(&busy)
         {
+            let per_iter: Vec<f64> = t.iter().map(|s| (b * a.seq) as f64 / s).collect();
             let med = median(t);
             let mut r = json!({
                 "variant": v.name,
                 "batch": b,
+                "iter_tokens_per_s": per_iter,
                 "seq": a.seq,
                 "tokens_per_s": (b * a.seq) as f64 / med,
                 "ms_per_prompt": med * 1e3 / b as f64,

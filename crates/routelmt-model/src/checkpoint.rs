@@ -225,17 +225,3 @@ impl<'c, 'e> RangeLoad<'c, 'e> {
         self.load.finish(unused)
     }
 }
-
-/// Loads a folder's weights at once from the bytes of all its safetensors files (native: the
-/// memory maps), in the order of `index`, with `edit` applied to each block as it loads.
-pub fn load_folder(
-    config: &ModelConfig,
-    index: &TensorIndex,
-    files: &[&[u8]],
-    opts: LoadOptions,
-    edit: Option<LayerEdit<'_>>,
-    device: &Device,
-) -> Result<(Model, LoadReport)> {
-    let mut ts = Tensors::new(index.sources(files))?;
-    Model::load_edited(config, &mut ts, opts, edit, device)
-}

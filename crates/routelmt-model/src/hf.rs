@@ -1,7 +1,11 @@
 //! Native front door to a checkpoint: a Hugging Face model folder (`config.json`,
 //! `model.safetensors` or a sharded `model.safetensors.index.json`, `tokenizer.json`,
 //! `tokenizer_config.json` with the chat template) or a GGUF file (config, weights, tokenizer
-//! and chat template in one). Weight files are memory-mapped.
+//! and chat template in one). Headers are read from memory maps; the weights are then read one
+//! tensor group at a time (a block, or a piece of the embedding table) with positioned reads,
+//! as the browser reads byte ranges ([`RangeLoad`]), so a load holds the model as it is kept
+//! (packed, for `--weights`) plus one group's stored bytes: no mapped pages of the whole file
+//! stay resident while the model is built.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -10,8 +14,8 @@ use burn::tensor::Device;
 use memmap2::Mmap;
 
 use crate::checkpoint::{
-    self, CHAT_TEMPLATE_JINJA, GgufCheckpoint, INDEX, SINGLE, TOKENIZER_CONFIG, TOKENIZER_JSON,
-    TensorIndex,
+    self, CHAT_TEMPLATE_JINJA, GgufCheckpoint, INDEX, RangeLoad, SINGLE, TOKENIZER_CONFIG,
+    TOKENIZER_JSON, TensorIndex,
 };
 use crate::config::ModelConfig;
 use crate::decoder::build::{LoadOptions, LoadReport};
@@ -156,19 +160,72 @@ pub fn load_edited(
     edit: Option<LayerEdit<'_>>,
     device: &Device,
 ) -> Result<(Model, LoadReport)> {
-    if is_gguf(path) {
-        return with_gguf(path, |g| g.load(opts, edit, device));
+    let (config, index, files) = if is_gguf(path) {
+        let (config, index) = with_gguf(path, |g| Ok((g.config.clone(), g.index()?)))?;
+        (config, index, vec![path.to_path_buf()])
+    } else {
+        let config = read_config(path)?;
+        let files = weight_files(path)?;
+        let mut index = TensorIndex::default();
+        for p in &files {
+            index.add_file(&p.display().to_string(), &map_file(p)?)?;
+        }
+        (config, index, files)
+    };
+    load_ranges(&config, index, &files, opts, edit, device)
+}
+
+/// Builds the model from `files` one tensor group at a time with positioned reads (see the
+/// module docs); the embedding table in pieces when it is held quantized.
+fn load_ranges(
+    config: &ModelConfig,
+    index: TensorIndex,
+    paths: &[PathBuf],
+    opts: LoadOptions,
+    edit: Option<LayerEdit<'_>>,
+    device: &Device,
+) -> Result<(Model, LoadReport)> {
+    let files =
+        paths.iter().map(|p| File::open(p).map_err(|e| io(p, e))).collect::<Result<Vec<_>>>()?;
+    let read = |file: usize, start: u64, end: u64| -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; usize::try_from(end - start).unwrap_or(usize::MAX)];
+        read_exact_at(&files[file], &mut buf, start).map_err(|e| io(&paths[file], e))?;
+        Ok(buf)
+    };
+    let mut load = RangeLoad::new(config, index, opts, edit, device);
+    for group in 0..load.groups() {
+        let mut bytes = Vec::new();
+        for want in load.wants(group)? {
+            match load.piece_bytes(&want) {
+                Some(step) => {
+                    let mut at = want.start;
+                    while at < want.end {
+                        let end = (at + step.max(1)).min(want.end);
+                        load.add_piece(&want, &read(want.file, at, end)?)?;
+                        at = end;
+                    }
+                }
+                None => bytes.push((want.name.clone(), read(want.file, want.start, want.end)?)),
+            }
+        }
+        load.add(group, bytes)?;
     }
-    let config = read_config(path)?;
-    let files = weight_files(path)?;
-    let maps = files.iter().map(|p| map_file(p)).collect::<Result<Vec<_>>>()?;
-    let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-    let mut index = TensorIndex::default();
-    for (name, map) in names.iter().zip(&maps) {
-        index.add_file(name, map)?;
+    load.finish()
+}
+
+/// Fills `buf` from `file` at `offset`.
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
     }
-    let bytes: Vec<&[u8]> = maps.iter().map(|m| &m[..]).collect();
-    checkpoint::load_folder(&config, &index, &bytes, opts, edit, device)
+    #[cfg(not(unix))]
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = file;
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_exact(buf)
+    }
 }
 
 /// Reads a router folder (see [`crate::router`]) and checks it against the base model.

@@ -88,9 +88,15 @@ pub struct BudgetController {
     cfg: ControllerConfig,
     lo: usize,
     hi: usize,
-    /// The last `W − 1` decisions (true = large): the ones the next window shares.
+    /// The last `W − 1` decisions (true = large): the ones the next window shares. A decision
+    /// served by the other side is counted as served ([`Self::amend`]).
     recent: VecDeque<bool>,
     recent_large: usize,
+    /// The same decisions as made (before any amendment), and how many of them are large.
+    decided: VecDeque<bool>,
+    decided_large: usize,
+    /// Of those, how many were decided small but served large, and large but served small.
+    flipped: [usize; 2],
     /// Scores in arrival order and sorted, for the sliding quantile.
     fifo: VecDeque<f64>,
     sorted: Vec<f64>,
@@ -136,6 +142,9 @@ impl BudgetController {
             hi,
             recent: VecDeque::with_capacity(cfg.window),
             recent_large: 0,
+            decided: VecDeque::with_capacity(cfg.window),
+            decided_large: 0,
+            flipped: [0, 0],
             fifo: VecDeque::with_capacity(cfg.score_window + 1),
             sorted: Vec::with_capacity(cfg.score_window + 1),
             decisions: 0,
@@ -212,7 +221,7 @@ impl BudgetController {
             self.recent_large as f64 / self.recent.len() as f64
         };
         let share = share.unwrap_or(own);
-        let p_eff = (p + self.cfg.feedback * (p - share)).clamp(0.0, 1.0);
+        let p_eff = (self.decided_target() + self.cfg.feedback * (p - share)).clamp(0.0, 1.0);
         let threshold = self.threshold(p_eff);
         // A score tied with the threshold (discrete scores) goes large while below target.
         let preferred = score > threshold || (score == threshold && share < p);
@@ -226,6 +235,19 @@ impl BudgetController {
             self.sorted.remove(at);
         }
         (preferred, threshold)
+    }
+
+    /// The share to decide large so that the share served large is the budget, given how
+    /// often recent decisions were served by the other side: with a fraction `f` of the small
+    /// decisions served large and `g` of the large ones served small, deciding `d` large serves
+    /// `d (1 − g) + (1 − d) f`, which is `p` at `d = (p − f) / (1 − f − g)`. Without fallbacks
+    /// this is `p`.
+    fn decided_target(&self) -> f64 {
+        let p = self.cfg.budget;
+        let (large, small) = (self.decided_large, self.decided.len() - self.decided_large);
+        let rate = |n: usize, of: usize| if of > 0 { n as f64 / of as f64 } else { 0.0 };
+        let (f, g) = (rate(self.flipped[0], small), rate(self.flipped[1], large));
+        if f + g < 1.0 { ((p - f) / (1.0 - f - g)).clamp(0.0, 1.0) } else { p }
     }
 
     /// The hard band applied to a preference, over this controller's own recent decisions.
@@ -248,6 +270,39 @@ impl BudgetController {
         self.forced += u64::from(large != preferred);
     }
 
+    /// Changes the side of a decision already in the window, made `age` decisions ago (0: the
+    /// last one), to `large`: the request was served by the other side (a fallback), and the
+    /// band counts what was served. The following decisions then hold the band over the
+    /// amended window (a fallback to large can push a window over `hi`; the controller sends
+    /// requests small until the share is back in the band). Returns whether the decision was
+    /// still in the window and changed.
+    pub fn amend(&mut self, age: u64, large: bool) -> bool {
+        let n = self.recent.len() as u64;
+        if age >= n {
+            return false;
+        }
+        let at = (n - 1 - age) as usize;
+        let slot = &mut self.recent[at];
+        if *slot == large {
+            return false;
+        }
+        *slot = large;
+        if large {
+            self.recent_large += 1;
+        } else {
+            self.recent_large -= 1;
+        }
+        // Flipped away from the decision, or back to it.
+        let as_decided = self.decided[at];
+        let kind = usize::from(as_decided);
+        if large == as_decided {
+            self.flipped[kind] -= 1;
+        } else {
+            self.flipped[kind] += 1;
+        }
+        true
+    }
+
     /// Sends a request to the small model without consulting the tracker (a quality guard
     /// blocked it). It counts in the window as a small decision; its score is not tracked.
     /// The upper bound `hi` still holds for every window; the lower bound `lo` can be missed
@@ -262,9 +317,16 @@ impl BudgetController {
         if self.cfg.window > 1 {
             self.recent.push_back(large);
             self.recent_large += usize::from(large);
+            self.decided.push_back(large);
+            self.decided_large += usize::from(large);
             if self.recent.len() > self.cfg.window - 1 {
-                let old = self.recent.pop_front().expect("non-empty");
-                self.recent_large -= usize::from(old);
+                let served = self.recent.pop_front().expect("non-empty");
+                let decided = self.decided.pop_front().expect("as long as recent");
+                self.recent_large -= usize::from(served);
+                self.decided_large -= usize::from(decided);
+                if served != decided {
+                    self.flipped[usize::from(decided)] -= 1;
+                }
             }
         }
         self.decisions += 1;
@@ -422,6 +484,53 @@ mod tests {
         for c in window_counts(&large, 100) {
             assert!(lo <= c && c <= hi, "{c}");
         }
+    }
+
+    #[test]
+    fn amended_decisions_keep_the_served_share_on_budget() {
+        // A fifth of the requests decided small fail over and are served large. Counted as
+        // decided, the share served large would be 0.3 + 0.2 × 0.7 = 0.44. Counted as served,
+        // the controller decides fewer large (it learns the fallback rate) and the share served
+        // large is on budget; the band on decisions cannot absorb every burst of fallbacks, so
+        // a window of served sides leaves it at times (printed).
+        let stream = drifting_stream(7);
+        let run = |amend: bool| {
+            let mut ctl = BudgetController::new(ControllerConfig::new(0.3, 200)).unwrap();
+            let mut r = rng::seeded(11);
+            let mut served = Vec::new();
+            for &s in &stream {
+                let mut large = ctl.decide(s).route.is_large();
+                if !large && rng::unit(&mut r) < 0.2 {
+                    if amend {
+                        assert!(ctl.amend(0, true));
+                    }
+                    large = true;
+                }
+                served.push(large);
+            }
+            let (lo, hi) = ctl.band();
+            let counts = window_counts(&served, 200);
+            let inside = counts.iter().filter(|&&c| lo <= c && c <= hi).count();
+            let share = served.iter().filter(|&&l| l).count() as f64 / served.len() as f64;
+            (share, inside as f64 / counts.len() as f64, min_max_usize(&counts), ctl, served)
+        };
+        let (share, inside, range, mut ctl, served) = run(true);
+        let (share0, inside0, range0, ..) = run(false);
+        eprintln!(
+            "served large {share:.4}, {:.1}% of windows in the band, {range:?} (as decided: \
+             {share0:.4}, {:.1}%, {range0:?})",
+            100.0 * inside,
+            100.0 * inside0
+        );
+        assert!((share - 0.3).abs() < 0.01, "{share}");
+        assert!((share0 - 0.44).abs() < 0.02 && inside0 < 0.01, "{share0} {inside0}");
+        assert!(inside > 0.85, "{inside}");
+        // An amendment outside the window, or to the side already recorded, changes nothing.
+        assert!(!ctl.amend(199, true) && !ctl.amend(0, served[served.len() - 1]));
+    }
+
+    fn min_max_usize(xs: &[usize]) -> (usize, usize) {
+        (xs.iter().copied().min().unwrap_or(0), xs.iter().copied().max().unwrap_or(0))
     }
 
     #[test]

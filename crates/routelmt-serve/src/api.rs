@@ -216,6 +216,9 @@ async fn handle(
     let (request, stream) = upstream_request(request);
     let served = s.upstreams.call(routed.side, &request, stream, &s.metrics).await?;
     let side = served.side;
+    // The budget counts the side that served the request (a fallback changes it).
+    ready.batcher.served(&routed, side);
+    s.metrics.served(side);
     Ok((respond(&routed, served, permit, s.stream_idle), side))
 }
 

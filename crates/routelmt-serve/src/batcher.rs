@@ -3,7 +3,9 @@
 //! `max_wait` after the first, scores them in one batched prefill, and decides each in arrival
 //! order (so the budget controller sees one sequence). A batch that fails is rescored row by
 //! row, so one bad request cannot fail its neighbours. A request whose client has gone away is
-//! dropped before the prefill. If the worker thread ends (a panic included), [`Batcher::alive`]
+//! dropped before the prefill. A request served by the other side than decided (a fallback)
+//! comes back on the same channel, and the decider counts what was served ([`Batcher::served`]).
+//! If the worker thread ends (a panic included), [`Batcher::alive`]
 //! says so and `/healthz` fails.
 
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use routelmt_model::{ModelError, Scorer, one_line};
 use thiserror::Error;
 use tokio::sync::oneshot;
 
-use crate::decide::{Decider, Routed, StoreError};
+use crate::decide::{Decider, Routed, Side, StoreError};
 use crate::metrics::Metrics;
 
 /// A request the worker could not route (the client gets 503).
@@ -40,10 +42,18 @@ struct Job {
     reply: oneshot::Sender<Result<Routed, RoutingError>>,
 }
 
+/// What the worker receives.
+enum Msg {
+    /// A request to score and decide.
+    Route(Job),
+    /// A decided request was served by the other side.
+    Served(Routed, Side),
+}
+
 /// Handle to the prefill worker; cheap to clone.
 #[derive(Clone)]
 pub struct Batcher {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Msg>,
     alive: Arc<AtomicBool>,
     queued: Arc<AtomicUsize>,
     max_queue: usize,
@@ -66,7 +76,7 @@ impl Batcher {
         (max_size, max_wait, max_queue): (usize, Duration, usize),
         metrics: Arc<Metrics>,
     ) -> Self {
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::channel::<Msg>();
         let alive = Arc::new(AtomicBool::new(true));
         let queued = Arc::new(AtomicUsize::new(0));
         let guard = AliveGuard(alive.clone());
@@ -93,13 +103,21 @@ impl Batcher {
             self.queued.fetch_sub(1, Ordering::SeqCst);
             return Err(RoutingError::Full);
         }
-        self.tx.send(Job { ids, reply }).map_err(|_| RoutingError::Stopped)?;
+        self.tx.send(Msg::Route(Job { ids, reply })).map_err(|_| RoutingError::Stopped)?;
         rx.await.map_err(|_| RoutingError::Stopped)?
+    }
+
+    /// Tells the decider that `routed` was served by `side` (no-op when that is the side
+    /// decided). Returns at once; the worker applies it before its next decision.
+    pub fn served(&self, routed: &Routed, side: Side) {
+        if side != routed.side {
+            let _ = self.tx.send(Msg::Served(*routed, side));
+        }
     }
 }
 
 fn worker(
-    rx: mpsc::Receiver<Job>,
+    rx: mpsc::Receiver<Msg>,
     scorer: Scorer,
     mut decider: Decider,
     max_size: usize,
@@ -107,13 +125,26 @@ fn worker(
     metrics: &Metrics,
     queued: &AtomicUsize,
 ) {
+    let served = |decider: &mut Decider, routed: &Routed, side: Side| {
+        if decider.served(routed, side) {
+            metrics.amended(routed.side, side);
+        }
+    };
     while let Ok(first) = rx.recv() {
+        let first = match first {
+            Msg::Route(job) => job,
+            Msg::Served(routed, side) => {
+                served(&mut decider, &routed, side);
+                continue;
+            }
+        };
         let deadline = Instant::now() + max_wait;
         let mut jobs = vec![first];
         while jobs.len() < max_size {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok(j) => jobs.push(j),
+                Ok(Msg::Route(j)) => jobs.push(j),
+                Ok(Msg::Served(routed, side)) => served(&mut decider, &routed, side),
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             }
         }

@@ -87,6 +87,9 @@ pub struct BudgetSettings {
     pub tolerance: f64,
     /// A fixed threshold on the router score instead of a budget.
     pub threshold: Option<f64>,
+    /// With a threshold (from here or router.json): a spend cap, at most this share of the
+    /// requests in every window of `window` served large (those over it go small).
+    pub max_large_share: Option<f64>,
     /// `redis://HOST:PORT`: replicas share one budget through Redis.
     pub store: Option<String>,
     /// Key prefix in Redis (replicas with the same prefix and window share a budget).
@@ -103,6 +106,7 @@ impl Default for BudgetSettings {
             window: 200,
             tolerance: 0.02,
             threshold: None,
+            max_large_share: None,
             store: None,
             store_key: "routelmt:budget".into(),
             store_policy: crate::decide::StorePolicy::Local,
@@ -321,6 +325,9 @@ pub struct ServeArgs {
     /// Fixed threshold on the router score instead of a budget.
     #[arg(long, env = "ROUTELMT_THRESHOLD", allow_negative_numbers = true)]
     pub threshold: Option<f64>,
+    /// With a threshold: at most this share of every window of requests served large.
+    #[arg(long, env = "ROUTELMT_MAX_LARGE_SHARE")]
+    pub max_large_share: Option<f64>,
     /// Share one budget across replicas: redis://HOST:PORT.
     #[arg(long, env = "ROUTELMT_BUDGET_STORE")]
     pub budget_store: Option<String>,
@@ -417,6 +424,7 @@ impl ServeConfig {
             return Err(ConfigError::BudgetAndThreshold);
         }
         set(&mut c.budget.window, a.window);
+        c.budget.max_large_share = a.max_large_share.or(c.budget.max_large_share);
         c.budget.store = a.budget_store.clone().or(c.budget.store);
         set(&mut c.budget.store_policy, a.budget_store_policy);
         set(&mut c.batch.max_size, a.batch_size);
@@ -488,6 +496,16 @@ impl ServeConfig {
         }
         if self.budget.budget.is_some() && self.budget.threshold.is_some() {
             return Err(ConfigError::key("budget", "give budget or threshold, not both"));
+        }
+        if let Some(cap) = self.budget.max_large_share {
+            if !(0.0..=1.0).contains(&cap) {
+                let problem = format!("{cap} is not in [0, 1]");
+                return Err(ConfigError::key("budget.max_large_share", problem));
+            }
+            if self.budget.budget.is_some() {
+                let problem = "caps threshold routing; a budget already holds the share";
+                return Err(ConfigError::key("budget.max_large_share", problem));
+            }
         }
         if let Some(s) = &self.budget.store
             && !s.starts_with("redis://")

@@ -50,6 +50,8 @@ pub struct Routed {
     pub threshold: f64,
     /// Position in the decision sequence (the fleet's, with a store), from 1.
     pub seq: u64,
+    /// This replica's own decision number, from 1 (what [`Decider::served`] finds it by).
+    pub own: u64,
 }
 
 /// The shared budget store failed (the Redis error is written into the message, see
@@ -124,9 +126,15 @@ pub struct RedisBand {
     keys: [String; 3],
     script: redis::Script,
     record: redis::Script,
+    amend_script: redis::Script,
     /// Decisions made on the local controller while the store was down (at most `W − 1`),
-    /// added to the store's list when it returns.
-    pending: VecDeque<bool>,
+    /// with this replica's decision numbers, added to the store's list when it returns.
+    pending: VecDeque<(u64, bool)>,
+    /// Where this replica's recent decisions sit in the fleet's sequence: (own, seq), the last
+    /// `W` of them.
+    placed: VecDeque<(u64, u64)>,
+    /// Amendments (fleet seq, large) that could not reach the store yet.
+    pending_amends: Vec<(u64, bool)>,
     window: usize,
 }
 
@@ -150,6 +158,25 @@ end
 "
     };
 }
+
+/// Keys as [`BAND_SCRIPT`]. Args: W, the fleet sequence number of a decision, its new side
+/// (0/1), TTL. Changes the decision in the recent list if it is still there (the list holds the
+/// decisions numbered up to the counter, in order). Returns 1 if it changed.
+const AMEND_SCRIPT: &str = r"
+local w = tonumber(ARGV[1])
+if w <= 1 then return 0 end
+local n = redis.call('LLEN', KEYS[1])
+local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+local at = n - 1 - (last - tonumber(ARGV[2]))
+if at < 0 or at >= n then return 0 end
+local old = tonumber(redis.call('LINDEX', KEYS[1], at))
+local new = tonumber(ARGV[3])
+if old == new then return 0 end
+redis.call('LSET', KEYS[1], at, new)
+redis.call('INCRBY', KEYS[2], new - old)
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
+return 1
+";
 
 /// Keys: [recent decisions list, large count in it, decision counter]. Args: W, lo, hi,
 /// preferred, TTL. Returns {large, count, recent length, sequence number}.
@@ -207,7 +234,10 @@ impl RedisBand {
             keys,
             script: redis::Script::new(BAND_SCRIPT),
             record: redis::Script::new(RECORD_SCRIPT),
+            amend_script: redis::Script::new(AMEND_SCRIPT),
             pending: VecDeque::new(),
+            placed: VecDeque::new(),
+            pending_amends: Vec::new(),
             window,
         };
         if eager {
@@ -236,28 +266,75 @@ impl RedisBand {
             conn.set_write_timeout(Some(STORE_TIMEOUT)).map_err(failed)?;
             self.conn = Some(conn);
             if !self.pending.is_empty() {
-                let pending: Vec<i64> = self.pending.iter().map(|&l| i64::from(l)).collect();
+                let pending: Vec<i64> = self.pending.iter().map(|&(_, l)| i64::from(l)).collect();
                 let mut invocation = self.record.key(&self.keys[0]);
                 invocation.key(&self.keys[1]).key(&self.keys[2]);
                 invocation.arg(self.window).arg(STORE_TTL_SECS).arg(pending);
                 let conn = self.conn.as_mut().expect("set above");
                 let recorded: Result<u64, _> = invocation.invoke(conn);
-                if let Err(e) = recorded {
+                let last = recorded.map_err(|e| {
                     self.conn = None;
-                    return Err(StoreError::Script(e));
+                    StoreError::Script(e)
+                })?;
+                let k = self.pending.len() as u64;
+                let placed: Vec<(u64, u64)> = (self.pending.drain(..).enumerate())
+                    .map(|(i, (own, _))| (own, (last + 1 + i as u64).saturating_sub(k)))
+                    .collect();
+                placed.into_iter().for_each(|(own, seq)| self.place(own, seq));
+            }
+            let amends = std::mem::take(&mut self.pending_amends);
+            for (i, &(seq, large)) in amends.iter().enumerate() {
+                if let Err(e) = self.amend_seq(seq, large) {
+                    self.pending_amends = amends[i..].to_vec();
+                    return Err(e);
                 }
-                self.pending.clear();
             }
         }
         Ok(())
     }
 
     /// A decision made on the local controller while the store was down.
-    fn remember(&mut self, large: bool) {
-        self.pending.push_back(large);
+    fn remember(&mut self, own: u64, large: bool) {
+        self.pending.push_back((own, large));
         while self.pending.len() > self.window.saturating_sub(1) {
             self.pending.pop_front();
         }
+    }
+
+    /// Where this replica's decision `own` sits in the fleet's sequence.
+    fn place(&mut self, own: u64, seq: u64) {
+        self.placed.push_back((own, seq));
+        while self.placed.len() > self.window {
+            self.placed.pop_front();
+        }
+    }
+
+    /// Sets this replica's decision `own` to `large` in the store's list (a fallback served it
+    /// on the other side): in the decisions still waiting for the store, in the store when it
+    /// answers, else once it returns. A decision already out of the window is left alone.
+    fn amend(&mut self, own: u64, large: bool) {
+        if let Some(p) = self.pending.iter_mut().find(|(o, _)| *o == own) {
+            p.1 = large;
+        } else if let Some(&(_, seq)) = self.placed.iter().find(|(o, _)| *o == own) {
+            let reached = self.conn.is_some() && self.amend_seq(seq, large).is_ok();
+            if !reached && self.pending_amends.len() < self.window {
+                self.pending_amends.push((seq, large));
+            }
+        }
+    }
+
+    fn amend_seq(&mut self, seq: u64, large: bool) -> Result<(), StoreError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(StoreError::Down { url: self.url.clone() });
+        };
+        let mut invocation = self.amend_script.key(&self.keys[0]);
+        invocation.key(&self.keys[1]).key(&self.keys[2]);
+        invocation.arg(self.window).arg(seq).arg(i64::from(large)).arg(STORE_TTL_SECS);
+        let changed: Result<i64, _> = invocation.invoke(conn);
+        changed.map(|_| ()).map_err(|e| {
+            self.conn = None;
+            StoreError::Script(e)
+        })
     }
 
     fn decide(
@@ -281,8 +358,47 @@ impl RedisBand {
     }
 }
 
+/// A cap on the large share for threshold routing: at most `hi` large decisions in every
+/// window of `W` (served sides, after fallbacks).
+struct Cap {
+    hi: usize,
+    window: usize,
+    recent: VecDeque<bool>,
+    large: usize,
+}
+
+impl Cap {
+    fn new(share: f64, window: usize) -> Self {
+        let hi = (share * window as f64 + 1e-9).floor() as usize;
+        Self { hi, window: window.max(1), recent: VecDeque::new(), large: 0 }
+    }
+
+    /// `preferred` (large), unless that would put more than `hi` large in the window.
+    fn decide(&mut self, preferred: bool) -> bool {
+        let large = preferred && self.large < self.hi;
+        self.recent.push_back(large);
+        self.large += usize::from(large);
+        if self.recent.len() > self.window - 1 {
+            let old = self.recent.pop_front().unwrap_or(false);
+            self.large -= usize::from(old);
+        }
+        large
+    }
+
+    fn amend(&mut self, age: u64, large: bool) {
+        let n = self.recent.len() as u64;
+        if age < n {
+            let slot = &mut self.recent[(n - 1 - age) as usize];
+            if *slot != large {
+                *slot = large;
+                if large { self.large += 1 } else { self.large -= 1 }
+            }
+        }
+    }
+}
+
 enum Kind {
-    Threshold(f64),
+    Threshold(f64, Option<Cap>),
     Controller {
         ctl: Box<BudgetController>,
         band: Option<(Box<RedisBand>, StorePolicy)>,
@@ -295,14 +411,19 @@ pub struct Decider {
     kind: Kind,
     direction: Direction,
     seq: u64,
+    /// This replica's decisions so far.
+    own: u64,
     /// Decisions made on the local controller because the store was down.
     local: u64,
 }
 
 impl Decider {
-    /// A fixed threshold on the score (`direction` Asc: lowest scores go large).
-    pub fn threshold(tau: f64, direction: Direction) -> Self {
-        Self { kind: Kind::Threshold(tau), direction, seq: 0, local: 0 }
+    /// A fixed threshold on the score (`direction` Asc: lowest scores go large), with an
+    /// optional spend cap `(share, W)`: at most `⌊share · W⌋` requests served large in every
+    /// window of `W` (a request over the cap goes small).
+    pub fn threshold(tau: f64, direction: Direction, cap: Option<(f64, usize)>) -> Self {
+        let cap = cap.map(|(share, w)| Cap::new(share, w));
+        Self { kind: Kind::Threshold(tau, cap), direction, seq: 0, own: 0, local: 0 }
     }
 
     /// The streaming controller, with the band shared through `band` when given.
@@ -320,6 +441,7 @@ impl Decider {
             },
             direction,
             seq: 0,
+            own: 0,
             local: 0,
         })
     }
@@ -337,8 +459,28 @@ impl Decider {
     pub fn budget(&self) -> Option<f64> {
         match &self.kind {
             Kind::Controller { ctl, .. } => Some(ctl.config().budget),
-            Kind::Threshold(_) => None,
+            Kind::Threshold(..) => None,
         }
+    }
+
+    /// Records that the request `routed` was served by `side` (a fallback to the other side):
+    /// the budget then counts what was served. Returns whether the decision changed sides.
+    pub fn served(&mut self, routed: &Routed, side: Side) -> bool {
+        if side == routed.side || routed.own == 0 || routed.own > self.own {
+            return false;
+        }
+        let (age, large) = (self.own - routed.own, side == Side::Large);
+        match &mut self.kind {
+            Kind::Threshold(_, None) => {}
+            Kind::Threshold(_, Some(cap)) => cap.amend(age, large),
+            Kind::Controller { ctl, band, .. } => {
+                ctl.amend(age, large);
+                if let Some((band, _)) = band {
+                    band.amend(routed.own, large);
+                }
+            }
+        }
+        true
     }
 
     /// Decides one request from its router score. A store error fails this decision (the
@@ -346,10 +488,11 @@ impl Decider {
     pub fn decide(&mut self, score: f32) -> Result<Routed, StoreError> {
         let s = self.direction.score(f64::from(score));
         let (large, threshold) = match &mut self.kind {
-            Kind::Threshold(tau) => {
+            Kind::Threshold(tau, cap) => {
                 let t = self.direction.score(*tau);
                 self.seq += 1;
-                (s > t, t)
+                let preferred = s > t;
+                (cap.as_mut().map_or(preferred, |c| c.decide(preferred)), t)
             }
             Kind::Controller { ctl, band: None, .. } => {
                 let d = ctl.decide(s);
@@ -364,6 +507,7 @@ impl Decider {
                         ctl.record(large, preferred);
                         *share = Some(fleet_share);
                         self.seq = seq;
+                        band.place(self.own + 1, seq);
                         (large, threshold)
                     }
                     Err(e) if *policy == StorePolicy::FailClosed => return Err(e),
@@ -372,7 +516,7 @@ impl Decider {
                         // gets the decision when it returns.
                         let large = ctl.band_decision(preferred);
                         ctl.record(large, preferred);
-                        band.remember(large);
+                        band.remember(self.own + 1, large);
                         *share = None;
                         self.local += 1;
                         self.seq += 1;
@@ -381,8 +525,9 @@ impl Decider {
                 }
             }
         };
+        self.own += 1;
         let side = if large { Side::Large } else { Side::Small };
-        Ok(Routed { score, side, threshold, seq: self.seq })
+        Ok(Routed { score, side, threshold, seq: self.seq, own: self.own })
     }
 }
 

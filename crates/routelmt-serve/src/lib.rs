@@ -35,8 +35,9 @@ use crate::upstream::Upstreams;
 /// The decider the configuration and the router ask for.
 fn decider(cfg: &ServeConfig, scorer: &routelmt_model::Scorer) -> Result<Decider, ServeError> {
     let direction = if scorer.lowest_first() { Direction::Asc } else { Direction::Desc };
+    let cap = cfg.budget.max_large_share.map(|share| (share, cfg.budget.window));
     if let Some(tau) = cfg.budget.threshold {
-        return Ok(Decider::threshold(tau, direction));
+        return Ok(Decider::threshold(tau, direction, cap));
     }
     if let Some(p) = cfg.budget.budget {
         let mut c = ControllerConfig::new(p, cfg.budget.window);
@@ -55,7 +56,7 @@ fn decider(cfg: &ServeConfig, scorer: &routelmt_model::Scorer) -> Result<Decider
     let t = scorer.router().config.threshold.as_ref().ok_or(ServeError::NoPolicy)?;
     let cal = Calibration::from_json(t.to_string().as_bytes(), "router.json threshold")
         .map_err(ServeError::Policy)?;
-    Ok(Decider::threshold(cal.threshold, cal.order))
+    Ok(Decider::threshold(cal.threshold, cal.order, cap))
 }
 
 /// Loads model, router and tokenizer and starts the prefill worker (blocking).

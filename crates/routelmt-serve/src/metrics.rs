@@ -49,6 +49,9 @@ struct Inner {
     decisions: BTreeMap<&'static str, u64>,
     window: VecDeque<bool>,
     window_len: usize,
+    served: BTreeMap<&'static str, u64>,
+    served_window: VecDeque<bool>,
+    amended: BTreeMap<(&'static str, &'static str), u64>,
     budget: Option<f64>,
     threshold: f64,
     prefill: Histogram,
@@ -125,6 +128,22 @@ impl Metrics {
         });
     }
 
+    /// A request answered by `side` (after any fallback).
+    pub fn served(&self, side: Side) {
+        self.with(|m| {
+            *m.served.entry(side.name()).or_default() += 1;
+            m.served_window.push_back(side == Side::Large);
+            if m.served_window.len() > m.window_len {
+                m.served_window.pop_front();
+            }
+        });
+    }
+
+    /// The decider changed a decision from `from` to `to` (what was served).
+    pub fn amended(&self, from: Side, to: Side) {
+        self.with(|m| *m.amended.entry((from.name(), to.name())).or_default() += 1);
+    }
+
     /// One upstream attempt: its latency and outcome (`200`, `503`, `timeout`, `connect`, ...).
     pub fn upstream(&self, side: &'static str, took: Duration, outcome: &str) {
         self.with(|m| {
@@ -158,13 +177,21 @@ impl Metrics {
             for (route, n) in &m.decisions {
                 let _ = writeln!(o, "routelmt_decisions_total{{route=\"{route}\"}} {n}");
             }
-            head(&mut o, "routelmt_large_share", "gauge", "Large share of the last window of decisions.");
-            let share = if m.window.is_empty() {
-                0.0
-            } else {
-                m.window.iter().filter(|&&l| l).count() as f64 / m.window.len() as f64
+            let share = |w: &VecDeque<bool>| {
+                if w.is_empty() { 0.0 } else { w.iter().filter(|&&l| l).count() as f64 / w.len() as f64 }
             };
-            let _ = writeln!(o, "routelmt_large_share {share}");
+            head(&mut o, "routelmt_large_share", "gauge", "Large share of the last window of decisions, as decided.");
+            let _ = writeln!(o, "routelmt_large_share {}", share(&m.window));
+            head(&mut o, "routelmt_served_total", "counter", "Requests answered, by the side that served them (after fallbacks).");
+            for (route, n) in &m.served {
+                let _ = writeln!(o, "routelmt_served_total{{route=\"{route}\"}} {n}");
+            }
+            head(&mut o, "routelmt_served_large_share", "gauge", "Large share of the last window of answered requests, as served.");
+            let _ = writeln!(o, "routelmt_served_large_share {}", share(&m.served_window));
+            head(&mut o, "routelmt_budget_amended_total", "counter", "Decisions the budget recounted as the side that served them (fallbacks).");
+            for ((from, to), n) in &m.amended {
+                let _ = writeln!(o, "routelmt_budget_amended_total{{from=\"{from}\",to=\"{to}\"}} {n}");
+            }
             if let Some(b) = m.budget {
                 head(&mut o, "routelmt_budget", "gauge", "Target large share.");
                 let _ = writeln!(o, "routelmt_budget {b}");
