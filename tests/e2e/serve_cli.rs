@@ -472,6 +472,31 @@ fn a_body_that_does_not_arrive_in_time_gets_408() {
 }
 
 #[test]
+fn a_request_head_that_does_not_arrive_in_time_closes_its_connection() {
+    let (small, large) = (Stub::start("small", Mode::Ok), Stub::start("large", Mode::Ok));
+    let args =
+        with(base_args(&small, &large), &["--threshold", "1e30", "--header-timeout-ms", "500"]);
+    let g = Gateway::start(&args, &[]);
+    use std::io::{Read, Write};
+    // Half a request line and one header, then nothing (a slowloris client); and a connection
+    // that sends nothing at all.
+    let mut slow = std::net::TcpStream::connect(g.addr).unwrap();
+    let mut silent = std::net::TcpStream::connect(g.addr).unwrap();
+    write!(slow, "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n").unwrap();
+    let t = Instant::now();
+    for conn in [&mut slow, &mut silent] {
+        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut rest = Vec::new();
+        // The server closes the connection (maybe after a 408 status line).
+        let _ = conn.read_to_end(&mut rest);
+        let took = t.elapsed();
+        println!("a stalled request head: closed after {took:?} ({} bytes)", rest.len());
+        assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(5), "{took:?}");
+    }
+    assert_eq!(chat(g.addr, &body(1), &[]).status, 200, "the server keeps serving");
+}
+
+#[test]
 fn bad_input_gets_an_openai_error_and_the_server_keeps_serving() {
     let (small, large) = (Stub::start("small", Mode::Ok), Stub::start("large", Mode::Ok));
     let dir = tempfile::tempdir().unwrap();

@@ -201,6 +201,10 @@ pub struct Limits {
     pub max_queue: usize,
     /// The longest a request body may take to arrive; beyond: 408.
     pub body_timeout_ms: u64,
+    /// The longest a request's head (request line and headers) may take to arrive on a
+    /// connection, the first request's or the next one's on a kept-alive connection; beyond,
+    /// the connection is closed.
+    pub header_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -211,6 +215,7 @@ impl Default for Limits {
             max_concurrent: 512,
             max_queue: 256,
             body_timeout_ms: 30_000,
+            header_timeout_ms: 10_000,
         }
     }
 }
@@ -366,6 +371,10 @@ pub struct ServeArgs {
     /// The longest a request body may take to arrive, in ms; beyond: 408 [default: 30000].
     #[arg(long, env = "ROUTELMT_BODY_TIMEOUT_MS")]
     pub body_timeout_ms: Option<u64>,
+    /// The longest a request's head may take to arrive, in ms; beyond, the connection is
+    /// closed [default: 10000].
+    #[arg(long, env = "ROUTELMT_HEADER_TIMEOUT_MS")]
+    pub header_timeout_ms: Option<u64>,
     /// CORS origin to allow (repeatable; `*` for any).
     #[arg(long = "cors-origin", env = "ROUTELMT_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
@@ -437,6 +446,7 @@ impl ServeConfig {
         set(&mut c.limits.max_queue, a.max_queue);
         set(&mut c.upstream.stream_idle_ms, a.stream_idle_ms);
         set(&mut c.limits.body_timeout_ms, a.body_timeout_ms);
+        set(&mut c.limits.header_timeout_ms, a.header_timeout_ms);
         if !a.cors_origins.is_empty() {
             c.cors_origins = a.cors_origins.clone();
         }

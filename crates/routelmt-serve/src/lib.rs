@@ -100,6 +100,62 @@ async fn signal() {
     }
 }
 
+/// Serves HTTP/1.1 connections from `listener` with `app` until `stop` resolves, then closes
+/// idle connections, lets in-flight requests finish and returns when every connection is
+/// done. A request head (request line and headers) that takes longer than `header_timeout`
+/// to arrive closes its connection (hyper's header read timeout, which needs the timer that
+/// `axum::serve` does not give it).
+async fn accept(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    header_timeout: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let (close, closing) = tokio::sync::watch::channel(false);
+    let mut conns = tokio::task::JoinSet::new();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait, keep serving.
+                        eprintln!("serve: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = TowerToHyperService::new(app.clone());
+                let mut closing = closing.clone();
+                conns.spawn(async move {
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(header_timeout)
+                        .serve_connection(TokioIo::new(stream), service);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        () = async { drop(closing.wait_for(|c| *c).await) } => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                        }
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    let _ = close.send(true);
+    while conns.join_next().await.is_some() {}
+    Ok(())
+}
+
 /// Runs the gateway until SIGTERM / Ctrl-C, then drains and returns.
 pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     cfg.check()?;
@@ -154,7 +210,8 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         );
         tokio::time::sleep(grace.min(deadline)).await;
     };
-    let served = axum::serve(listener, app).with_graceful_shutdown(stop_accepting);
+    let header_timeout = Duration::from_millis(cfg.limits.header_timeout_ms.max(1));
+    let served = accept(listener, app, header_timeout, stop_accepting);
     let cut_off = async move {
         let _ = heard.wait_for(|s| *s).await;
         tokio::time::sleep(deadline).await;
