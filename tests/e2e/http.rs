@@ -37,6 +37,24 @@ pub enum Mode {
 /// The part of a key a stub's 401 body echoes.
 pub const ECHOED_KEY: &str = "sk-proj-abc123...XYZ9";
 
+/// Upstream keys that every gateway started by [`Gateway::start`] holds (through
+/// `ROUTELMT_SMALL_KEY_ENV` / `ROUTELMT_LARGE_KEY_ENV`, which a test's own flags override). No
+/// response any test reads through [`request`] and no gateway log may contain them or
+/// [`ECHOED_KEY`]: the secrets sweep across every gateway test, faults included.
+pub const SMALL_SECRET: &str = "sk-sweep-small-4c1d9e";
+/// See [`SMALL_SECRET`].
+pub const LARGE_SECRET: &str = "sk-sweep-large-8a72f0";
+
+/// Responses checked by the sweep so far (in this test binary).
+static SWEPT: AtomicUsize = AtomicUsize::new(0);
+
+/// Panics if `text` (a response or a log) holds a secret.
+fn sweep(what: &str, text: &str) {
+    for secret in [SMALL_SECRET, LARGE_SECRET, ECHOED_KEY] {
+        assert!(!text.contains(secret), "{what} holds a secret ({}…)", &secret[..8]);
+    }
+}
+
 /// The SSE bytes a stub streams.
 pub fn sse_body(name: &str) -> String {
     let mut s = String::new();
@@ -305,6 +323,10 @@ pub fn request(
     let mut reader = BufReader::new(conn);
     let (h, body) = read_message(&mut reader).expect("a response");
     let status = h[":start"].split_whitespace().nth(1).unwrap().parse().unwrap();
+    let all: Vec<&str> = h.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]).collect();
+    sweep(&format!("the response to {method} {path}"), &all.join("\n"));
+    sweep(&format!("the response to {method} {path}"), &String::from_utf8_lossy(&body));
+    SWEPT.fetch_add(1, Ordering::Relaxed);
     Resp { status, headers: h, body }
 }
 
@@ -331,6 +353,8 @@ impl Gateway {
     pub fn start(args: &[String], env: &[(&str, &str)]) -> Gateway {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_routelmt"));
         cmd.arg("serve").args(args).args(["--listen", "127.0.0.1:0"]);
+        cmd.env("ROUTELMT_SMALL_KEY_ENV", "RLT_SWEEP_SMALL").env("RLT_SWEEP_SMALL", SMALL_SECRET);
+        cmd.env("ROUTELMT_LARGE_KEY_ENV", "RLT_SWEEP_LARGE").env("RLT_SWEEP_LARGE", LARGE_SECRET);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -392,6 +416,15 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let log = self.log();
+            sweep("the gateway's log", &log);
+            println!(
+                "secrets sweep: no key in {} responses so far nor in this gateway's {} log lines",
+                SWEPT.load(Ordering::Relaxed),
+                log.lines().count()
+            );
+        }
     }
 }
 
