@@ -175,6 +175,44 @@ fn the_budget_counts_what_was_served_when_the_small_side_fails_over() {
 }
 
 #[test]
+fn two_thousand_requests_at_concurrency_64_with_upstream_faults_lose_none() {
+    // Every 7th small call and every 5th large call fails; one retry, then the other side.
+    let (small, large) =
+        (Stub::start("small", Mode::FailEvery(7)), Stub::start("large", Mode::FailEvery(5)));
+    let args = with(
+        base_args(&small, &large),
+        &["--budget", "0.3", "--window", "100", "--retries", "1", "--batch-size", "16"],
+    );
+    let g = Gateway::start(&args, &[]);
+    let t = Instant::now();
+    let results = load(g.addr, 2000, 64);
+    let took = t.elapsed();
+    assert_eq!(results.len(), 2000, "every request answered");
+    let ok = results.iter().filter(|r| r.3 == 200).count();
+    // Not lost: 200, or an explicit OpenAI-style error (4xx, 502 when both sides failed, 503).
+    let explicit =
+        results.iter().filter(|r| [502, 503].contains(&r.3) || (400..500).contains(&r.3)).count();
+    assert_eq!(ok + explicit, 2000, "only 200, 4xx, 502 or 503");
+    let fallbacks = results.iter().filter(|r| r.3 == 200 && r.1 != r.2).count();
+    let decided: Vec<(u64, bool)> =
+        results.iter().filter(|r| r.0 > 0).map(|r| (r.0, r.1 == "large")).collect();
+    let n = decided.len();
+    let counts = served_windows(&results, 100);
+    println!(
+        "2000 requests at concurrency 64 in {took:.1?}: {ok} answered 200, {explicit} 4xx/502/503, \
+         {fallbacks} fallbacks ({} small and {} large calls); served large per window of 100: \
+         {:?}",
+        small.n(),
+        large.n(),
+        (counts.iter().min(), counts.iter().max())
+    );
+    // Every decision holds the band (30 ± 2 of every 100).
+    assert_eq!(n, 2000);
+    assert_windows(decided, 100, 0.3);
+    assert_eq!(g.stop(), Some(0));
+}
+
+#[test]
 fn a_spend_cap_bounds_threshold_routing_on_what_was_served() {
     // The threshold sends everything large; the cap allows 25 of every 100 (served).
     let (small, large) = (Stub::start("small", Mode::Ok), Stub::start("large", Mode::Ok));

@@ -188,19 +188,21 @@ async fn chat(State(s): State<Arc<AppState>>, req: Request) -> Response {
         }
     };
     let (response, served) = match handle(&s, body, permit).await {
-        Ok((response, served)) => (response, served.name()),
+        Ok((response, Some(served))) => (response, served.name()),
+        Ok((response, None)) => (response, "none"),
         Err(e) => (e.into_response(), "none"),
     };
     s.metrics.request(served, response.status().as_u16());
     response
 }
 
-/// One chat request: the response and the side that served it.
+/// One chat request: the response and the side that served it (`None`: both sides failed,
+/// and the error response carries the decision's headers).
 async fn handle(
     s: &Arc<AppState>,
     body: Result<Bytes, BytesRejection>,
     permit: tokio::sync::OwnedSemaphorePermit,
-) -> Result<(Response, Side), ApiError> {
+) -> Result<(Response, Option<Side>), ApiError> {
     let request = parse(body)?;
     let ready = s.ready.get().ok_or_else(|| not_ready(s, "the router is loading"))?;
     // The chat template (which may come from the model file) renders and the text tokenizes
@@ -214,12 +216,21 @@ async fn handle(
     .map_err(|_| ApiError::Internal)??;
     let routed = ready.batcher.route(ids).await?;
     let (request, stream) = upstream_request(request);
-    let served = s.upstreams.call(routed.side, &request, stream, &s.metrics).await?;
+    let served = match s.upstreams.call(routed.side, &request, stream, &s.metrics).await {
+        Ok(served) => served,
+        Err(e) => {
+            let mut response = ApiError::from(e).into_response();
+            let mut headers = routing_headers(&routed, routed.side);
+            headers.remove("x-routelmt-served");
+            response.headers_mut().extend(headers);
+            return Ok((response, None));
+        }
+    };
     let side = served.side;
     // The budget counts the side that served the request (a fallback changes it).
     ready.batcher.served(&routed, side);
     s.metrics.served(side);
-    Ok((respond(&routed, served, permit, s.stream_idle), side))
+    Ok((respond(&routed, served, permit, s.stream_idle), Some(side)))
 }
 
 /// The body as a JSON object.
@@ -323,8 +334,8 @@ fn streamed(
     (status, headers, Body::from_stream(body)).into_response()
 }
 
-/// `x-routelmt-route` (the side decided), `-served` (the side that answered), `-score` and
-/// `-decision` (the position in the decision sequence).
+/// `x-routelmt-route` (the side decided), `-served` (the side that answered; absent when
+/// neither did), `-score` and `-decision` (the position in the decision sequence).
 fn routing_headers(routed: &Routed, served: Side) -> HeaderMap {
     let mut headers = HeaderMap::new();
     let values = [
