@@ -82,21 +82,105 @@ pub struct Decision {
     pub forced: bool,
 }
 
+/// The last `capacity` routing decisions, each as decided and as served (a fallback serves a
+/// request on the other side: [`Self::amend`]), with the counts the band and the fallback
+/// rates need kept up to date.
+#[derive(Debug, Clone)]
+pub struct DecisionWindow {
+    capacity: usize,
+    /// (decided large, served large), oldest first.
+    entries: VecDeque<(bool, bool)>,
+    served_large: usize,
+    decided_large: usize,
+    /// Decided small but served large, and decided large but served small.
+    flipped: [usize; 2],
+}
+
+impl DecisionWindow {
+    /// An empty window of at most `capacity` decisions.
+    pub fn new(capacity: usize) -> Self {
+        let entries = VecDeque::with_capacity(capacity + 1);
+        Self { capacity, entries, served_large: 0, decided_large: 0, flipped: [0, 0] }
+    }
+
+    /// Decisions in the window.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the window holds no decision.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Decisions in the window served large.
+    pub fn large(&self) -> usize {
+        self.served_large
+    }
+
+    /// Adds a decision (served as decided until amended), dropping the oldest beyond capacity.
+    pub fn push(&mut self, large: bool) {
+        if self.capacity == 0 {
+            return;
+        }
+        self.entries.push_back((large, large));
+        self.served_large += usize::from(large);
+        self.decided_large += usize::from(large);
+        if self.entries.len() > self.capacity {
+            let (decided, served) = self.entries.pop_front().expect("non-empty");
+            self.served_large -= usize::from(served);
+            self.decided_large -= usize::from(decided);
+            if served != decided {
+                self.flipped[usize::from(decided)] -= 1;
+            }
+        }
+    }
+
+    /// Sets the decision made `age` decisions ago (0: the last) as served `large`. Returns
+    /// whether it was still in the window and changed.
+    pub fn amend(&mut self, age: u64, large: bool) -> bool {
+        let n = self.entries.len() as u64;
+        if age >= n {
+            return false;
+        }
+        let (decided, served) = &mut self.entries[(n - 1 - age) as usize];
+        if *served == large {
+            return false;
+        }
+        *served = large;
+        if large {
+            self.served_large += 1;
+        } else {
+            self.served_large -= 1;
+        }
+        // Flipped away from the decision, or back to it.
+        let kind = usize::from(*decided);
+        if large == *decided {
+            self.flipped[kind] -= 1;
+        } else {
+            self.flipped[kind] += 1;
+        }
+        true
+    }
+
+    /// The fraction `f` of the decisions made small that were served large, and `g` of those
+    /// made large that were served small (0 where there are none).
+    pub fn flip_rates(&self) -> (f64, f64) {
+        let (large, small) = (self.decided_large, self.entries.len() - self.decided_large);
+        let rate = |n: usize, of: usize| if of > 0 { n as f64 / of as f64 } else { 0.0 };
+        (rate(self.flipped[0], small), rate(self.flipped[1], large))
+    }
+}
+
 /// The streaming budget controller (see the module docs for the design and the guarantee).
 #[derive(Debug, Clone)]
 pub struct BudgetController {
     cfg: ControllerConfig,
     lo: usize,
     hi: usize,
-    /// The last `W − 1` decisions (true = large): the ones the next window shares. A decision
-    /// served by the other side is counted as served ([`Self::amend`]).
-    recent: VecDeque<bool>,
-    recent_large: usize,
-    /// The same decisions as made (before any amendment), and how many of them are large.
-    decided: VecDeque<bool>,
-    decided_large: usize,
-    /// Of those, how many were decided small but served large, and large but served small.
-    flipped: [usize; 2],
+    /// The last `W − 1` decisions: the ones the next window shares. A decision served by the
+    /// other side is counted as served ([`Self::amend`]).
+    recent: DecisionWindow,
     /// Scores in arrival order and sorted, for the sliding quantile.
     fifo: VecDeque<f64>,
     sorted: Vec<f64>,
@@ -140,11 +224,7 @@ impl BudgetController {
             cfg,
             lo,
             hi,
-            recent: VecDeque::with_capacity(cfg.window),
-            recent_large: 0,
-            decided: VecDeque::with_capacity(cfg.window),
-            decided_large: 0,
-            flipped: [0, 0],
+            recent: DecisionWindow::new(cfg.window.saturating_sub(1)),
             fifo: VecDeque::with_capacity(cfg.score_window + 1),
             sorted: Vec::with_capacity(cfg.score_window + 1),
             decisions: 0,
@@ -218,7 +298,7 @@ impl BudgetController {
         let own = if self.recent.is_empty() {
             p
         } else {
-            self.recent_large as f64 / self.recent.len() as f64
+            self.recent.large() as f64 / self.recent.len() as f64
         };
         let share = share.unwrap_or(own);
         let p_eff = (self.decided_target() + self.cfg.feedback * (p - share)).clamp(0.0, 1.0);
@@ -244,15 +324,13 @@ impl BudgetController {
     /// this is `p`.
     fn decided_target(&self) -> f64 {
         let p = self.cfg.budget;
-        let (large, small) = (self.decided_large, self.decided.len() - self.decided_large);
-        let rate = |n: usize, of: usize| if of > 0 { n as f64 / of as f64 } else { 0.0 };
-        let (f, g) = (rate(self.flipped[0], small), rate(self.flipped[1], large));
+        let (f, g) = self.recent.flip_rates();
         if f + g < 1.0 { ((p - f) / (1.0 - f - g)).clamp(0.0, 1.0) } else { p }
     }
 
     /// The hard band applied to a preference, over this controller's own recent decisions.
     pub fn band_decision(&self, preferred: bool) -> bool {
-        let c = self.recent_large;
+        let c = self.recent.large();
         let r = self.cfg.window - 1 - self.recent.len();
         if c + 1 > self.hi {
             false
@@ -277,30 +355,7 @@ impl BudgetController {
     /// requests small until the share is back in the band). Returns whether the decision was
     /// still in the window and changed.
     pub fn amend(&mut self, age: u64, large: bool) -> bool {
-        let n = self.recent.len() as u64;
-        if age >= n {
-            return false;
-        }
-        let at = (n - 1 - age) as usize;
-        let slot = &mut self.recent[at];
-        if *slot == large {
-            return false;
-        }
-        *slot = large;
-        if large {
-            self.recent_large += 1;
-        } else {
-            self.recent_large -= 1;
-        }
-        // Flipped away from the decision, or back to it.
-        let as_decided = self.decided[at];
-        let kind = usize::from(as_decided);
-        if large == as_decided {
-            self.flipped[kind] -= 1;
-        } else {
-            self.flipped[kind] += 1;
-        }
-        true
+        self.recent.amend(age, large)
     }
 
     /// Sends a request to the small model without consulting the tracker (a quality guard
@@ -314,21 +369,7 @@ impl BudgetController {
 
     /// Slides the decision window (keeps the last W − 1) and counts the decision.
     fn push_decision(&mut self, large: bool) {
-        if self.cfg.window > 1 {
-            self.recent.push_back(large);
-            self.recent_large += usize::from(large);
-            self.decided.push_back(large);
-            self.decided_large += usize::from(large);
-            if self.recent.len() > self.cfg.window - 1 {
-                let served = self.recent.pop_front().expect("non-empty");
-                let decided = self.decided.pop_front().expect("as long as recent");
-                self.recent_large -= usize::from(served);
-                self.decided_large -= usize::from(decided);
-                if served != decided {
-                    self.flipped[usize::from(decided)] -= 1;
-                }
-            }
-        }
+        self.recent.push(large);
         self.decisions += 1;
         self.large += u64::from(large);
     }

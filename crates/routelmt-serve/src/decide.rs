@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use routelmt_route::controller::{BudgetController, ControllerConfig};
+use routelmt_route::controller::{BudgetController, ControllerConfig, DecisionWindow};
 use routelmt_route::policy::{Direction, Route};
 use thiserror::Error;
 
@@ -358,42 +358,24 @@ impl RedisBand {
     }
 }
 
-/// A cap on the large share for threshold routing: at most `hi` large decisions in every
-/// window of `W` (served sides, after fallbacks).
+/// A cap on the large share for threshold routing: at most `hi` large in every window of `W`
+/// (served sides, after fallbacks), over the last `W − 1` decisions.
 struct Cap {
     hi: usize,
-    window: usize,
-    recent: VecDeque<bool>,
-    large: usize,
+    recent: DecisionWindow,
 }
 
 impl Cap {
     fn new(share: f64, window: usize) -> Self {
         let hi = (share * window as f64 + 1e-9).floor() as usize;
-        Self { hi, window: window.max(1), recent: VecDeque::new(), large: 0 }
+        Self { hi, recent: DecisionWindow::new(window.max(1) - 1) }
     }
 
     /// `preferred` (large), unless that would put more than `hi` large in the window.
     fn decide(&mut self, preferred: bool) -> bool {
-        let large = preferred && self.large < self.hi;
-        self.recent.push_back(large);
-        self.large += usize::from(large);
-        if self.recent.len() > self.window - 1 {
-            let old = self.recent.pop_front().unwrap_or(false);
-            self.large -= usize::from(old);
-        }
+        let large = preferred && self.recent.large() < self.hi;
+        self.recent.push(large);
         large
-    }
-
-    fn amend(&mut self, age: u64, large: bool) {
-        let n = self.recent.len() as u64;
-        if age < n {
-            let slot = &mut self.recent[(n - 1 - age) as usize];
-            if *slot != large {
-                *slot = large;
-                if large { self.large += 1 } else { self.large -= 1 }
-            }
-        }
     }
 }
 
@@ -472,7 +454,9 @@ impl Decider {
         let (age, large) = (self.own - routed.own, side == Side::Large);
         match &mut self.kind {
             Kind::Threshold(_, None) => {}
-            Kind::Threshold(_, Some(cap)) => cap.amend(age, large),
+            Kind::Threshold(_, Some(cap)) => {
+                cap.recent.amend(age, large);
+            }
             Kind::Controller { ctl, band, .. } => {
                 ctl.amend(age, large);
                 if let Some((band, _)) = band {

@@ -49,7 +49,6 @@ struct Inner {
     decisions: BTreeMap<&'static str, u64>,
     window: VecDeque<bool>,
     window_len: usize,
-    served: BTreeMap<&'static str, u64>,
     served_window: VecDeque<bool>,
     amended: BTreeMap<(&'static str, &'static str), u64>,
     budget: Option<f64>,
@@ -63,6 +62,14 @@ struct Inner {
     upstream_requests: BTreeMap<(&'static str, String), u64>,
     upstream_errors: BTreeMap<(&'static str, &'static str), u64>,
     fallbacks: BTreeMap<(&'static str, &'static str), u64>,
+}
+
+/// Appends `large` to a window of at most `len` decisions.
+fn slide(window: &mut VecDeque<bool>, len: usize, large: bool) {
+    window.push_back(large);
+    if window.len() > len {
+        window.pop_front();
+    }
 }
 
 /// The gateway's counters.
@@ -119,10 +126,7 @@ impl Metrics {
     pub fn decision(&self, d: &Routed, budget: Option<f64>) {
         self.with(|m| {
             *m.decisions.entry(d.side.name()).or_default() += 1;
-            m.window.push_back(d.side == Side::Large);
-            if m.window.len() > m.window_len {
-                m.window.pop_front();
-            }
+            slide(&mut m.window, m.window_len, d.side == Side::Large);
             m.budget = budget;
             m.threshold = d.threshold;
         });
@@ -130,13 +134,7 @@ impl Metrics {
 
     /// A request answered by `side` (after any fallback).
     pub fn served(&self, side: Side) {
-        self.with(|m| {
-            *m.served.entry(side.name()).or_default() += 1;
-            m.served_window.push_back(side == Side::Large);
-            if m.served_window.len() > m.window_len {
-                m.served_window.pop_front();
-            }
-        });
+        self.with(|m| slide(&mut m.served_window, m.window_len, side == Side::Large));
     }
 
     /// The decider changed a decision from `from` to `to` (what was served).
@@ -183,8 +181,12 @@ impl Metrics {
             head(&mut o, "routelmt_large_share", "gauge", "Large share of the last window of decisions, as decided.");
             let _ = writeln!(o, "routelmt_large_share {}", share(&m.window));
             head(&mut o, "routelmt_served_total", "counter", "Requests answered, by the side that served them (after fallbacks).");
-            for (route, n) in &m.served {
-                let _ = writeln!(o, "routelmt_served_total{{route=\"{route}\"}} {n}");
+            // The same events as the requests by served side, summed over their statuses.
+            for side in [Side::Small, Side::Large] {
+                let n: u64 = (m.requests.iter().filter(|((r, _), _)| r == side.name()))
+                    .map(|(_, n)| n)
+                    .sum();
+                let _ = writeln!(o, "routelmt_served_total{{route=\"{}\"}} {n}", side.name());
             }
             head(&mut o, "routelmt_served_large_share", "gauge", "Large share of the last window of answered requests, as served.");
             let _ = writeln!(o, "routelmt_served_large_share {}", share(&m.served_window));
